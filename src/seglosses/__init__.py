@@ -1,0 +1,43 @@
+"""seglosses: loss functions and evaluation metrics for medical image segmentation.
+
+Losses are ``torch.nn.Module`` classes called as ``loss(input, target)``; their
+functional forms live in :mod:`seglosses.functional`. Every region loss and overlap
+metric is a formula over one statistics kernel,
+:func:`seglosses.functional.soft_confusion`.
+"""
+from . import functional, regularizers
+from .losses import (
+    AsymmetricSimilarityLoss,
+    ConfidencePenalty,
+    DiceLoss,
+    FocalTverskyLoss,
+    GeneralizedDiceLoss,
+    IoULoss,
+    JaccardLoss,
+    LabelNoisePenalty,
+    PenaltyGeneralizedDiceLoss,
+    SegLoss,
+    SensitivitySpecificityLoss,
+    TverskyLoss,
+    WeightedSum,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "functional",
+    "regularizers",
+    "SegLoss",
+    "WeightedSum",
+    "DiceLoss",
+    "IoULoss",
+    "JaccardLoss",
+    "TverskyLoss",
+    "FocalTverskyLoss",
+    "AsymmetricSimilarityLoss",
+    "GeneralizedDiceLoss",
+    "PenaltyGeneralizedDiceLoss",
+    "SensitivitySpecificityLoss",
+    "LabelNoisePenalty",
+    "ConfidencePenalty",
+]

@@ -1,0 +1,346 @@
+"""Canonical inputs: the one place where (input, target) pairs are validated.
+
+Every loss and metric of the package calls :func:`canonicalize`, which checks the
+pair and flattens it to
+
+* ``x``: the prediction ``[B, C, N]`` (spatial dims flattened, any number of them),
+  still as given: logits when ``from_logits=True``, probabilities otherwise;
+* either ``labels`` ``[B, N]`` (int64 class indices, a label map, never expanded to
+  one-hot) or ``dense`` ``[B, C, N]`` (a float one-hot or soft target);
+* ``valid`` ``[B, N]`` (bool) where ``ignore_index`` removes pixels, else ``None``.
+
+Target formats by ``mode`` (``S`` = the spatial dims):
+
+============  =====================  ==============================================
+mode          input                  target
+============  =====================  ==============================================
+binary        ``[B, 1, *S]``         ``[B, *S]`` or ``[B, 1, *S]``; integer/bool
+                                     labels in {0, 1}, or float probabilities
+multiclass    ``[B, C, *S]``, C >= 2 ``[B, *S]`` integer label map in [0, C), or
+                                     ``[B, C, *S]`` float one-hot / soft labels
+multilabel    ``[B, C, *S]``         ``[B, C, *S]``; integer/bool {0, 1} or float
+============  =====================  ==============================================
+
+Error messages follow one format: ```arg` must be <expectation>; got <actual>``.
+Shape, dtype and option checks read only tensor metadata. Value checks (labels in
+range, probabilities in [0, 1], no NaN/Inf) need one reduction over the data and a
+device synchronisation; they run when ``check_values=True`` (the default) and can be
+turned off per loss for tight GPU training loops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from ._options import check_mode
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+@dataclass(frozen=True)
+class Canonical:
+    """A validated (input, target) pair in flattened form; see the module docstring."""
+
+    x: Tensor
+    mode: str
+    from_logits: bool
+    labels: Optional[Tensor]
+    dense: Optional[Tensor]
+    valid: Optional[Tensor]
+    spatial_shape: Tuple[int, ...]
+    include_background: bool
+
+    @property
+    def num_channels(self) -> int:
+        """Channels of the prediction (C)."""
+        return self.x.shape[1]
+
+    @property
+    def batch_size(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def activation(self) -> str:
+        """'sigmoid', 'softmax' or 'none' (already probabilities)."""
+        if not self.from_logits:
+            return "none"
+        return "softmax" if self.mode == "multiclass" else "sigmoid"
+
+    @property
+    def first_class(self) -> int:
+        """Index of the first channel that region statistics keep."""
+        if self.include_background or self.mode == "binary":
+            return 0
+        return 1
+
+    def probs(self, dtype: Optional[torch.dtype] = None) -> Tensor:
+        """Probabilities ``[B, C, N]`` (all channels), computed in ``dtype``."""
+        x = self.x if dtype is None else self.x.to(dtype)
+        act = self.activation
+        if act == "sigmoid":
+            return torch.sigmoid(x)
+        if act == "softmax":
+            return torch.softmax(x, dim=1)
+        return x
+
+    def dense_target(self, dtype: torch.dtype) -> Tensor:
+        """The target as ``[B, C, N]`` in ``dtype`` (expands a label map: use sparingly)."""
+        if self.dense is not None:
+            return self.dense.to(dtype)
+        c = self.num_channels
+        return torch.nn.functional.one_hot(self.labels, c).movedim(-1, 1).to(dtype)
+
+    def valid_float(self, dtype: torch.dtype) -> Optional[Tensor]:
+        return None if self.valid is None else self.valid.to(dtype)
+
+
+def _shape(t: Tensor) -> str:
+    return "(" + ", ".join(str(s) for s in t.shape) + ")"
+
+
+def check_tensor(name: str, value: object) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor; got {type(value).__name__}")
+    return value
+
+
+def check_finite(name: str, t: Tensor) -> None:
+    """Raise when a float tensor holds NaN or Inf (one reduction, one sync)."""
+    if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+        n_nan = int(torch.isnan(t).sum())
+        n_inf = int(torch.isinf(t).sum())
+        raise ValueError(f"`{name}` must be finite; got {n_nan} NaN and {n_inf} Inf values")
+
+
+def check_probabilities(name: str, t: Tensor) -> None:
+    """Raise when a float tensor leaves [0, 1] (NaN included)."""
+    if not t.numel():
+        return
+    lo, hi = torch.aminmax(t.detach())
+    lo, hi = float(lo), float(hi)
+    if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
+        raise ValueError(
+            f"`{name}` must hold probabilities in [0, 1] (pass from_logits=True for logits); "
+            f"got values in [{lo:.4g}, {hi:.4g}]"
+        )
+
+
+def check_labels(name: str, t: Tensor, num_classes: int, ignore_index: Optional[int]) -> None:
+    """Raise when integer labels fall outside [0, num_classes) (ignore_index excepted)."""
+    if not t.numel() or t.dtype == torch.bool:
+        return
+    if ignore_index is not None:
+        # ignored pixels are replaced by 0, a valid label, so min/max see only the rest
+        t = torch.where(t != ignore_index, t, torch.zeros((), dtype=t.dtype, device=t.device))
+    lo, hi = torch.aminmax(t)
+    lo = int(lo)
+    hi = int(hi)
+    if lo < 0 or hi >= num_classes:
+        extra = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
+        raise ValueError(
+            f"`{name}` labels must lie in [0, {num_classes - 1}]{extra} for {num_classes} classes; "
+            f"got values in [{lo}, {hi}]"
+        )
+
+
+def canonicalize(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: str = "binary",
+    from_logits: bool = True,
+    include_background: bool = True,
+    ignore_index: Optional[int] = None,
+    check_values: bool = True,
+) -> Canonical:
+    """Validate an (input, target) pair and flatten it; see the module docstring.
+
+    Args:
+        input: prediction ``[B, C, *S]``, float.
+        target: label map ``[B, *S]`` (integer) or dense ``[B, C, *S]``.
+        mode: "binary", "multiclass" or "multilabel".
+        from_logits: the input is logits (sigmoid for binary/multilabel, softmax for
+            multiclass is applied by the statistics); otherwise probabilities.
+        include_background: keep channel 0 in multiclass/multilabel statistics.
+        ignore_index: target value whose pixels leave every statistic.
+        check_values: run the value checks (one pass over the data, one sync).
+
+    Raises:
+        TypeError: non-tensor arguments, a non-float input, a float label map or an
+            integer one-hot target in multiclass mode.
+        ValueError: unknown mode, mismatched shapes, wrong class count, labels out of
+            range, probabilities outside [0, 1], NaN/Inf in the input or target.
+    """
+    mode = check_mode(mode)
+    input = check_tensor("input", input)
+    target = check_tensor("target", target)
+    if not isinstance(from_logits, bool):
+        raise TypeError(f"`from_logits` must be a bool; got {type(from_logits).__name__}")
+    if not isinstance(include_background, bool):
+        raise TypeError(f"`include_background` must be a bool; got {type(include_background).__name__}")
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+        raise TypeError(f"`ignore_index` must be an int or None; got {type(ignore_index).__name__}")
+    if input.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"`input` must be a floating-point tensor; got {input.dtype}")
+    if input.dim() < 3:
+        raise ValueError(
+            f"`input` must have shape [B, C, *spatial] with at least one spatial dim; got {_shape(input)}"
+        )
+    if target.device != input.device:
+        raise ValueError(f"`target` must be on the input's device {input.device}; got {target.device}")
+    if input.shape[0] == 0:
+        raise ValueError(f"`input` must hold at least one image; got batch size 0, shape {_shape(input)}")
+    b, c = input.shape[:2]
+    spatial = tuple(input.shape[2:])
+    is_float_target = target.dtype in _FLOAT_DTYPES
+    is_int_target = target.dtype == torch.bool or not (is_float_target or target.is_complex())
+    if not (is_float_target or is_int_target):
+        raise TypeError(f"`target` must be an integer, bool or float tensor; got {target.dtype}")
+
+    labels = dense = None
+    if mode == "binary":
+        if c != 1:
+            raise ValueError(
+                f"`input` must have 1 channel in binary mode (use mode='multiclass' or 'multilabel' "
+                f"for {c} channels); got shape {_shape(input)}"
+            )
+        if target.shape == input.shape:
+            target = target[:, 0]
+        if tuple(target.shape) != (b,) + spatial:
+            raise ValueError(
+                f"`target` must have shape {_shape(input[:, 0])} or {_shape(input)} to match `input` "
+                f"{_shape(input)} in binary mode; got {_shape(target)}"
+            )
+        if is_int_target:
+            labels = target
+        else:
+            dense = target.unsqueeze(1)
+    elif mode == "multiclass":
+        if c < 2:
+            raise ValueError(
+                f"`input` must have at least 2 channels in multiclass mode (use mode='binary' for one); "
+                f"got shape {_shape(input)}"
+            )
+        if target.dim() == input.dim() - 1:
+            if not is_int_target:
+                raise TypeError(
+                    f"`target` label map [B, *spatial] must be an integer tensor in multiclass mode; got "
+                    f"{target.dtype} (a float target must be one-hot or soft labels of shape {_shape(input)})"
+                )
+            if tuple(target.shape) != (b,) + spatial:
+                raise ValueError(
+                    f"`target` label map must have shape {_shape(input[:, 0])} to match `input` "
+                    f"{_shape(input)}; got {_shape(target)}"
+                )
+            labels = target
+        elif target.dim() == input.dim():
+            if tuple(target.shape) != tuple(input.shape):
+                raise ValueError(
+                    f"`target` must have shape {_shape(input)} (one-hot / soft, {c} classes) or "
+                    f"{_shape(input[:, 0])} (label map); got {_shape(target)}"
+                )
+            if not is_float_target:
+                raise TypeError(
+                    f"`target` of shape [B, C, *spatial] must be a float one-hot or soft target in multiclass "
+                    f"mode; got integer dtype {target.dtype} (pass a label map [B, *spatial] for class indices)"
+                )
+            dense = target
+        else:
+            raise ValueError(
+                f"`target` must have shape {_shape(input[:, 0])} (label map) or {_shape(input)} (one-hot) "
+                f"for input {_shape(input)}; got {_shape(target)}"
+            )
+    else:  # multilabel
+        if tuple(target.shape) != tuple(input.shape):
+            raise ValueError(
+                f"`target` must have shape {_shape(input)} in multilabel mode (one channel per label); "
+                f"got {_shape(target)}"
+            )
+        if is_int_target:
+            labels = None
+            dense = target  # converted below after value checks
+        else:
+            dense = target
+
+    if ignore_index is not None and mode == "multiclass" and 0 <= ignore_index < c and labels is not None:
+        raise ValueError(
+            f"`ignore_index` must not be a class index in [0, {c - 1}] (it would remove class "
+            f"{ignore_index}); got {ignore_index} (use e.g. 255 or -100)"
+        )
+
+    # ---- value checks (one pass each, opt-out) ----
+    if check_values:
+        check_finite("input", input)
+        if not from_logits:
+            check_probabilities("input", input)
+        if labels is not None:
+            check_labels("target", labels, 2 if mode == "binary" else c, ignore_index)
+        elif is_int_target:  # integer multilabel
+            check_labels("target", dense, 2, ignore_index)
+        else:
+            check_finite("target", dense)
+            if ignore_index is None:
+                check_probabilities("target", dense)
+            else:
+                check_probabilities("target", torch.where(dense == ignore_index, torch.zeros_like(dense), dense))
+
+    # ---- ignore mask, flattening ----
+    valid = None
+    if ignore_index is not None:
+        if labels is not None:
+            valid = labels != ignore_index
+            labels = torch.where(valid, labels, torch.zeros((), dtype=labels.dtype, device=labels.device))
+        else:
+            bad = dense == ignore_index
+            valid = ~bad.any(dim=1)
+            dense = torch.where(bad, torch.zeros((), dtype=dense.dtype, device=dense.device), dense)
+    if mode == "binary" and labels is not None:
+        # the single channel is the foreground: g = [label == 1], a float map of the
+        # label map's size (no class axis to expand)
+        dense, labels = labels.unsqueeze(1), None
+    if dense is not None and not dense.is_floating_point():
+        dense = dense.to(input.dtype if input.dtype == torch.float64 else torch.float32)
+
+    x = input.reshape(b, c, -1)
+    if labels is not None:
+        labels = labels.reshape(b, -1).long()
+    if dense is not None:
+        dense = dense.reshape(b, dense.shape[1], -1)
+    if valid is not None:
+        valid = valid.reshape(b, -1)
+    return Canonical(
+        x=x,
+        mode=mode,
+        from_logits=from_logits,
+        labels=labels,
+        dense=dense,
+        valid=valid,
+        spatial_shape=spatial,
+        include_background=include_background,
+    )
+
+
+def check_class_weights(class_weights: Optional[Sequence[float] | Tensor], num: int, like: Tensor) -> Optional[Tensor]:
+    """Validate per-class weights against the number of classes the loss keeps.
+
+    Returns a float tensor on ``like``'s device, or ``None``.
+    """
+    if class_weights is None:
+        return None
+    w = torch.as_tensor(class_weights, dtype=torch.float64 if like.dtype == torch.float64 else torch.float32)
+    w = w.to(like.device)
+    if w.dim() != 1 or w.numel() != num:
+        raise ValueError(
+            f"`class_weights` must hold one weight per class kept by the loss ({num}); got shape {tuple(w.shape)}"
+        )
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not bool(w.sum() > 0):
+        raise ValueError(f"`class_weights` must be finite, >= 0 and not all 0; got {w.tolist()}")
+    return w
+
+
+def with_valid(canon: Canonical, valid: Optional[Tensor]) -> Canonical:
+    """A copy of ``canon`` with another validity mask (used by compound losses)."""
+    return replace(canon, valid=valid)

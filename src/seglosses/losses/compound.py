@@ -1,0 +1,130 @@
+"""Weighted sums of losses: ``DiceLoss() + 0.1 * ConfidencePenalty()``.
+
+:class:`WeightedSum` is the one compound mechanism of the package: ``+`` and scalar
+``*`` on loss modules build it, and :func:`seglosses.build_loss` returns it for a
+spec with several terms. A term's weight is a number or a schedule: a callable
+``weight(step) -> float`` evaluated at the sum's current ``step`` (advance it with
+:meth:`WeightedSum.step`, e.g. once per epoch, for the boundary-loss weight ramp of
+Kervadec et al.).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from ._base import SegLoss
+
+Weight = Union[float, Callable[[int], float]]
+
+
+def _weight_value(w: Weight, step: int) -> float:
+    return float(w(step)) if callable(w) else float(w)
+
+
+class _Scaled:
+    """A schedule multiplied by a constant (keeps `0.5 * (ramp * loss)` a schedule)."""
+
+    def __init__(self, factor: float, inner: Callable[[int], float]) -> None:
+        self.factor, self.inner = factor, inner
+
+    def __call__(self, step: int) -> float:
+        return self.factor * float(self.inner(step))
+
+    def __repr__(self) -> str:
+        return f"{self.factor}*{self.inner!r}"
+
+
+def _mul(a: Weight, b: Weight) -> Weight:
+    if callable(a) and callable(b):
+        return lambda step: float(a(step)) * float(b(step))
+    if callable(a):
+        return _Scaled(float(b), a)
+    if callable(b):
+        return _Scaled(float(a), b)
+    return float(a) * float(b)
+
+
+class WeightedSum(SegLoss):
+    r"""A weighted sum of losses: :math:`L = \sum_k w_k L_k(\text{input}, \text{target})`.
+
+    Built by ``+`` and ``*`` on loss modules or by :func:`seglosses.build_loss`. Each
+    term sees the same ``(input, target)``. ``forward(input, target, return_terms=True)``
+    also returns each term's (unweighted, detached) value for logging.
+
+    Args:
+        terms: ``(weight, loss)`` pairs; a weight is a float or a schedule
+            ``step -> float``.
+
+    Example:
+        >>> from seglosses import DiceLoss, ConfidencePenalty
+        >>> loss = DiceLoss() + 0.1 * ConfidencePenalty()
+        >>> [round(w, 2) for w in loss.weights()]
+        [1.0, 0.1]
+    """
+
+    value_range = (0.0, float("inf"))
+
+    def __init__(self, terms: Sequence[Tuple[Weight, SegLoss]]) -> None:
+        nn.Module.__init__(self)
+        terms = list(terms)
+        if not terms:
+            raise ValueError("`terms` must hold at least one (weight, loss) pair; got none")
+        for i, (w, loss) in enumerate(terms):
+            if not isinstance(loss, nn.Module):
+                raise TypeError(f"`terms[{i}]` loss must be a loss module; got {type(loss).__name__}")
+            if not callable(w) and (isinstance(w, bool) or not isinstance(w, (int, float))):
+                raise TypeError(f"`terms[{i}]` weight must be a number or a callable schedule; got {type(w).__name__}")
+        self.losses = nn.ModuleList([loss for _, loss in terms])
+        self._weights: List[Weight] = [w if callable(w) else float(w) for w, _ in terms]
+        self.config: Dict[str, Any] = {}
+        self.current_step = 0
+        self.minimum_at_truth = all(getattr(l, "minimum_at_truth", False) for l in self.losses)
+
+    @classmethod
+    def of(cls, loss: SegLoss) -> "WeightedSum":
+        """``loss`` as a sum (itself when it is one already)."""
+        return loss if isinstance(loss, WeightedSum) else cls([(1.0, loss)])
+
+    def terms(self) -> List[Tuple[Weight, nn.Module]]:
+        return list(zip(self._weights, self.losses))
+
+    def weights(self) -> List[float]:
+        """The term weights at the current step."""
+        return [_weight_value(w, self.current_step) for w in self._weights]
+
+    def step(self, n: int = 1) -> None:
+        """Advance the schedule step (e.g. once per epoch)."""
+        self.current_step += n
+
+    def scaled(self, factor: Weight) -> "WeightedSum":
+        return WeightedSum([(_mul(factor, w), l) for w, l in self.terms()])
+
+    def __add__(self, other: SegLoss) -> "WeightedSum":
+        if not isinstance(other, SegLoss):
+            return NotImplemented
+        return WeightedSum(self.terms() + WeightedSum.of(other).terms())
+
+    def term_names(self) -> List[str]:
+        """Unique names of the terms, for logging (``dice``, ``dice_2``, ...)."""
+        names: List[str] = []
+        for loss in self.losses:
+            base = getattr(loss, "registry_name", None) or type(loss).__name__
+            name, k = base, 2
+            while name in names:
+                name, k = f"{base}_{k}", k + 1
+            names.append(name)
+        return names
+
+    def forward(self, input: Tensor, target: Tensor, return_terms: bool = False):  # type: ignore[override]
+        total = None
+        values: Dict[str, Tensor] = {}
+        for name, w, loss in zip(self.term_names(), self.weights(), self.losses):
+            v = loss(input, target)
+            values[name] = v.detach()
+            total = w * v if total is None else total + w * v
+        return (total, values) if return_terms else total
+
+    def extra_repr(self) -> str:
+        return " + ".join(f"{w!r}*{type(l).__name__}" for w, l in self.terms())
