@@ -1,0 +1,94 @@
+"""Names of losses and regularisers: one explicit table, no import side effects.
+
+Every loss module class is registered here once, under its canonical name, with
+its aliases and a one-line description. :func:`seglosses.build_loss` and the
+command line read this table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple, Type
+
+from ._options import did_you_mean
+from .losses import (
+    AsymmetricSimilarityLoss,
+    ConfidencePenalty,
+    DiceLoss,
+    FocalTverskyLoss,
+    GeneralizedDiceLoss,
+    IoULoss,
+    LabelNoisePenalty,
+    PenaltyGeneralizedDiceLoss,
+    SegLoss,
+    SensitivitySpecificityLoss,
+    TverskyLoss,
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    cls: Type[SegLoss]
+    description: str
+    aliases: Tuple[str, ...] = field(default_factory=tuple)
+    family: str = "region"
+
+
+ENTRIES: List[Entry] = [
+    Entry("dice", DiceLoss, "soft Dice loss 1 - (2TP+d)/(2TP+FP+FN+d) (Milletari 2016)", ("dice_loss",)),
+    Entry("iou", IoULoss, "soft IoU / Jaccard loss 1 - (TP+d)/(TP+FP+FN+d) (Rahman & Wang 2016)",
+          ("jaccard", "iou_loss", "jaccard_loss")),
+    Entry("tversky", TverskyLoss, "Tversky loss 1 - (TP+d)/(TP+aFP+bFN+d) (Salehi 2017; seed 000)",
+          ("tversky_loss",)),
+    Entry("focal_tversky", FocalTverskyLoss, "focal Tversky loss (1 - T)^(1/gamma) (Abraham & Khan 2018)",
+          ("focal_tversky_loss", "ftl")),
+    Entry("asymmetric_similarity", AsymmetricSimilarityLoss, "F-beta loss, Tversky with a+b=1 (Hashemi 2019)",
+          ("asymmetric", "asymmetric_similarity_loss")),
+    Entry("generalized_dice", GeneralizedDiceLoss, "generalised Dice loss, weights 1/(sum g)^2 (Sudre 2017)",
+          ("gdl", "generalised_dice", "generalized_dice_loss")),
+    Entry("penalty_generalized_dice", PenaltyGeneralizedDiceLoss, "penalty GDL  L/(1+k(1-L)) (Su 2019)",
+          ("pgdl", "penalty_gdl", "penalty_generalized_dice_loss")),
+    Entry("sensitivity_specificity", SensitivitySpecificityLoss,
+          "weighted squared error on positives and negatives (Brosch 2015)", ("ss", "sensitivity_specificity_loss")),
+    Entry("label_noise_penalty", LabelNoisePenalty, "KL(u || y_hat): label smoothing for any loss (seed 000)",
+          ("lnp",), "regularizer"),
+    Entry("confidence_penalty", ConfidencePenalty, "KL(y_hat || u) = log C - H(y_hat) (Pereyra 2017; seed 000)",
+          ("cp",), "regularizer"),
+]
+
+
+def _tables() -> Tuple[Dict[str, Entry], Dict[str, str]]:
+    by_name: Dict[str, Entry] = {}
+    alias: Dict[str, str] = {}
+    for e in ENTRIES:
+        if e.name in by_name or e.name in alias:
+            raise RuntimeError(f"loss name {e.name!r} registered twice")
+        by_name[e.name] = e
+        for a in e.aliases:
+            if a in alias or a in by_name:
+                raise RuntimeError(f"loss alias {a!r} registered twice")
+            alias[a] = e.name
+    return by_name, alias
+
+
+LOSSES, ALIASES = _tables()
+for _e in ENTRIES:
+    _e.cls.registry_name = _e.name  # type: ignore[attr-defined]
+
+
+def resolve(name: str) -> Entry:
+    """The entry of a canonical name or alias (case-insensitive, '-' = '_')."""
+    key = str(name).strip().lower().replace("-", "_")
+    key = ALIASES.get(key, key)
+    if key not in LOSSES:
+        known = sorted(set(LOSSES) | set(ALIASES))
+        raise ValueError(
+            f"`name` must be a registered loss; got {name!r}{did_you_mean(key, known)}. "
+            f"Registered: {', '.join(sorted(LOSSES))}"
+        )
+    return LOSSES[key]
+
+
+def list_losses() -> List[Tuple[str, str]]:
+    """(canonical name, one-line description) of every registered loss and regulariser."""
+    return [(e.name, e.description) for e in ENTRIES]
