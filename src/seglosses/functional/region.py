@@ -26,6 +26,7 @@ from .._stats import (
     over_domain,
     safe_ratio,
 )
+from ..distributed import resolve_sync
 
 __all__ = [
     "dice_loss",
@@ -61,6 +62,11 @@ COMMON_ARGS = """
             ``[C]`` in the batch domain).
         check_values: check label range, probability range and finiteness (one pass
             over the data and a device sync); shapes and dtypes are always checked.
+        sync: ``None``; or, with ``domain="batch"``, ``"distributed"`` (or a
+            ``torch.distributed`` process group) to sum the batch statistics over all
+            processes, with autograd, before the formula: every rank gets the loss of the
+            global batch and DDP's gradient averaging gives its exact gradient (see
+            :mod:`seglosses.distributed`; the identity without a process group).
 
     Convention:
         Empty masks: with ``smooth > 0`` a class absent from target and prediction has
@@ -88,13 +94,20 @@ def region_moments(
     ignore_index: Optional[int],
     domain: str,
     check_values: bool = True,
+    sync: object = None,
 ) -> Tuple[Dict[str, Tensor], Canonical]:
-    """Canonicalise the pair and compute the named moments over the domain."""
+    """Canonicalise the pair and compute the named moments over the domain.
+
+    ``sync`` (see :func:`seglosses.distributed.resolve_sync`) is applied to the domain
+    moments before they are returned: the one synchronisation point of the region losses.
+    """
+    hook = resolve_sync(sync, domain)
     canon = canonicalize(
         input, target, mode=mode, from_logits=from_logits, include_background=include_background,
         ignore_index=ignore_index, check_values=check_values,
     )
-    return over_domain(moments(canon, names), domain), canon
+    m = over_domain(moments(canon, names), domain)
+    return (m if hook is None else hook(m, domain)), canon
 
 
 def finish(values: Tensor, reduction: str, class_weights, domain: str) -> Tensor:
@@ -113,11 +126,12 @@ def _check_ab(alpha, beta):
 
 
 def _tversky_values(input, target, alpha, beta, *, mode, from_logits, domain, smooth, include_background,
-                    ignore_index, soft_form, check_values) -> Tensor:
+                    ignore_index, soft_form, check_values, sync=None) -> Tensor:
     smooth = check_nonnegative("smooth", smooth)
     m, _ = region_moments(
         input, target, confusion_names(soft_form, False), mode=mode, from_logits=from_logits,
         include_background=include_background, ignore_index=ignore_index, domain=domain, check_values=check_values,
+        sync=sync,
     )
     c = confusion_from_moments(m, soft_form=soft_form)
     return tversky_index(c.tp, c.fp, c.fn, alpha, beta, smooth)
@@ -140,6 +154,7 @@ def tversky_loss(
     reduction: str = "mean",
     soft_form: bool = False,
     check_values: bool = True,
+    sync: object = None,
 ) -> Tensor:
     r"""Tversky loss (Salehi et al. 2017; seed 000 eqs. 2-4, seed 001 eq. 10).
 
@@ -170,7 +185,7 @@ def tversky_loss(
     alpha, beta = _check_ab(alpha, beta)
     t = _tversky_values(input, target, alpha, beta, mode=mode, from_logits=from_logits, domain=domain,
                         smooth=smooth, include_background=include_background, ignore_index=ignore_index,
-                        soft_form=soft_form, check_values=check_values)
+                        soft_form=soft_form, check_values=check_values, sync=sync)
     return finish(1 - t, reduction, class_weights, domain)
 
 
@@ -190,6 +205,7 @@ def dice_loss(
     squared_denominator: bool = False,
     soft_form: bool = False,
     check_values: bool = True,
+    sync: object = None,
 ) -> Tensor:
     r"""Soft Dice loss (Milletari et al. 2016; seed 001 eq. 8; seed 004).
 
@@ -223,14 +239,14 @@ def dice_loss(
         m, _ = region_moments(
             input, target, ("pg", "pp", "gg"), mode=mode, from_logits=from_logits,
             include_background=include_background, ignore_index=ignore_index, domain=domain,
-            check_values=check_values,
+            check_values=check_values, sync=sync,
         )
         d = safe_ratio(2 * m["pg"] + smooth, m["pp"] + m["gg"] + smooth)
     else:
         m, _ = region_moments(
             input, target, confusion_names(soft_form, False), mode=mode, from_logits=from_logits,
             include_background=include_background, ignore_index=ignore_index, domain=domain,
-            check_values=check_values,
+            check_values=check_values, sync=sync,
         )
         c = confusion_from_moments(m, soft_form=soft_form)
         d = safe_ratio(2 * c.tp + smooth, 2 * c.tp + c.fp + c.fn + smooth)
@@ -252,6 +268,7 @@ def iou_loss(
     reduction: str = "mean",
     soft_form: bool = False,
     check_values: bool = True,
+    sync: object = None,
 ) -> Tensor:
     r"""Soft IoU (Jaccard) loss (Rahman & Wang 2016; seed 001 eq. 9; seed 004).
 
@@ -271,7 +288,7 @@ def iou_loss(
     """
     t = _tversky_values(input, target, 1.0, 1.0, mode=mode, from_logits=from_logits, domain=domain,
                         smooth=smooth, include_background=include_background, ignore_index=ignore_index,
-                        soft_form=soft_form, check_values=check_values)
+                        soft_form=soft_form, check_values=check_values, sync=sync)
     return finish(1 - t, reduction, class_weights, domain)
 
 
@@ -296,6 +313,7 @@ def focal_tversky_loss(
     reduction: str = "mean",
     soft_form: bool = False,
     check_values: bool = True,
+    sync: object = None,
 ) -> Tensor:
     r"""Focal Tversky loss (Abraham & Khan 2018; seed 001 eq. 12).
 
@@ -317,7 +335,7 @@ def focal_tversky_loss(
     gamma = check_positive("gamma", gamma)
     t = _tversky_values(input, target, alpha, beta, mode=mode, from_logits=from_logits, domain=domain,
                         smooth=smooth, include_background=include_background, ignore_index=ignore_index,
-                        soft_form=soft_form, check_values=check_values)
+                        soft_form=soft_form, check_values=check_values, sync=sync)
     return finish((1 - t).clamp_min(1e-12) ** (1.0 / gamma), reduction, class_weights, domain)
 
 
@@ -337,6 +355,7 @@ def asymmetric_similarity_loss(
     reduction: str = "mean",
     soft_form: bool = False,
     check_values: bool = True,
+    sync: object = None,
 ) -> Tensor:
     r"""Asymmetric similarity loss (Hashemi et al. 2019; seed 001 eq. 13).
 
@@ -353,7 +372,7 @@ def asymmetric_similarity_loss(
     a_fp, b_fn = 1.0 / (1.0 + b * b), b * b / (1.0 + b * b)
     t = _tversky_values(input, target, a_fp, b_fn, mode=mode, from_logits=from_logits, domain=domain,
                         smooth=smooth, include_background=include_background, ignore_index=ignore_index,
-                        soft_form=soft_form, check_values=check_values)
+                        soft_form=soft_form, check_values=check_values, sync=sync)
     return finish(1 - t, reduction, class_weights, domain)
 
 
@@ -361,12 +380,13 @@ GDL_WEIGHTS = ("square", "simple", "uniform")
 
 
 def _gdl_values(input, target, *, weight_type, mode, from_logits, domain, smooth, include_background, ignore_index,
-                soft_form, check_values) -> Tensor:
+                soft_form, check_values, sync=None) -> Tensor:
     smooth = check_nonnegative("smooth", smooth)
     weight_type = lookup_option("weight_type", weight_type, GDL_WEIGHTS)
     m, _ = region_moments(
         input, target, confusion_names(soft_form, False), mode=mode, from_logits=from_logits,
         include_background=include_background, ignore_index=ignore_index, domain=domain, check_values=check_values,
+        sync=sync,
     )
     c = confusion_from_moments(m, soft_form=soft_form)
     vol = m["g"].detach()
@@ -401,6 +421,7 @@ def generalized_dice_loss(
     reduction: str = "mean",
     soft_form: bool = False,
     check_values: bool = True,
+    sync: object = None,
 ) -> Tensor:
     r"""Generalised Dice loss (Sudre et al. 2017; seed 001 eq. 11).
 
@@ -427,7 +448,7 @@ def generalized_dice_loss(
     """
     v = _gdl_values(input, target, weight_type=weight_type, mode=mode, from_logits=from_logits, domain=domain,
                     smooth=smooth, include_background=include_background, ignore_index=ignore_index,
-                    soft_form=soft_form, check_values=check_values)
+                    soft_form=soft_form, check_values=check_values, sync=sync)
     return reduce_per_item(v, reduction, domain=domain)
 
 
@@ -447,6 +468,7 @@ def penalty_generalized_dice_loss(
     reduction: str = "mean",
     soft_form: bool = False,
     check_values: bool = True,
+    sync: object = None,
 ) -> Tensor:
     r"""Penalty generalised Dice loss (Su et al. 2019; seed 001 eq. 14).
 
@@ -463,7 +485,7 @@ def penalty_generalized_dice_loss(
     k = check_nonnegative("k", k)
     v = _gdl_values(input, target, weight_type=weight_type, mode=mode, from_logits=from_logits, domain=domain,
                     smooth=smooth, include_background=include_background, ignore_index=ignore_index,
-                    soft_form=soft_form, check_values=check_values)
+                    soft_form=soft_form, check_values=check_values, sync=sync)
     return reduce_per_item(v / (1 + k * (1 - v)), reduction, domain=domain)
 
 
@@ -482,6 +504,7 @@ def sensitivity_specificity_loss(
     class_weights: Optional[Sequence[float]] = None,
     reduction: str = "mean",
     check_values: bool = True,
+    sync: object = None,
 ) -> Tensor:
     r"""Sensitivity-specificity loss (Brosch et al. 2015; seed 001 eq. 7).
 
@@ -501,6 +524,7 @@ def sensitivity_specificity_loss(
     m, _ = region_moments(
         input, target, ("g", "gg", "ggg", "pg", "pgg", "pp", "ppg", "n"), mode=mode, from_logits=from_logits,
         include_background=include_background, ignore_index=ignore_index, domain=domain, check_values=check_values,
+        sync=sync,
     )
     # Σ(g - p)² g = Σg³ - 2Σpg² + Σp²g ;  Σ(g - p)² = Σg² - 2Σpg + Σp²
     sens_num = m["ggg"] - 2 * m["pgg"] + m["ppg"]
