@@ -1,0 +1,1 @@
+"""Benchmark tool behind ``seglosses bench``: data, model, training, evaluation and reports."""
