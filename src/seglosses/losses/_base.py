@@ -19,11 +19,14 @@ _VALIDATORS: Dict[str, Callable[[str, Any], Any]] = {
     "mode": lambda n, v: lookup_option(n, v, MODES),
     "domain": lambda n, v: lookup_option(n, v, DOMAINS),
     "reduction": lambda n, v: lookup_option(n, v, REDUCTIONS),
-    "alpha": check_nonnegative,
+    "alpha": lambda n, v: None if v is None else check_nonnegative(n, v),
     "beta": check_nonnegative,
     "smooth": check_nonnegative,
-    "k": check_nonnegative,
+    "k": lambda n, v: None if v is None else check_nonnegative(n, v),
 }
+# sequence-valued configuration keys stored as tuples of floats (strings, e.g.
+# class_weights="inverse_frequency", are kept as given)
+_FLOAT_TUPLES = ("class_weights", "class_counts", "spacing")
 
 
 class SegLoss(nn.Module):
@@ -45,7 +48,7 @@ class SegLoss(nn.Module):
         for key, value in config.items():
             if key in _VALIDATORS:
                 config[key] = _VALIDATORS[key](key, value)
-            if key == "class_weights" and value is not None:
+            if key in _FLOAT_TUPLES and value is not None and not isinstance(value, (str, int, float)):
                 config[key] = tuple(float(w) for w in torch.as_tensor(value).flatten().tolist())
         self.config: Dict[str, Any] = config
 
@@ -54,6 +57,12 @@ class SegLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+
+    def spec(self) -> str:
+        """A string that :func:`seglosses.build_loss` turns back into an equal module."""
+        from ..build import loss_spec
+
+        return loss_spec(self)
 
     # ---- composition ----
     def __add__(self, other: "SegLoss") -> "SegLoss":

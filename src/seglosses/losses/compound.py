@@ -128,3 +128,58 @@ class WeightedSum(SegLoss):
 
     def extra_repr(self) -> str:
         return " + ".join(f"{w!r}*{type(l).__name__}" for w, l in self.terms())
+
+
+# --------------------------------------------------------------------------- schedules
+
+import math  # noqa: E402
+
+
+class Ramp:
+    """Linear weight schedule: ``start`` at step 0 to ``end`` at step ``steps``, then constant.
+
+    .. math::
+        w(t) = w_0 + (w_1 - w_0)\\,\\frac{\\min(t, T)}{T}
+
+    (``steps = 0`` gives ``end`` at once). A schedule for :class:`WeightedSum` terms, e.g.
+    the boundary-loss weight ramp of Kervadec et al.; :meth:`WeightedSum.step` advances t.
+    In a :func:`seglosses.build_loss` spec it is written ``ramp(start, end, steps)*name``
+    or, in dict form, ``{"name": ..., "weight": {"ramp": [start, end, steps]}}``.
+
+    Example:
+        >>> r = Ramp(0.0, 1.0, 4)
+        >>> [r(t) for t in (0, 2, 4, 9)]
+        [0.0, 0.5, 1.0, 1.0]
+    """
+
+    def __init__(self, start: float, end: float, steps: int) -> None:
+        for name, value in (("start", start), ("end", end)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"`{name}` of a ramp must be a finite number; got {value!r}")
+        if isinstance(steps, bool) or not isinstance(steps, (int, float)) or steps < 0 or int(steps) != steps:
+            raise ValueError(f"`steps` of a ramp must be an integer >= 0; got {steps!r}")
+        self.start, self.end, self.steps = float(start), float(end), int(steps)
+
+    def __call__(self, step: int) -> float:
+        if self.steps == 0:
+            return self.end
+        t = min(max(int(step), 0), self.steps) / self.steps
+        return self.start + (self.end - self.start) * t
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ramp) and (self.start, self.end, self.steps) == (other.start, other.end, other.steps)
+
+    def __hash__(self) -> int:
+        return hash((self.start, self.end, self.steps))
+
+    def __repr__(self) -> str:
+        return f"ramp({self.start!r}, {self.end!r}, {self.steps!r})"
+
+
+# --------------------------------------------------------------------------- compound losses of seed 001
+
+from ..functional import compound as _F  # noqa: E402
+from ._base import make_loss_class  # noqa: E402
+
+ComboLoss = make_loss_class("ComboLoss", _F.combo_loss, value_range=(-1.0, math.inf))
+ExpLogLoss = make_loss_class("ExpLogLoss", _F.exp_log_loss, value_range=(0.0, math.inf))
