@@ -23,6 +23,15 @@ from .losses import (
     SensitivitySpecificityLoss,
     TverskyLoss,
 )
+from .losses import (
+    ComboLoss,
+    CrossEntropyLoss,
+    DistancePenalizedCELoss,
+    ExpLogLoss,
+    FocalLoss,
+    MarginCalibrationLoss,
+    TopKLoss,
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,23 @@ ENTRIES: List[Entry] = [
           ("lnp",), "regularizer"),
     Entry("confidence_penalty", ConfidencePenalty, "KL(y_hat || u) = log C - H(y_hat) (Pereyra 2017; seed 000)",
           ("cp",), "regularizer"),
+    Entry("cross_entropy", CrossEntropyLoss,
+          "(weighted) cross entropy -sum_c w_c g_c log p_c, label smoothing (seed 001 eqs. 2-3)",
+          ("ce", "wce", "bce", "weighted_ce", "cross_entropy_loss"), "distribution"),
+    Entry("topk", TopKLoss, "CE of the k% hardest pixels or of those with p_true < t (Wu 2016; seed 001 eq. 4)",
+          ("topk_loss", "topk_ce"), "distribution"),
+    Entry("focal", FocalLoss, "focal loss -(1-p)^gamma log p, alpha-balance (Lin 2017; seed 001 eq. 5)",
+          ("focal_loss", "fl"), "distribution"),
+    Entry("distance_penalized_ce", DistancePenalizedCELoss,
+          "CE weighted by 1 + inverted distance map of the truth (Caliva 2019; seed 001 eq. 6)",
+          ("dpce", "distance_penalized_ce_loss"), "distribution"),
+    Entry("margin_calibration", MarginCalibrationLoss,
+          "distribution-aware margin calibration, rho-calibrated log loss (Li 2021; seed 003 eq. 27-29)",
+          ("margin", "mc", "margin_calibration_loss"), "margin"),
+    Entry("combo", ComboLoss, "alpha * weighted BCE(beta) + (1 - alpha)(1 - Dice) (Taghanaki 2019; seed 001 eq. 15)",
+          ("combo_loss",), "compound"),
+    Entry("exp_log", ExpLogLoss, "exponential logarithmic loss, Dice and CE to powers (Wong 2018; seed 001 eq. 16)",
+          ("ell", "exp_log_loss", "exponential_logarithmic"), "compound"),
 ]
 
 

@@ -12,6 +12,15 @@ from .region import (
     tversky_loss,
 )
 from .regularizers import confidence_penalty, label_noise_penalty, label_smoothing
+from .distribution import (
+    class_frequency_weights,
+    cross_entropy_loss,
+    distance_penalized_ce_loss,
+    focal_loss,
+    topk_loss,
+)
+from .margin import MarginOffsets, count_classes, margin_calibration_loss, margin_offsets
+from .compound import combo_loss, exp_log_loss
 
 __all__ = [
     "soft_confusion",
@@ -28,4 +37,15 @@ __all__ = [
     "label_smoothing",
     "label_noise_penalty",
     "confidence_penalty",
+    "cross_entropy_loss",
+    "topk_loss",
+    "focal_loss",
+    "distance_penalized_ce_loss",
+    "class_frequency_weights",
+    "margin_calibration_loss",
+    "margin_offsets",
+    "MarginOffsets",
+    "count_classes",
+    "combo_loss",
+    "exp_log_loss",
 ]

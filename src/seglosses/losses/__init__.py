@@ -1,6 +1,9 @@
 """Loss modules: one thin class per functional loss, plus :class:`WeightedSum`."""
 from ._base import SegLoss, make_loss_class
 from .compound import WeightedSum
+from .compound import ComboLoss, ExpLogLoss, Ramp
+from .distribution import CrossEntropyLoss, DistancePenalizedCELoss, FocalLoss, TopKLoss
+from .margin import MarginCalibrationLoss
 from .region import (
     AsymmetricSimilarityLoss,
     DiceLoss,
@@ -29,4 +32,12 @@ __all__ = [
     "SensitivitySpecificityLoss",
     "LabelNoisePenalty",
     "ConfidencePenalty",
+    "CrossEntropyLoss",
+    "TopKLoss",
+    "FocalLoss",
+    "DistancePenalizedCELoss",
+    "MarginCalibrationLoss",
+    "ComboLoss",
+    "ExpLogLoss",
+    "Ramp",
 ]
