@@ -17,7 +17,14 @@ from torch import Tensor
 from ._options import check_reduction
 
 
-def reduce_items(values: Tensor, reduction: str, class_weights: Optional[Tensor] = None, *, domain: str = "image") -> Tensor:
+def reduce_items(
+    values: Tensor,
+    reduction: str,
+    class_weights: Optional[Tensor] = None,
+    *,
+    domain: str = "image",
+    skip_nan: bool = False,
+) -> Tensor:
     """Reduce ``[I, C]`` per-(item, class) values.
 
     With class weights ``w`` (normalised to mean 1, ``w̃ = C w / Σw``):
@@ -25,15 +32,18 @@ def reduce_items(values: Tensor, reduction: str, class_weights: Optional[Tensor]
     * ``"none"``: ``values * w̃``, shape ``[B, C]`` (image domain) or ``[C]`` (batch domain);
     * ``"mean"``: the mean of that, i.e. ``Σ_c w_c L_c / Σ_c w_c`` averaged over images;
     * ``"sum"``: its sum.
+
+    With ``skip_nan=True`` (metrics, where NaN marks an undefined value on request)
+    ``"mean"`` and ``"sum"`` leave NaN entries out; the mean of only NaN is NaN.
     """
     reduction = check_reduction(reduction)
     if class_weights is not None:
         w = class_weights.to(values.dtype)
         values = values * (w * (w.numel() / w.sum()))
     if reduction == "mean":
-        return values.mean()
+        return values.nanmean() if skip_nan else values.mean()
     if reduction == "sum":
-        return values.sum()
+        return values.nansum() if skip_nan else values.sum()
     return values[0] if domain == "batch" else values
 
 

@@ -304,3 +304,53 @@ def safe_ratio(num: Tensor, den: Tensor, empty: float = 1.0) -> Tensor:
     zero = den == 0
     safe_den = torch.where(zero, torch.ones_like(den), den)
     return torch.where(zero, torch.full_like(num, empty), num / safe_den)
+
+
+def label_moments(pred: Tensor, canon: Canonical, dtype: torch.dtype = torch.float64) -> Dict[str, Tensor]:
+    r"""Moments ``p, g, pg, n`` of a hard label-map prediction, per (image, kept class).
+
+    The prediction ``pred`` ``[B, N]`` holds class indices in ``[0, C)`` (C = the
+    channels of ``canon``); its one-hot form is never built. With a label-map target
+    the per-image confusion matrix is one ``scatter_add`` of the validity weights at
+    ``t_i C + \hat y_i``:
+
+    .. math::
+        M_{b,kj} = \sum_i w_{bi}\,[t_{bi} = k]\,[\hat y_{bi} = j],\quad
+        pg = \operatorname{diag} M,\ p = \textstyle\sum_k M_{kj},\ g = \sum_j M_{kj};
+
+    with a dense target ``g`` the sums are :math:`p_c = \sum_i w_i [\hat y_i = c]`,
+    :math:`pg_c = \sum_i w_i g_{ic} [\hat y_i = c]` and :math:`g_c = \sum_i w_i g_{ic}`.
+    ``n`` is the number of valid pixels. These are the moments of :func:`moments` for the
+    one-hot prediction, so :func:`confusion_from_moments` applies unchanged.
+
+    Args:
+        pred: ``[B, N]`` integer class indices (already validated).
+        canon: the canonical pair whose target, validity mask and ``include_background``
+            are used (its ``x`` is not read).
+        dtype: accumulation dtype (float64 keeps pixel counts exact).
+
+    Returns:
+        dict of ``[B, C_kept]`` tensors ``p``, ``g``, ``pg``, ``n``.
+    """
+    bsz, n = pred.shape
+    c = canon.num_channels
+    pred = pred.long()
+    w = (torch.ones((bsz, n), dtype=dtype, device=pred.device) if canon.valid is None
+         else canon.valid.to(dtype))
+    zeros = torch.zeros(bsz, c, dtype=dtype, device=pred.device)
+    if canon.labels is not None:
+        cm = torch.zeros(bsz, c * c, dtype=dtype, device=pred.device)
+        cm.scatter_add_(1, canon.labels * c + pred, w)
+        cm = cm.view(bsz, c, c)  # rows: target class, columns: predicted class
+        out = {"p": cm.sum(1), "g": cm.sum(2), "pg": cm.diagonal(dim1=1, dim2=2)}
+    else:
+        g = canon.dense.to(dtype)
+        at_pred = g.gather(1, pred.unsqueeze(1)).squeeze(1)
+        out = {
+            "p": zeros.scatter_add(1, pred, w),
+            "g": torch.linalg.vecdot(g, w.unsqueeze(1).expand_as(g)),
+            "pg": zeros.scatter_add(1, pred, at_pred * w),
+        }
+    out["n"] = w.sum(-1, keepdim=True).expand(bsz, c)
+    first = canon.first_class
+    return {k: v[:, first:] for k, v in out.items()}

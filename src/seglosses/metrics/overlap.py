@@ -1,0 +1,607 @@
+r"""Overlap metrics of hard predictions: formulas over the confusion statistics.
+
+Every function here makes the prediction hard (threshold or arg-max, see
+:mod:`seglosses.metrics._hard`), counts
+
+.. math::
+    TP_c = \sum_i w_i\,\hat y_{ic}\,g_{ic},\quad FP_c = \sum_i w_i\,\hat y_{ic}(1-g_{ic}),\quad
+    FN_c = \sum_i w_i(1-\hat y_{ic})\,g_{ic},\quad TN_c = \sum_i w_i(1-\hat y_{ic})(1-g_{ic})
+
+per (item, class) with the package's one statistics kernel (:mod:`seglosses._stats`;
+``w`` is the ``ignore_index`` mask), and applies its formula. An item is an image
+(``domain="image"``) or the whole batch (``domain="batch"``: the sums run over every
+pixel of the batch, the "global" data-set statistic of seed 003 section "Problem
+formulation" when the batch is the data set).
+
+Sources: seed 000 (Hidy 2022) section 1.1 and section 3 "Metrics" (Tversky, Dice and
+Jaccard indices, balanced accuracy); seed 003 (margin calibration) eq. 1 and the mIoU
+after eq. 2 (IoU with 0/0 = 1, per class, per image or over the data set), and its
+pixel accuracy.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .._options import check_nonnegative
+from .._reduce import reduce_items
+from .._stats import Confusion, confusion_from_moments, over_domain, safe_ratio
+from ._hard import HardPair, check_empty, hard_pair
+
+__all__ = [
+    "dice",
+    "jaccard",
+    "tversky_index",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "balanced_accuracy",
+    "pixel_accuracy",
+    "iou_per_class",
+    "mean_iou",
+]
+
+COMMON_ARGS = """
+    Common args:
+        input: the prediction: probabilities (``from_logits=False``, the default), logits
+            (``from_logits=True``) or a hard prediction (integer or bool: ``[B, *S]`` /
+            ``[B, 1, *S]`` in {0, 1} for binary, a label map ``[B, *S]`` for multiclass,
+            ``[B, C, *S]`` in {0, 1} for multilabel). ``S`` is any number of spatial dims.
+        target: label map ``[B, *S]`` (integer), or ``[B, C, *S]`` one-hot (float);
+            binary mode also takes ``[B, 1, *S]`` and float {0, 1} targets.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        from_logits: the float prediction is logits (sigmoid, or softmax in multiclass mode).
+        threshold: binary and multilabel probabilities are positive where ``p >= threshold``;
+            multiclass predictions take the arg-max over classes (``threshold`` unused).
+        num_classes: the number of classes of a multiclass label-map prediction (read from
+            the channels of a float prediction, or from a one-hot target, otherwise).
+        include_background: keep channel 0 (multiclass, multilabel); binary mode always
+            scores its single foreground channel.
+        ignore_index: target value whose pixels leave every count.
+        domain: ``"image"``: one value per image and class; ``"batch"``: the counts are
+            summed over the batch first, one value per class (the data-set-level value
+            when the batch is the data set).
+        reduction: ``"mean"`` (NaN values left out), ``"sum"`` or ``"none"`` (``[B, C]``
+            for ``domain="image"``, ``[C]`` for ``domain="batch"``).
+        empty: the value of a 0/0 ratio (a class absent from prediction and target):
+            ``1.0`` (seed 003: "the convention that 0/0 = 1") or ``"nan"`` (MONAI's
+            ``ignore_empty``; NaN values are then left out of ``reduction="mean"``).
+        check_values: check label ranges, probability range and finiteness (one pass over
+            the data and a device sync); shapes and dtypes are always checked.
+
+    Convention:
+        A ratio whose denominator is 0 takes ``empty``; no other value is special. An
+        ignored pixel counts nowhere; a class absent from an image is scored for that
+        image (e.g. a false positive on an empty target gives Dice 0).
+"""
+
+
+def _with_common_args(fn):
+    head, sep, tail = (fn.__doc__ or "").partition("    Example:")
+    fn.__doc__ = head.rstrip() + "\n" + COMMON_ARGS + ("\n" + sep + tail if sep else "")
+    return fn
+
+
+def out_dtype(input: Tensor) -> torch.dtype:
+    return torch.float64 if input.dtype == torch.float64 else torch.float32
+
+
+def confusion_of_hard(pair: HardPair, domain: str) -> Tuple[Confusion, Dict[str, Tensor]]:
+    """TP, FP, FN, TN of the kept classes ``[I, C_kept]``, and the all-class moments ``[I, C]``."""
+    allm = over_domain(pair.all_moments(), domain)
+    first = pair.canon.first_class
+    kept = {k: v[:, first:] for k, v in allm.items()}
+    return confusion_from_moments(kept, with_tn=True), allm
+
+
+def _confusion(input, target, *, mode, from_logits, threshold, num_classes, include_background, ignore_index,
+               domain, check_values) -> Tuple[Confusion, Dict[str, Tensor], HardPair]:
+    pair = hard_pair(
+        input, target, mode=mode, from_logits=from_logits, threshold=threshold, num_classes=num_classes,
+        include_background=include_background, ignore_index=ignore_index, check_values=check_values,
+    )
+    conf, allm = confusion_of_hard(pair, domain)
+    return conf, allm, pair
+
+
+# ----------------------------------------------------------------------------- formulas
+# Each takes a Confusion (with TN) and returns [I, C] values; shared with the streaming metrics.
+
+def dice_from(c: Confusion, empty: float) -> Tensor:
+    return safe_ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn, empty)
+
+
+def jaccard_from(c: Confusion, empty: float) -> Tensor:
+    return safe_ratio(c.tp, c.tp + c.fp + c.fn, empty)
+
+
+def tversky_from(c: Confusion, empty: float, alpha: float, beta: float) -> Tensor:
+    return safe_ratio(c.tp, c.tp + alpha * c.fp + beta * c.fn, empty)
+
+
+def sensitivity_from(c: Confusion, empty: float) -> Tensor:
+    return safe_ratio(c.tp, c.tp + c.fn, empty)
+
+
+def specificity_from(c: Confusion, empty: float) -> Tensor:
+    return safe_ratio(c.tn, c.tn + c.fp, empty)
+
+
+def precision_from(c: Confusion, empty: float) -> Tensor:
+    return safe_ratio(c.tp, c.tp + c.fp, empty)
+
+
+def balanced_accuracy_from(c: Confusion, empty: float) -> Tensor:
+    return (sensitivity_from(c, empty) + specificity_from(c, empty)) / 2
+
+
+def pixel_accuracy_from(c: Confusion, allm: Dict[str, Tensor], mode: str, empty: float) -> Tensor:
+    """Binary: ``[I]``; multiclass: ``[I]`` (all classes); multilabel: ``[I, C_kept]``."""
+    if mode == "multiclass":
+        return safe_ratio(allm["pg"].sum(1), allm["n"][:, 0], empty)
+    acc = safe_ratio(c.tp + c.tn, c.tp + c.fp + c.fn + c.tn, empty)
+    return acc[:, 0] if mode == "binary" else acc
+
+
+def _finish(values: Tensor, reduction: str, domain: str, dtype: torch.dtype) -> Tensor:
+    return reduce_items(values, reduction, domain=domain, skip_nan=True).to(dtype)
+
+
+def _ratio_metric(formula, input, target, mode, from_logits, threshold, num_classes, include_background,
+                  ignore_index, domain, reduction, empty, check_values, **extra) -> Tensor:
+    empty = check_empty("empty", empty)
+    c, _, _ = _confusion(input, target, mode=mode, from_logits=from_logits, threshold=threshold,
+                         num_classes=num_classes, include_background=include_background,
+                         ignore_index=ignore_index, domain=domain, check_values=check_values)
+    return _finish(formula(c, empty, **extra), reduction, domain, out_dtype(input))
+
+
+# ----------------------------------------------------------------------------- public
+
+
+@_with_common_args
+def dice(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: str = "binary",
+    from_logits: bool = False,
+    threshold: float = 0.5,
+    num_classes: Optional[int] = None,
+    include_background: bool = True,
+    ignore_index: Optional[int] = None,
+    domain: str = "image",
+    reduction: str = "mean",
+    empty: float | str = 1.0,
+    check_values: bool = True,
+) -> Tensor:
+    r"""Dice index (F1 score) of a hard prediction (seed 000 Definition 1 with α = β = ½).
+
+    .. math::
+        D_c = \frac{2\,TP_c}{2\,TP_c + FP_c + FN_c}
+
+    Range [0, 1], 1 for a perfect prediction. Equals scikit-learn's ``f1_score`` on the
+    flattened masks and MONAI's ``DiceMetric`` (with ``ignore_empty=False``, which
+    also scores 0/0 as 1).
+
+    Returns:
+        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
+
+    Raises:
+        ValueError: mismatched shapes, labels out of range, probabilities outside [0, 1],
+            NaN/Inf, an empty batch, an unknown option (see :func:`~seglosses._inputs.canonicalize`).
+        TypeError: a float label-map target, an integer one-hot target in multiclass mode,
+            non-tensor arguments.
+
+    Example:
+        >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])   # hard: [[1, 1], [0, 0]]
+        >>> g = torch.tensor([[[1, 0], [1, 0]]])
+        >>> # TP = 1, FP = 1, FN = 1: D = 2 / (2 + 1 + 1)
+        >>> dice(p, g)
+        tensor(0.5000)
+    """
+    return _ratio_metric(dice_from, input, target, mode, from_logits, threshold, num_classes,
+                         include_background, ignore_index, domain, reduction, empty, check_values)
+
+
+@_with_common_args
+def jaccard(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: str = "binary",
+    from_logits: bool = False,
+    threshold: float = 0.5,
+    num_classes: Optional[int] = None,
+    include_background: bool = True,
+    ignore_index: Optional[int] = None,
+    domain: str = "image",
+    reduction: str = "mean",
+    empty: float | str = 1.0,
+    check_values: bool = True,
+) -> Tensor:
+    r"""Jaccard index (IoU) of a hard prediction (seed 000 Definition 1 with α = β = 1; seed 003 eq. 1).
+
+    .. math::
+        J_c = \frac{TP_c}{TP_c + FP_c + FN_c}
+            = \frac{\sum_i [y_i = c \wedge \hat y_i = c]}{\sum_i [y_i = c \vee \hat y_i = c]}
+
+    Range [0, 1]. ``domain="batch"`` gives seed 003's IoU over a data set (the sums run
+    over all its pixels); see also :func:`iou_per_class` and :func:`mean_iou`. Equals
+    scikit-learn's ``jaccard_score`` on the flattened masks and MONAI's ``MeanIoU``.
+
+    Returns:
+        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
+
+    Raises:
+        ValueError, TypeError: as :func:`dice`.
+
+    Example:
+        >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])
+        >>> g = torch.tensor([[[1, 0], [1, 0]]])
+        >>> # TP = 1, FP = 1, FN = 1: J = 1 / 3
+        >>> jaccard(p, g)
+        tensor(0.3333)
+    """
+    return _ratio_metric(jaccard_from, input, target, mode, from_logits, threshold, num_classes,
+                         include_background, ignore_index, domain, reduction, empty, check_values)
+
+
+@_with_common_args
+def tversky_index(
+    input: Tensor,
+    target: Tensor,
+    *,
+    alpha: float = 0.3,
+    beta: float = 0.7,
+    mode: str = "binary",
+    from_logits: bool = False,
+    threshold: float = 0.5,
+    num_classes: Optional[int] = None,
+    include_background: bool = True,
+    ignore_index: Optional[int] = None,
+    domain: str = "image",
+    reduction: str = "mean",
+    empty: float | str = 1.0,
+    check_values: bool = True,
+) -> Tensor:
+    r"""Tversky index of a hard prediction (seed 000 Definition 1, eq. 1).
+
+    .. math::
+        T_{α,β,c} = \frac{TP_c}{TP_c + α\,FP_c + β\,FN_c}
+
+    α = β = ½ gives :func:`dice`, α = β = 1 :func:`jaccard`. Range [0, 1] (for
+    α, β > 0). The defaults α = 0.3, β = 0.7 are those of ``tversky_loss``.
+
+    Args:
+        alpha: weight of the false positives (>= 0).
+        beta: weight of the false negatives (>= 0).
+
+    Returns:
+        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
+
+    Raises:
+        ValueError, TypeError: as :func:`dice`; a negative ``alpha`` or ``beta``.
+
+    Example:
+        >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])
+        >>> g = torch.tensor([[[1, 0], [1, 0]]])
+        >>> # TP = 1, FP = 1, FN = 1: T = 1 / (1 + 0.3 + 0.7)
+        >>> tversky_index(p, g)
+        tensor(0.5000)
+    """
+    alpha = check_nonnegative("alpha", alpha)
+    beta = check_nonnegative("beta", beta)
+    return _ratio_metric(tversky_from, input, target, mode, from_logits, threshold, num_classes,
+                         include_background, ignore_index, domain, reduction, empty, check_values,
+                         alpha=alpha, beta=beta)
+
+
+@_with_common_args
+def sensitivity(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: str = "binary",
+    from_logits: bool = False,
+    threshold: float = 0.5,
+    num_classes: Optional[int] = None,
+    include_background: bool = True,
+    ignore_index: Optional[int] = None,
+    domain: str = "image",
+    reduction: str = "mean",
+    empty: float | str = 1.0,
+    check_values: bool = True,
+) -> Tensor:
+    r"""Sensitivity (recall, true positive rate) of a hard prediction.
+
+    .. math::
+        \mathrm{TPR}_c = \frac{TP_c}{TP_c + FN_c}
+
+    0/0 (the class is absent from the target) takes ``empty``.
+
+    Returns:
+        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
+
+    Raises:
+        ValueError, TypeError: as :func:`dice`.
+
+    Example:
+        >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])
+        >>> g = torch.tensor([[[1, 0], [1, 0]]])
+        >>> # TP = 1, FN = 1
+        >>> sensitivity(p, g)
+        tensor(0.5000)
+    """
+    return _ratio_metric(sensitivity_from, input, target, mode, from_logits, threshold, num_classes,
+                         include_background, ignore_index, domain, reduction, empty, check_values)
+
+
+@_with_common_args
+def specificity(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: str = "binary",
+    from_logits: bool = False,
+    threshold: float = 0.5,
+    num_classes: Optional[int] = None,
+    include_background: bool = True,
+    ignore_index: Optional[int] = None,
+    domain: str = "image",
+    reduction: str = "mean",
+    empty: float | str = 1.0,
+    check_values: bool = True,
+) -> Tensor:
+    r"""Specificity (true negative rate) of a hard prediction.
+
+    .. math::
+        \mathrm{TNR}_c = \frac{TN_c}{TN_c + FP_c}
+
+    0/0 (every valid pixel belongs to the class) takes ``empty``.
+
+    Returns:
+        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
+
+    Raises:
+        ValueError, TypeError: as :func:`dice`.
+
+    Example:
+        >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])
+        >>> g = torch.tensor([[[1, 0], [1, 0]]])
+        >>> # TN = 1 (bottom right), FP = 1 (top right)
+        >>> specificity(p, g)
+        tensor(0.5000)
+    """
+    return _ratio_metric(specificity_from, input, target, mode, from_logits, threshold, num_classes,
+                         include_background, ignore_index, domain, reduction, empty, check_values)
+
+
+@_with_common_args
+def precision(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: str = "binary",
+    from_logits: bool = False,
+    threshold: float = 0.5,
+    num_classes: Optional[int] = None,
+    include_background: bool = True,
+    ignore_index: Optional[int] = None,
+    domain: str = "image",
+    reduction: str = "mean",
+    empty: float | str = 1.0,
+    check_values: bool = True,
+) -> Tensor:
+    r"""Precision (positive predictive value) of a hard prediction.
+
+    .. math::
+        \mathrm{PPV}_c = \frac{TP_c}{TP_c + FP_c}
+
+    0/0 (nothing predicted for the class) takes ``empty``.
+
+    Returns:
+        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
+
+    Raises:
+        ValueError, TypeError: as :func:`dice`.
+
+    Example:
+        >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])
+        >>> g = torch.tensor([[[1, 0], [0, 0]]])
+        >>> # TP = 1, FP = 1
+        >>> precision(p, g)
+        tensor(0.5000)
+    """
+    return _ratio_metric(precision_from, input, target, mode, from_logits, threshold, num_classes,
+                         include_background, ignore_index, domain, reduction, empty, check_values)
+
+
+@_with_common_args
+def balanced_accuracy(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: str = "binary",
+    from_logits: bool = False,
+    threshold: float = 0.5,
+    num_classes: Optional[int] = None,
+    include_background: bool = True,
+    ignore_index: Optional[int] = None,
+    domain: str = "image",
+    reduction: str = "mean",
+    empty: float | str = 1.0,
+    check_values: bool = True,
+) -> Tensor:
+    r"""Balanced accuracy of a hard prediction (seed 000 section 3: "the arithmetic mean of the true
+    positive and true negative rates").
+
+    .. math::
+        \mathrm{BA}_c = \tfrac12\left(\frac{TP_c}{TP_c + FN_c} + \frac{TN_c}{TN_c + FP_c}\right)
+
+    per class, one class against the rest in multiclass mode. (scikit-learn's
+    ``balanced_accuracy_score`` of a multiclass problem is the mean *sensitivity* over
+    classes instead; both agree in the binary case.) A 0/0 rate takes ``empty``.
+
+    Returns:
+        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
+
+    Raises:
+        ValueError, TypeError: as :func:`dice`.
+
+    Example:
+        >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])
+        >>> g = torch.tensor([[[1, 0], [0, 0]]])
+        >>> # TPR = 1/1, TNR = 2/3: BA = (1 + 2/3) / 2
+        >>> balanced_accuracy(p, g)
+        tensor(0.8333)
+    """
+    return _ratio_metric(balanced_accuracy_from, input, target, mode, from_logits, threshold, num_classes,
+                         include_background, ignore_index, domain, reduction, empty, check_values)
+
+
+@_with_common_args
+def pixel_accuracy(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: str = "binary",
+    from_logits: bool = False,
+    threshold: float = 0.5,
+    num_classes: Optional[int] = None,
+    include_background: bool = True,
+    ignore_index: Optional[int] = None,
+    domain: str = "image",
+    reduction: str = "mean",
+    empty: float | str = 1.0,
+    check_values: bool = True,
+) -> Tensor:
+    r"""Pixel accuracy: the fraction of valid pixels classified correctly (seed 003, section "Results").
+
+    .. math::
+        \mathrm{PA} = \frac{\sum_c TP_c}{n}\ \text{(multiclass)},\qquad
+        \mathrm{PA}_c = \frac{TP_c + TN_c}{n}\ \text{(binary, multilabel)}
+
+    with ``n`` the number of valid pixels. Multiclass accuracy counts every class
+    (``include_background`` does not apply to it); multilabel accuracy is per label.
+
+    Returns:
+        The reduced value; with ``reduction="none"``: ``[B]`` (binary, multiclass) or
+        ``[B, C]`` (multilabel) for ``domain="image"``, a 0-dim tensor or ``[C]`` for
+        ``domain="batch"``.
+
+    Convention:
+        An image whose every pixel is ignored has 0/0, which takes ``empty``.
+
+    Raises:
+        ValueError, TypeError: as :func:`dice`.
+
+    Example:
+        >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])
+        >>> g = torch.tensor([[[1, 0], [0, 0]]])
+        >>> # 3 of 4 pixels right
+        >>> pixel_accuracy(p, g)
+        tensor(0.7500)
+    """
+    empty = check_empty("empty", empty)
+    c, allm, _ = _confusion(input, target, mode=mode, from_logits=from_logits, threshold=threshold,
+                            num_classes=num_classes, include_background=include_background,
+                            ignore_index=ignore_index, domain=domain, check_values=check_values)
+    acc = pixel_accuracy_from(c, allm, mode, empty)
+    if acc.dim() == 2:
+        return _finish(acc, reduction, domain, out_dtype(input))
+    out = _finish(acc.unsqueeze(1), reduction, domain, out_dtype(input))  # one column
+    return out.squeeze(-1) if out.dim() else out
+
+
+@_with_common_args
+def iou_per_class(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: str = "multiclass",
+    from_logits: bool = False,
+    threshold: float = 0.5,
+    num_classes: Optional[int] = None,
+    include_background: bool = True,
+    ignore_index: Optional[int] = None,
+    domain: str = "batch",
+    empty: float | str = 1.0,
+    check_values: bool = True,
+) -> Tensor:
+    r"""IoU of every class, ``[C]`` (seed 003 eq. 1; its "IoU computed globally over an image data set").
+
+    .. math::
+        \mathrm{IoU}_c = \frac{\sum_{b,i} [y_{bi} = c \wedge \hat y_{bi} = c]}
+                              {\sum_{b,i} [y_{bi} = c \vee \hat y_{bi} = c]}
+        \ \text{(domain="batch")},\qquad
+        \frac{1}{B}\sum_b \mathrm{IoU}_{c,b}\ \text{(domain="image")}
+
+    The default ``domain="batch"`` pools the counts of every image (seed 003); with
+    ``domain="image"`` the per-image IoUs are averaged per class (NaN left out).
+
+    Returns:
+        ``[C]`` (the kept classes).
+
+    Raises:
+        ValueError, TypeError: as :func:`dice`.
+
+    Example:
+        >>> p = torch.tensor([[0, 1, 1, 2]])  # a label map prediction, 3 classes
+        >>> g = torch.tensor([[0, 1, 2, 2]])
+        >>> # class 0: 1/1, class 1: 1/2, class 2: 1/2
+        >>> iou_per_class(p, g, num_classes=3)
+        tensor([1.0000, 0.5000, 0.5000])
+    """
+    empty = check_empty("empty", empty)
+    c, _, _ = _confusion(input, target, mode=mode, from_logits=from_logits, threshold=threshold,
+                         num_classes=num_classes, include_background=include_background,
+                         ignore_index=ignore_index, domain=domain, check_values=check_values)
+    values = jaccard_from(c, empty)
+    return values.nanmean(0).to(out_dtype(input))
+
+
+@_with_common_args
+def mean_iou(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: str = "multiclass",
+    from_logits: bool = False,
+    threshold: float = 0.5,
+    num_classes: Optional[int] = None,
+    include_background: bool = True,
+    ignore_index: Optional[int] = None,
+    domain: str = "batch",
+    empty: float | str = 1.0,
+    check_values: bool = True,
+) -> Tensor:
+    r"""Mean IoU over classes (seed 003: :math:`\mathrm{mIoU} = \frac1c \sum_k \mathrm{IoU}_k`).
+
+    .. math::
+        \mathrm{mIoU} = \frac{1}{C} \sum_c \mathrm{IoU}_c
+
+    with :math:`\mathrm{IoU}_c` of :func:`iou_per_class` (by default over the whole
+    batch, as seed 003 computes it over a data set). Classes whose IoU is NaN
+    (``empty="nan"``) are left out of the mean.
+
+    Returns:
+        A 0-dim tensor.
+
+    Raises:
+        ValueError, TypeError: as :func:`dice`.
+
+    Example:
+        >>> p = torch.tensor([[0, 1, 1, 2]])
+        >>> g = torch.tensor([[0, 1, 2, 2]])
+        >>> mean_iou(p, g, num_classes=3)   # (1 + 1/2 + 1/2) / 3
+        tensor(0.6667)
+    """
+    per_class = iou_per_class(
+        input, target, mode=mode, from_logits=from_logits, threshold=threshold, num_classes=num_classes,
+        include_background=include_background, ignore_index=ignore_index, domain=domain, empty=empty,
+        check_values=check_values,
+    )
+    return per_class.nanmean()
