@@ -7,7 +7,7 @@ from seglosses.bench.synthetic import make_synthetic
 
 @pytest.fixture(scope="module")
 def binary():
-    return make_synthetic(96, 64, seed=0)
+    return make_synthetic(48, 64, seed=0)
 
 
 def _positive(masks):
@@ -16,16 +16,16 @@ def _positive(masks):
 
 def test_shapes_dtypes_and_range(binary):
     images, masks = binary
-    assert images.shape == (96, 1, 64, 64) and images.dtype == torch.float32
-    assert masks.shape == (96, 64, 64) and masks.dtype == torch.int64
+    assert images.shape == (48, 1, 64, 64) and images.dtype == torch.float32
+    assert masks.shape == (48, 64, 64) and masks.dtype == torch.int64
     assert images.min() >= 0 and images.max() <= 1
     assert set(masks.unique().tolist()) == {0, 1}
 
 
 def test_same_seed_same_tensors_other_seed_other_tensors(binary):
-    images, masks = make_synthetic(96, 64, seed=0)
+    images, masks = make_synthetic(48, 64, seed=0)
     assert torch.equal(images, binary[0]) and torch.equal(masks, binary[1])
-    other_images, other_masks = make_synthetic(96, 64, seed=1)
+    other_images, other_masks = make_synthetic(48, 64, seed=1)
     assert not torch.equal(other_images, images)
     assert not torch.equal(other_masks, masks)
 
@@ -42,9 +42,9 @@ def test_global_rng_is_neither_used_nor_disturbed():
 
 def test_batch_level_imbalance_exact_positive_count(binary):
     _, masks = binary
-    assert int(_positive(masks).sum()) == round(96 * 0.25)
-    for fraction, n in ((0.0, 0), (0.1, 10), (1.0, 100)):  # n_images > chunk size (64) too
-        _, m = make_synthetic(100, 32, positive_fraction=fraction, seed=2)
+    assert int(_positive(masks).sum()) == round(48 * 0.25)
+    for n_images, fraction, n in ((10, 0.0, 0), (70, 0.1, 7), (10, 1.0, 10)):  # 70 > chunk size (64)
+        _, m = make_synthetic(n_images, 32, positive_fraction=fraction, seed=2)
         assert int(_positive(m).sum()) == n
 
 
@@ -58,7 +58,7 @@ def test_image_level_imbalance_a_few_percent(binary):
 def test_foreground_not_separable_by_intensity_alone():
     # The foreground is brighter on average, but distractors and background shading make a
     # global intensity threshold useless: a model has to learn the texture.
-    images, masks = make_synthetic(64, 64, seed=3, positive_fraction=0.5)
+    images, masks = make_synthetic(32, 64, seed=3, positive_fraction=0.5)
     x, y = images[:, 0], masks > 0
     assert x[y].mean() > x[~y].mean()
     best = 0.0
@@ -69,13 +69,13 @@ def test_foreground_not_separable_by_intensity_alone():
 
 
 def test_multiclass_two_foreground_classes_with_distinct_appearance():
-    images, masks = make_synthetic(64, 64, mode="multiclass", positive_fraction=0.5, seed=0)
+    images, masks = make_synthetic(32, 64, mode="multiclass", positive_fraction=0.5, seed=0)
     assert set(masks.unique().tolist()) == {0, 1, 2}
-    assert int(_positive(masks).sum()) == 32
+    assert int(_positive(masks).sum()) == 16
     x = images[:, 0]
     background = x[masks == 0].mean()
     assert x[masks == 1].mean() > background > x[masks == 2].mean()  # brighter / darker classes
-    _, masks4 = make_synthetic(64, 64, mode="multiclass", num_classes=4, positive_fraction=1.0, seed=0)
+    _, masks4 = make_synthetic(16, 48, mode="multiclass", num_classes=4, positive_fraction=1.0, seed=0)
     assert set(masks4.unique().tolist()) == {0, 1, 2, 3}
 
 
