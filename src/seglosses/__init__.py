@@ -21,6 +21,8 @@ from .losses import (
     TverskyLoss,
     WeightedSum,
 )
+from . import accumulate, distributed
+from .accumulate import BatchwiseAccumulator, freeze_bn, split_batch
 
 __version__ = "0.1.0"
 
@@ -40,4 +42,9 @@ __all__ = [
     "SensitivitySpecificityLoss",
     "LabelNoisePenalty",
     "ConfidencePenalty",
+    "accumulate",
+    "distributed",
+    "BatchwiseAccumulator",
+    "split_batch",
+    "freeze_bn",
 ]
