@@ -23,6 +23,7 @@ from .losses import (
 )
 from . import accumulate, distributed
 from .accumulate import BatchwiseAccumulator, freeze_bn, split_batch
+from .losses import BoundaryLoss, HausdorffDTLoss, LovaszLoss
 
 __version__ = "0.1.0"
 
@@ -42,6 +43,9 @@ __all__ = [
     "SensitivitySpecificityLoss",
     "LabelNoisePenalty",
     "ConfidencePenalty",
+    "LovaszLoss",
+    "BoundaryLoss",
+    "HausdorffDTLoss",
     "accumulate",
     "distributed",
     "BatchwiseAccumulator",

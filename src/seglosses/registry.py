@@ -32,6 +32,7 @@ from .losses import (
     MarginCalibrationLoss,
     TopKLoss,
 )
+from .losses import BoundaryLoss, HausdorffDTLoss, LovaszLoss
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,14 @@ ENTRIES: List[Entry] = [
           ("combo_loss",), "compound"),
     Entry("exp_log", ExpLogLoss, "exponential logarithmic loss, Dice and CE to powers (Wong 2018; seed 001 eq. 16)",
           ("ell", "exp_log_loss", "exponential_logarithmic"), "compound"),
+    Entry("lovasz", LovaszLoss,
+          "Lovasz extension of the Jaccard loss: hinge on logits (binary) or |g - p| softmax (Berman 2018)",
+          ("lovasz_loss", "lovasz_hinge", "lovasz_softmax"), "lovasz"),
+    Entry("boundary", BoundaryLoss, "mean of phi_G * s, phi_G the signed distance map (Kervadec 2019; seed 001 4.1)",
+          ("bd", "boundary_loss"), "boundary"),
+    Entry("hausdorff_dt", HausdorffDTLoss,
+          "mean of (s - g)^2 (d_G^a + d_S^a), distance-transform HD loss (Karimi 2019; seed 001 4.2)",
+          ("hd_dt", "hausdorff_dt_loss", "hddt"), "boundary"),
 ]
 
 

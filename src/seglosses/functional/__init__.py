@@ -21,6 +21,8 @@ from .distribution import (
 )
 from .margin import MarginOffsets, count_classes, margin_calibration_loss, margin_offsets
 from .compound import combo_loss, exp_log_loss
+from .lovasz import lovasz_extension, lovasz_loss
+from .boundary import boundary_loss, hausdorff_dt_loss
 
 __all__ = [
     "soft_confusion",
@@ -48,4 +50,8 @@ __all__ = [
     "count_classes",
     "combo_loss",
     "exp_log_loss",
+    "lovasz_loss",
+    "lovasz_extension",
+    "boundary_loss",
+    "hausdorff_dt_loss",
 ]

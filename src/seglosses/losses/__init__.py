@@ -4,6 +4,8 @@ from .compound import WeightedSum
 from .compound import ComboLoss, ExpLogLoss, Ramp
 from .distribution import CrossEntropyLoss, DistancePenalizedCELoss, FocalLoss, TopKLoss
 from .margin import MarginCalibrationLoss
+from .lovasz import LovaszLoss
+from .boundary import BoundaryLoss, HausdorffDTLoss
 from .region import (
     AsymmetricSimilarityLoss,
     DiceLoss,
@@ -40,4 +42,7 @@ __all__ = [
     "ComboLoss",
     "ExpLogLoss",
     "Ramp",
+    "LovaszLoss",
+    "BoundaryLoss",
+    "HausdorffDTLoss",
 ]
