@@ -215,10 +215,11 @@ def _parse_term_dict(d: Any, where: str) -> _Term:
         raise _fail(where, f"a term must be a dict with a 'name' key; got {type(d).__name__}")
     if "name" not in d or not isinstance(d["name"], str):
         raise _fail(where, f"a term must have a string 'name'; got keys {sorted(map(str, d))}")
+    where = f"{where} (name {d['name']!r})"
     kwargs = {k: v for k, v in d.items() if k not in _WEIGHT_KEYS}
     explicit = "weight" in d
     weight = _dict_weight(d["weight"], where) if explicit else 1.0
-    return _Term(d["name"], weight, explicit, kwargs, f"{where} (name {d['name']!r})")
+    return _Term(d["name"], weight, explicit, kwargs, where)
 
 
 def _parse_mapping(spec: Mapping[str, Any]) -> Tuple[List[_Term], Dict[str, Any]]:
