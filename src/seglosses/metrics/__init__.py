@@ -33,7 +33,7 @@ from .overlap import (
 )
 from .ranking import average_precision, average_precision_error_bound
 from .streaming import METRIC_NAMES, SegmentationMetrics
-from .surface import assd, hausdorff, hd95, modified_hausdorff, surface, surface_dice, surface_metrics
+from .surface import assd, hausdorff, hd95, modified_hausdorff, surface_dice, surface_mask, surface_metrics
 
 __all__ = [
     "dice",
@@ -54,7 +54,7 @@ __all__ = [
     "surface_dice",
     "modified_hausdorff",
     "surface_metrics",
-    "surface",
+    "surface_mask",
     "SegmentationMetrics",
     "METRIC_NAMES",
     "TorchmetricsSegmentationMetrics",

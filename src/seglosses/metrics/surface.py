@@ -49,7 +49,7 @@ from .._reduce import reduce_items
 from ..distance import edt
 from ._hard import check_empty, hard_pair
 
-__all__ = ["hausdorff", "hd95", "assd", "surface_dice", "modified_hausdorff", "surface_metrics", "surface"]
+__all__ = ["hausdorff", "hd95", "assd", "surface_dice", "modified_hausdorff", "surface_metrics", "surface_mask"]
 
 SURFACE_METRICS = ("hausdorff", "hd95", "assd", "surface_dice", "modified_hausdorff")
 HD_CONVENTIONS = ("max_of_directed", "pooled")
@@ -57,7 +57,7 @@ POINT_SETS = ("foreground", "surface")
 _MISSING = ("inf", "diagonal")
 
 
-def surface(mask: Tensor) -> Tensor:
+def surface_mask(mask: Tensor) -> Tensor:
     r"""Surface pixels of a batch of masks: foreground with a background face neighbour.
 
     .. math::
@@ -75,7 +75,7 @@ def surface(mask: Tensor) -> Tensor:
 
     Example:
         >>> m = torch.zeros(1, 3, 4, dtype=torch.bool); m[0, :, 1:] = True
-        >>> surface(m).int()
+        >>> surface_mask(m).int()
         tensor([[[0, 1, 1, 1],
                  [0, 1, 0, 1],
                  [0, 1, 1, 1]]], dtype=torch.int32)
@@ -110,7 +110,7 @@ class Surfaces:
         p = b * c
         pred = pred.reshape((p,) + self.spatial)
         target = target.reshape((p,) + self.spatial)
-        sp, sg = surface(pred), surface(target)
+        sp, sg = surface_mask(pred), surface_mask(target)
         self.valid = None
         if valid is not None:
             v = valid.unsqueeze(1).expand((b, c) + self.spatial).reshape((p,) + self.spatial)
