@@ -6,6 +6,7 @@ metric is a formula over one statistics kernel,
 :func:`seglosses.functional.soft_confusion`.
 """
 from . import functional, regularizers
+from . import metrics
 from .losses import (
     AsymmetricSimilarityLoss,
     ConfidencePenalty,
@@ -21,15 +22,42 @@ from .losses import (
     TverskyLoss,
     WeightedSum,
 )
+
+from . import registry
+from .registry import list_losses
+from .losses import (
+    ComboLoss,
+    CrossEntropyLoss,
+    DistancePenalizedCELoss,
+    ExpLogLoss,
+    FocalLoss,
+    MarginCalibrationLoss,
+    TopKLoss,
+)
+from .losses import BoundaryLoss, HausdorffDTLoss, LovaszLoss
+from .build import build_loss
 from . import accumulate, distributed
 from .accumulate import BatchwiseAccumulator, freeze_bn, split_batch
-from .losses import BoundaryLoss, HausdorffDTLoss, LovaszLoss
 
 __version__ = "0.1.0"
 
 __all__ = [
     "functional",
     "regularizers",
+    "metrics",
+    "registry",
+    "list_losses",
+    "build_loss",
+    "CrossEntropyLoss",
+    "TopKLoss",
+    "FocalLoss",
+    "DistancePenalizedCELoss",
+    "MarginCalibrationLoss",
+    "ComboLoss",
+    "ExpLogLoss",
+    "LovaszLoss",
+    "BoundaryLoss",
+    "HausdorffDTLoss",
     "SegLoss",
     "WeightedSum",
     "DiceLoss",
@@ -43,9 +71,6 @@ __all__ = [
     "SensitivitySpecificityLoss",
     "LabelNoisePenalty",
     "ConfidencePenalty",
-    "LovaszLoss",
-    "BoundaryLoss",
-    "HausdorffDTLoss",
     "accumulate",
     "distributed",
     "BatchwiseAccumulator",
