@@ -15,6 +15,7 @@ from seglosses.bench.data import (
     RatioBatchSampler,
     RotatedCropDataset,
     SegmentationDataset,
+    SubsetDataset,
     TiledDataset,
     build_dataset,
     foreground_flags,
@@ -151,6 +152,22 @@ def test_tiled_dataset_drops_white_tiles_and_keeps_groups():
     assert len(TiledDataset(base, 32, 32, tissue={"min_tissue_fraction": 0.0})) == 6
     with pytest.raises(ValueError, match=r"`tile` must be an int .*got 128 for a 64x96 image \(item 0, 'slide'\)"):
         TiledDataset(base, 128)
+
+
+def test_tiled_dataset_of_uint8_subset_equals_slices_of_full_items():
+    g = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (2, 20, 30), dtype=torch.uint8, generator=g) for _ in range(3)]
+    masks = [torch.randint(0, 3, (20, 30), dtype=torch.uint8, generator=g) for _ in range(3)]
+    base = SegmentationDataset(images, masks)
+    subset = SubsetDataset(base, [2, 0])
+    tiles = TiledDataset(subset, 16, 8)
+    assert len(tiles) == 2 * 2 * 3 and tiles.names[:3] == ["2@0,0", "2@0,8", "2@0,14"]
+    for k, (i, y, x) in enumerate(tiles.entries):
+        image, mask = subset[i]
+        tile_image, tile_mask = tiles[k]
+        assert tile_image.dtype == torch.float32 and tile_mask.dtype == torch.int64
+        assert torch.equal(tile_image, image[:, y:y + 16, x:x + 16])
+        assert torch.equal(tile_mask, mask[y:y + 16, x:x + 16])
 
 
 # --------------------------------------------------------------------------------- rotated crops
@@ -302,6 +319,18 @@ def test_ratio_sampler_cycles_the_minority_and_respects_drop_last():
     # Fewer positives than k: repeats within a batch.
     batches = list(RatioBatchSampler([True, True] + [False] * 6, 4, 0.75))
     assert all(sum(i < 2 for i in b) == 3 for b in batches)
+
+
+def test_ratio_sampler_shares_global_steps_between_replicas():
+    flags = [i % 4 == 0 for i in range(64)]
+    per_rank = [list(RatioBatchSampler(flags, 4, seed=2, num_replicas=2, rank=r)) for r in range(2)]
+    assert len(per_rank[0]) == len(per_rank[1]) == 8
+    single = list(RatioBatchSampler(flags, 4, seed=2, num_batches=16))
+    assert [b for pair in zip(*per_rank) for b in pair] == single  # the same streams, interleaved
+    assert all(sum(flags[i] for i in b) == 1 for b in per_rank[0] + per_rank[1])
+    assert sorted(i for b in per_rank[0] + per_rank[1] for i in b) == list(range(64))
+    with pytest.raises(ValueError, match=r"`rank` must be an int in \[0, num_replicas=2\); got 2"):
+        RatioBatchSampler(flags, 4, num_replicas=2, rank=2)
 
 
 def test_ratio_sampler_works_as_a_dataloader_batch_sampler():

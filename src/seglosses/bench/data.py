@@ -198,12 +198,15 @@ class SegmentationDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.images[index]
-        if image.dtype == torch.uint8:
-            image = image.to(torch.float32).div_(255.0)
-        else:
-            image = image.to(torch.float32)
-        return image, self.masks[index].to(torch.int64)
+        return _as_item(self.images[index], self.masks[index])
+
+    def window(self, index: int, top: int, left: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``size x size`` window at ``(top, left)`` of item ``index``, converted like an item.
+
+        Only the window is converted to float32, which keeps tiling of large images cheap.
+        """
+        rows, cols = slice(top, top + size), slice(left, left + size)
+        return _as_item(self.images[index][:, rows, cols], self.masks[index][rows, cols])
 
     @property
     def in_channels(self) -> int:
@@ -219,6 +222,22 @@ class SegmentationDataset(Dataset):
     def max_label(self) -> int:
         """The largest class index in any mask (0 for an empty data set)."""
         return max((int(mask.max()) for mask in self.masks if mask.numel()), default=0)
+
+
+def _as_item(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if image.dtype == torch.uint8:
+        image = image.to(torch.float32).div_(255.0)
+    else:
+        image = image.to(torch.float32)
+    return image, mask.to(torch.int64)
+
+
+def _window(dataset: Dataset, index: int, top: int, left: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    method = getattr(dataset, "window", None)
+    if callable(method):
+        return method(index, top, left, size)
+    image, mask = dataset[index]
+    return image[:, top:top + size, left:left + size], mask[top:top + size, left:left + size]
 
 
 class SubsetDataset(Dataset):
@@ -249,11 +268,17 @@ class SubsetDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.base[self.indices[index]]
 
+    def window(self, index: int, top: int, left: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``size x size`` window at ``(top, left)`` of item ``index``."""
+        return _window(self.base, self.indices[index], top, left, size)
+
     @property
     def in_channels(self) -> int:
+        """Channel count of the images."""
         return _in_channels(self.base)
 
     def foreground_flags(self) -> list[bool]:
+        """Whether each item's mask has any foreground pixel."""
         flags = foreground_flags(self.base)
         return [flags[i] for i in self.indices]
 
@@ -314,15 +339,15 @@ class TiledDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         i, y, x = self.entries[index]
-        image, mask = self.base[i]
-        t = self.tile
-        return image[:, y:y + t, x:x + t], mask[y:y + t, x:x + t]
+        return _window(self.base, i, y, x, self.tile)
 
     @property
     def in_channels(self) -> int:
+        """Channel count of the images."""
         return _in_channels(self.base)
 
     def foreground_flags(self) -> list[bool]:
+        """Whether each tile has any foreground pixel."""
         return list(self._flags)
 
 
@@ -365,9 +390,11 @@ class RotatedCropDataset(Dataset):
 
     @property
     def in_channels(self) -> int:
+        """Channel count of the images."""
         return _in_channels(self.base)
 
     def foreground_flags(self) -> list[bool]:
+        """Whether each *source* item has any foreground pixel (a crop may miss it)."""
         return foreground_flags(self.base)
 
 
@@ -399,9 +426,11 @@ class QuadrantDataset(Dataset):
 
     @property
     def in_channels(self) -> int:
+        """Channel count of the images."""
         return _in_channels(self.base)
 
     def foreground_flags(self) -> list[bool]:
+        """Whether each quadrant has any foreground pixel."""
         if self._flags is None:
             self._flags = [bool(m.any()) for i in range(len(self.base)) for _, m in quadrants(*self.base[i])]
         return list(self._flags)
@@ -1231,16 +1260,20 @@ class RatioBatchSampler(Sampler[list[int]]):
     members. All batches are full.
 
     The batches of an epoch depend only on ``(seed, epoch)``; call :meth:`set_epoch` before each
-    epoch.
+    epoch. Under ``torch.distributed``, give every process the same arguments plus its
+    ``rank`` and ``num_replicas``: the processes draw the same streams and each takes its own
+    share of every global step, so every per-process batch still has exactly ``k`` positives.
 
     Args:
         has_positive: one flag per data-set item (see :func:`foreground_flags`).
         batch_size: images per batch.
         ratio: fraction of positive images per batch; ``None`` uses the data set's own fraction.
         seed: seed of the shuffling.
-        drop_last: ``False`` gives ``ceil(N / batch_size)`` batches per epoch (the last one filled
-            by cycling), ``True`` gives ``N // batch_size``.
-        num_batches: batches per epoch, overriding the count above.
+        drop_last: ``False`` gives ``ceil(N / (batch_size * num_replicas))`` batches per epoch
+            (the last one filled by cycling), ``True`` gives ``N // (batch_size * num_replicas)``.
+        num_batches: batches per epoch and process, overriding the count above.
+        num_replicas: number of processes sharing the data set (distributed training).
+        rank: this process's index in ``[0, num_replicas)``.
 
     Raises:
         ValueError: if ``has_positive`` is empty, ``batch_size < 1``, ``ratio`` is outside
@@ -1261,6 +1294,8 @@ class RatioBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         drop_last: bool = False,
         num_batches: int | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         flags = [bool(f) for f in has_positive]
         if not flags:
@@ -1283,12 +1318,18 @@ class RatioBatchSampler(Sampler[list[int]]):
             raise ValueError(f"`ratio` must be 0 when no item is positive; got {ratio}")
         if k < batch_size and not self.negatives:
             raise ValueError(f"`ratio` must be 1 (or None) when every item is positive; got {ratio}")
+        if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
+            raise ValueError(f"`num_replicas` must be an int >= 1; got {num_replicas!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
+            raise ValueError(f"`rank` must be an int in [0, num_replicas={num_replicas}); got {rank!r}")
         if num_batches is None:
-            num_batches = len(flags) // batch_size if drop_last else math.ceil(len(flags) / batch_size)
+            step = batch_size * num_replicas
+            num_batches = len(flags) // step if drop_last else math.ceil(len(flags) / step)
         elif isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 0:
             raise ValueError(f"`num_batches` must be an int >= 0; got {num_batches!r}")
         self.batch_size, self.ratio, self.num_positive = batch_size, ratio, k
         self.seed, self.drop_last, self.num_batches = int(seed), bool(drop_last), num_batches
+        self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -1304,9 +1345,12 @@ class RatioBatchSampler(Sampler[list[int]]):
         negative = _cycle(self.negatives, gen)
         k = self.num_positive
         for _ in range(self.num_batches):
-            batch = [next(positive) for _ in range(k)] + [next(negative) for _ in range(self.batch_size - k)]
-            order = torch.randperm(self.batch_size, generator=gen).tolist()
-            yield [batch[j] for j in order]
+            for replica in range(self.num_replicas):  # every process draws all shares, keeps its own
+                batch = [next(positive) for _ in range(k)] + [next(negative) for _ in range(self.batch_size - k)]
+                order = torch.randperm(self.batch_size, generator=gen).tolist()
+                if replica == self.rank:
+                    mine = [batch[j] for j in order]
+            yield mine
 
 
 def _cycle(indices: list[int], gen: torch.Generator) -> Iterator[int]:
