@@ -20,7 +20,7 @@ What an image looks like (one grey channel, values in ``[0, 1]``):
   boundaries (a radius perturbed by low-order harmonics, stretched to an ellipse). Each class has
   its own intensity offset, texture and elongation, so intensity alone does not separate the
   foreground from the distractors: the texture does;
-* **pixel noise**: independent Gaussian noise on every pixel.
+* **pixel noise**: independent zero-mean uniform noise on every pixel (standard deviation 0.035).
 
 Foreground classes (``k`` = 1..4; ``num_classes - 1`` of them are used):
 
@@ -33,10 +33,15 @@ k     offset     texture                         shape
 4     darker     coarse grain (sigma 1.6)        elongated
 ====  =========  ==============================  ==================
 
-Determinism: every random number comes from one CPU ``torch.Generator`` seeded with ``seed``, and
-the arithmetic runs in float64 before the final cast to float32, so the same arguments give the
-same tensors on every machine with the same torch version (labels are thresholds of smooth fields,
-far from rounding-level ties).
+Determinism: every random number is a uniform draw from one CPU ``torch.Generator`` seeded with
+``seed`` (uniform draws are exact bit patterns on every platform; no platform-specific normal
+sampler is used), and the arithmetic (FFT filtering, blob geometry) runs in float64 before the final
+cast to float32. The same arguments therefore give identical tensors on a given torch build, and
+on other machines labels that are identical and images that agree to float32 rounding (labels
+are thresholds of smooth fields, far from rounding-level ties). The global torch RNG is neither
+used nor advanced.
+
+Speed: 256 images of 128x128 take about 0.5 s of single-core CPU time.
 """
 from __future__ import annotations
 
