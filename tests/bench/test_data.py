@@ -629,6 +629,8 @@ def test_build_dataset_synthetic_with_crops_and_quadrants():
     multi = build_dataset({"type": "synthetic", "mode": "multiclass", "n_images": 8, "size": 32,
                            "split": {"counts": [4, 4]}})
     assert multi.num_classes == 3 and multi.test is None and len(multi.val) == 4
+    whole = build_dataset({"type": "synthetic", "n_images": 6, "size": 32, "split": {"fractions": [1, 0]}})
+    assert len(whole.train) == 6 and len(whole.val) == 0
 
 
 def test_build_dataset_folder_with_tiles_tissue_and_positives(tmp_path):

@@ -1713,9 +1713,11 @@ def _resolve_split(split: Any, base: SegmentationDataset, root: Path) -> dict[st
         extra = set(split) - {"fractions", "counts", "seed"}
         if extra or ("fractions" in split and "counts" in split):
             raise ValueError(f"`split` must hold 'fractions' or 'counts' and optionally 'seed'; got keys {sorted(split)}")
-        sizes = split.get("fractions", split.get("counts"))
+        # "fractions": [1, 0, 0] means everything in train, not one item: force the kind.
         if "counts" in split:
-            sizes = [int(c) for c in sizes]
+            sizes = [int(c) for c in split["counts"]]
+        else:
+            sizes = [float(f) for f in split["fractions"]]
         has_groups = any(g != name for g, name in zip(base.groups, base.names))
         parts = split_indices(n, sizes, seed=int(split.get("seed", 0)), groups=base.groups if has_groups else None)
         if len(parts) > len(_SPLITS):
