@@ -154,12 +154,13 @@ def test_3d_with_ignore_index_and_soft_form():
     torch.manual_seed(0)
     model = small_net(3, dims=3)
     x, y = make_batch(b=5, spatial=(3, 4, 5), ignore=255)
-    loss = sl.DiceLoss(mode="multiclass", domain="batch", ignore_index=255, soft_form=True,
-                       class_weights=[1.0, 2.0, 0.5])
-    v_full, g_full = full_batch(model, loss, x, y)
-    v, g = accumulated(model, loss, [(x[:2], y[:2]), (x[2:], y[2:])])
-    assert max_diff(g, g_full) < TOL
-    assert abs(float(v - v_full)) < TOL
+    common = dict(mode="multiclass", domain="batch", ignore_index=255)
+    for loss in (sl.DiceLoss(soft_form=True, class_weights=[1.0, 2.0, 0.5], **common),
+                 sl.DiceLoss(squared_denominator=True, reduction="sum", **common)):
+        v_full, g_full = full_batch(model, loss, x, y)
+        v, g = accumulated(model, loss, [(x[:2], y[:2]), (x[2:], y[2:])])
+        assert max_diff(g, g_full) < TOL
+        assert abs(float(v - v_full)) < TOL
 
 
 def test_generalized_dice_class_absent_from_a_micro_batch():
@@ -402,6 +403,10 @@ def test_batchnorm_in_train_mode_is_refused():
     acc = sl.BatchwiseAccumulator(sl.DiceLoss(domain="batch"))
     with pytest.raises(ValueError, match="`model` must not have BatchNorm in train mode"):
         acc.backward(model, sl.split_batch(x, y, 3))
+    # one micro-batch is the whole batch: BatchNorm sees what it sees without the accumulator
+    _, g_full = full_batch(model, sl.DiceLoss(domain="batch"), x, y)
+    _, g = accumulated(model, sl.DiceLoss(domain="batch"), sl.split_batch(x, y, 7))
+    assert max_diff(g, g_full) < TOL
 
 
 def test_frozen_batchnorm_is_exact():

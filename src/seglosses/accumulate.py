@@ -252,13 +252,24 @@ def _describe(sig: Tuple[int, int, str]) -> str:
 
 @dataclass
 class BatchStatistics:
-    """The statistics the accumulator sums over micro-batches (and processes).
+    r"""The statistics the accumulator sums over micro-batches (and processes).
 
     One record per loss term: the summed domain moments of a batch-domain region term
     (``moments[k]``, each ``[1, C]``), or the sum of the values and their count for an
     image-domain or pixel-mean term (``sums[k]``, ``counts[k]``), plus the number of
     images. Statistics add with ``+``. Built by :meth:`BatchwiseAccumulator.statistics`
     and :meth:`BatchwiseAccumulator.collect`; all tensors are detached.
+
+    .. math::
+        S = \sum_m s_m,\qquad n = \sum_m n_m
+
+    Example:
+        >>> import seglosses as sl
+        >>> acc = BatchwiseAccumulator(sl.DiceLoss(domain="batch", from_logits=False))
+        >>> p, g = torch.tensor([[[0.5, 1.0]]]), torch.tensor([[1, 0]])
+        >>> s = acc.statistics(p, g) + acc.statistics(p, g)
+        >>> {k: v.tolist() for k, v in s.moments[0].items()}, int(s.images)
+        ({'p': [[3.0]], 'g': [[2.0]], 'pg': [[1.0]]}, 2)
 
     Attributes:
         moments: per term, ``name -> [1, C]`` sums, or ``None``.
@@ -267,6 +278,9 @@ class BatchStatistics:
         images: 0-dim float number of images.
         signature: (channels, tensor dims, target format) shared by every micro-batch.
         world_size: processes the statistics were summed over (1 without ``sync``).
+        parts: the statistics of each micro-batch (kept by :meth:`BatchwiseAccumulator.collect`
+            for the check of pass 2).
+        rng_states: the generator states before each forward pass of pass 1.
     """
 
     moments: Tuple[Optional[Dict[str, Tensor]], ...]
@@ -373,6 +387,11 @@ class MicroBatches(Sequence):
     Each item is a pair of views (slices) of the batch, moved to ``device`` when it is
     read, so the whole batch can stay on the host while the model sees one micro-batch
     at a time. See :func:`split_batch`.
+
+    Example:
+        >>> mb = MicroBatches(torch.arange(3.0), torch.arange(3), 2)
+        >>> len(mb), mb[1]
+        (2, (tensor([2.]), tensor([2])))
     """
 
     def __init__(self, input: Tensor, target: Tensor, batch_size: int, device: Any = None,
@@ -535,7 +554,8 @@ class BatchwiseAccumulator:
         (``no_sync``). Image-domain and pixel-mean terms then also divide by the global
         counts: exact for unequal per-rank batch sizes or ``ignore_index`` counts.
 
-        A single micro-batch is run once, with its graph (no second pass).
+        A single micro-batch (a sequence of length 1) is run once, with its graph: no
+        second pass, and BatchNorm in train mode is allowed (it sees the whole batch).
 
     Args:
         loss: a seglosses loss module or a :class:`~seglosses.WeightedSum` of them. The
@@ -738,10 +758,10 @@ class BatchwiseAccumulator:
         return out.detach()
 
     # ---- the two passes ----
-    def _check_model(self, model: Any) -> None:
+    def _check_model(self, model: Any, split: bool = True) -> None:
         if not callable(model):
             raise TypeError(f"`model` must be callable (an nn.Module); got {type(model).__name__}")
-        if self.batchnorm == "raise":
+        if split and self.batchnorm == "raise":
             bns = _batchnorms_in_train_mode(model)
             if bns:
                 raise ValueError(
@@ -900,10 +920,11 @@ class BatchwiseAccumulator:
         Returns:
             The loss of the whole batch (0-dim, detached).
         """
-        self._check_model(model)
         _check_micro_batches(micro_batches)
+        single = isinstance(micro_batches, Sequence) and len(micro_batches) == 1
+        self._check_model(model, split=not single)
         terms, sync = self._terms()
-        if isinstance(micro_batches, Sequence) and len(micro_batches) == 1:
+        if single:
             return self._single(terms, sync, model, micro_batches[0], scaler)
         total = self._collect(terms, sync, model, micro_batches)
         return self._accumulate(terms, model, micro_batches, total, scaler)

@@ -56,12 +56,22 @@ SYNC_OPTIONS = ("distributed",)
 
 
 def is_distributed() -> bool:
-    """Whether ``torch.distributed`` is available and a default process group is initialised."""
+    """Whether ``torch.distributed`` is available and a default process group is initialised.
+
+    Example:
+        >>> is_distributed()  # a single process
+        False
+    """
     return dist.is_available() and dist.is_initialized()
 
 
 def world_size(group: Any = None) -> int:
-    """Number of processes in ``group`` (the default group for ``None``); 1 without a process group."""
+    """Number of processes in ``group`` (the default group for ``None``); 1 without a process group.
+
+    Example:
+        >>> world_size()
+        1
+    """
     if group is None and not is_distributed():
         return 1
     return dist.get_world_size(group=group)
