@@ -556,3 +556,18 @@ def test_split_batch():
         sl.split_batch(x, y, 2.0)
     with pytest.raises(ValueError, match="`target` must have the input's batch size 5"):
         sl.split_batch(x, y[:4], 2)
+
+
+def test_accumulate_needs_the_statistics_of_collect():
+    torch.manual_seed(0)
+    model = small_net(1)
+    x, y = make_batch(c=1)
+    acc = sl.BatchwiseAccumulator(sl.DiceLoss(domain="batch"))
+    mbs = sl.split_batch(x, y, 3)
+    with torch.no_grad():
+        total = acc.statistics(model(x), y)
+    with pytest.raises(ValueError, match="`total` must come from collect()"):
+        acc.accumulate(model, mbs, total)
+    total = acc.collect(model, mbs)
+    with pytest.raises(ValueError, match="micro-batch 0 has 2 images in pass 2, 3 in pass 1"):
+        acc.accumulate(model, sl.split_batch(x, y, 2), total)

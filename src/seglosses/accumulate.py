@@ -231,7 +231,7 @@ def _pixel_count(term: _Term, output: Tensor, target: Tensor) -> Tensor:
         dt = _count_dtype(output.device)
         return pixel_weight_total(canon, resolve_class_weights(cfg["class_weights"], canon, dt))
     if canon.valid is None:
-        return torch.tensor(float(canon.x.shape[0] * canon.x.shape[2]), device=output.device)
+        return torch.full((), float(canon.x.shape[0] * canon.x.shape[2]), device=output.device)
     return canon.valid.sum()
 
 
@@ -281,6 +281,7 @@ class BatchStatistics:
         parts: the statistics of each micro-batch (kept by :meth:`BatchwiseAccumulator.collect`
             for the check of pass 2).
         rng_states: the generator states before each forward pass of pass 1.
+        sizes: the number of images of each micro-batch of pass 1.
     """
 
     moments: Tuple[Optional[Dict[str, Tensor]], ...]
@@ -291,6 +292,7 @@ class BatchStatistics:
     world_size: int = 1
     parts: List["BatchStatistics"] = field(default_factory=list, repr=False)
     rng_states: List[Any] = field(default_factory=list, repr=False)
+    sizes: List[int] = field(default_factory=list, repr=False)
 
     def __add__(self, other: "BatchStatistics") -> "BatchStatistics":
         if not isinstance(other, BatchStatistics):
@@ -649,7 +651,7 @@ class BatchwiseAccumulator:
                     v = t.call(output, target, reduction="none")
                     moments.append(None)
                     sums.append(v.sum())
-                    counts.append(torch.tensor(float(v.numel()), dtype=cdt, device=device))
+                    counts.append(torch.full((), float(v.numel()), dtype=cdt, device=device))
                 else:
                     v = t.call(output, target, reduction="sum")
                     moments.append(None)
@@ -657,7 +659,7 @@ class BatchwiseAccumulator:
                     counts.append(_pixel_count(t, output, target).to(cdt))
         return BatchStatistics(
             tuple(moments), tuple(sums), torch.stack(counts),
-            torch.tensor(float(output.shape[0]), dtype=cdt, device=device), _signature(output, target),
+            torch.full((), float(output.shape[0]), dtype=cdt, device=device), _signature(output, target),
         )
 
     def reduce(self, stats: BatchStatistics) -> BatchStatistics:
@@ -688,7 +690,7 @@ class BatchwiseAccumulator:
         counts = torch.cat([stats.counts, stats.images.reshape(1)])
         dist.all_reduce(counts, group=sync.group)
         return BatchStatistics(moments, sums, counts[:-1], counts[-1], stats.signature, w, stats.parts,
-                               stats.rng_states)
+                               stats.rng_states, stats.sizes)
 
     def share(self, output: Tensor, target: Tensor, total: BatchStatistics) -> Tensor:
         r"""The part of the batch loss that one micro-batch back-propagates.
@@ -796,6 +798,7 @@ class BatchwiseAccumulator:
         total: Optional[BatchStatistics] = None
         parts: List[BatchStatistics] = []
         rngs: List[Any] = []
+        sizes: List[int] = []
         try:
             for i, item in enumerate(micro_batches):
                 x, y = _pair(item, i)
@@ -803,6 +806,7 @@ class BatchwiseAccumulator:
                 with torch.no_grad():
                     out = _forward(model, x)
                 s = self._statistics(terms, out, y)
+                sizes.append(out.shape[0])
                 del out
                 if total is not None and s.signature != total.signature:
                     raise ValueError(
@@ -816,7 +820,7 @@ class BatchwiseAccumulator:
         if total is None:
             raise ValueError("`micro_batches` must hold at least one (input, target) pair; got none")
         total = self._reduce(total, sync)
-        total.parts, total.rng_states = parts, rngs
+        total.parts, total.rng_states, total.sizes = parts, rngs, sizes
         return total
 
     def _save_bn(self, model: Any) -> List[Tuple[nn.Module, Dict[str, Tensor]]]:
@@ -853,6 +857,11 @@ class BatchwiseAccumulator:
         return self._accumulate(terms, model, micro_batches, total, scaler)
 
     def _accumulate(self, terms, model, micro_batches, total: BatchStatistics, scaler) -> Tensor:
+        if not total.parts:
+            raise ValueError(
+                "`total` must come from collect(), which keeps every micro-batch's statistics for pass 2; got "
+                "statistics without them (back-propagate share() yourself for statistics summed by hand)"
+            )
         parts = total.parts
         n = len(parts)
         ddp = isinstance(model, nn.parallel.DistributedDataParallel)
@@ -869,10 +878,10 @@ class BatchwiseAccumulator:
             ctx = model.no_sync() if ddp and i < n - 1 else contextlib.nullcontext()
             with ctx:
                 out = _forward(model, x)
-                if out.shape[0] != int(parts[i].images):
+                if out.shape[0] != total.sizes[i]:
                     raise ValueError(
                         f"`micro_batches` must give the same micro-batches on both passes; micro-batch {i} has "
-                        f"{out.shape[0]} images in pass 2, {int(parts[i].images)} in pass 1"
+                        f"{out.shape[0]} images in pass 2, {total.sizes[i]} in pass 1"
                     )
                 share, vals, local = self._share(terms, out, y, total)
                 if total.world_size > 1:
