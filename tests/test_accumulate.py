@@ -571,3 +571,23 @@ def test_accumulate_needs_the_statistics_of_collect():
     total = acc.collect(model, mbs)
     with pytest.raises(ValueError, match="micro-batch 0 has 2 images in pass 2, 3 in pass 1"):
         acc.accumulate(model, sl.split_batch(x, y, 2), total)
+
+
+def test_step_with_a_grad_scaler():
+    scaler_cls = getattr(getattr(torch, "amp", None), "GradScaler", None)
+    if scaler_cls is None:
+        pytest.skip("torch.amp.GradScaler not available")
+    torch.manual_seed(0)
+    ref = small_net(3)
+    model = small_net(3)
+    model.load_state_dict(ref.state_dict())
+    x, y = make_batch()
+    loss = sl.DiceLoss(mode="multiclass", domain="batch")
+    opt_ref = torch.optim.SGD(ref.parameters(), lr=0.5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    loss(ref(x), y).backward()
+    opt_ref.step()
+    scaler = scaler_cls("cpu", init_scale=2.0 ** 8)
+    sl.BatchwiseAccumulator(loss).step(model, opt, sl.split_batch(x, y, 3), scaler=scaler)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert float((p - q).detach().abs().max()) < TOL
