@@ -159,7 +159,7 @@ def test_inverse_frequency_matches_sklearn_and_both_normalisations():
     present = np.unique(valid)
     balanced = skl.compute_class_weight("balanced", classes=present, y=valid)
     canon = sl._inputs.canonicalize(x, t, mode="multiclass", ignore_index=255)
-    w = F.distribution.resolve_class_weights("inverse_frequency", canon, torch.float64)
+    w = F.distribution._resolve_class_weights("inverse_frequency", canon, torch.float64)
     np.testing.assert_allclose(w[:3].numpy(), balanced, rtol=1e-12)
     assert float(w[3]) == pytest.approx(balanced.max())  # absent: the largest present weight
     a = F.cross_entropy_loss(x, t, mode="multiclass", ignore_index=255, class_weights="inverse_frequency")

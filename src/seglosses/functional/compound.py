@@ -21,7 +21,7 @@ from .._inputs import Canonical, canonicalize, check_class_weights
 from .._options import check_fraction, check_nonnegative, lookup_option
 from .._reduce import reduce_items, reduce_per_item
 from .._stats import compute_dtype
-from .distribution import log1mexp, log_probs, pow_clamped, resolve_class_weights
+from .distribution import _log1mexp, _log_probs, _pow_clamped, _resolve_class_weights
 from .region import dice_loss
 
 __all__ = ["combo_loss", "exp_log_loss"]
@@ -136,9 +136,9 @@ def combo_loss(
     canon = canonicalize(input, target, mode=mode, from_logits=from_logits, include_background=include_background,
                          ignore_index=ignore_index, check_values=check_values)
     dt = compute_dtype(canon.x.dtype)
-    lp, lnq = log_probs(canon)
+    lp, lnq = _log_probs(canon)
     if lnq is None:  # multiclass: one class against the rest on softmax probabilities
-        lnq = log1mexp(lp)
+        lnq = _log1mexp(lp)
     g = canon.dense_target(dt)
     first = canon.first_class
     per = -(beta * g * lp + (1 - beta) * (1 - g) * lnq)[:, first:]  # [B, C_kept, N]
@@ -233,22 +233,22 @@ def exp_log_loss(
     canon = canonicalize(input, target, mode=mode, from_logits=from_logits, include_background=include_background,
                          ignore_index=ignore_index, check_values=check_values)
     dt = compute_dtype(canon.x.dtype)
-    factor = resolve_class_weights(class_weights, canon, dt)
-    lp, lnq = log_probs(canon)
+    factor = _resolve_class_weights(class_weights, canon, dt)
+    lp, lnq = _log_probs(canon)
     if lnq is None:
         if canon.labels is not None:
             y = canon.labels
-            per = pow_clamped(-lp.gather(1, y.unsqueeze(1)).squeeze(1), gamma_ce)
+            per = _pow_clamped(-lp.gather(1, y.unsqueeze(1)).squeeze(1), gamma_ce)
             if factor is not None:
                 per = per * factor[y]
         else:
-            e = pow_clamped(-lp, gamma_ce)
+            e = _pow_clamped(-lp, gamma_ce)
             if factor is not None:
                 e = e * factor.view(1, -1, 1)
             per = (canon.dense.to(dt) * e).sum(1)
     else:
         g = canon.dense.to(dt)
-        pos, neg = pow_clamped(-lp, gamma_ce), pow_clamped(-lnq, gamma_ce)
+        pos, neg = _pow_clamped(-lp, gamma_ce), _pow_clamped(-lnq, gamma_ce)
         if factor is not None:
             pos = pos * factor[:, 1].view(1, -1, 1)
             neg = neg * factor[:, 0].view(1, -1, 1)
@@ -256,5 +256,5 @@ def exp_log_loss(
     ce = _item_mean(per, canon, domain)
     dice_l = _dice_values(input, target, mode=mode, from_logits=from_logits, domain=domain, smooth=smooth,
                           include_background=include_background, ignore_index=ignore_index).to(dt)
-    ld = pow_clamped(-torch.log1p(-dice_l.clamp_max(1 - 1e-7)), gamma_dice).mean(1)
+    ld = _pow_clamped(-torch.log1p(-dice_l.clamp_max(1 - 1e-7)), gamma_dice).mean(1)
     return reduce_per_item(w_dice * ld + w_ce * ce, reduction, domain=domain).to(input.dtype)

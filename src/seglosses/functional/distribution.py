@@ -84,7 +84,7 @@ def _log_tiny(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).tiny
 
 
-def log_probs(canon: Canonical) -> Tuple[Tensor, Optional[Tensor]]:
+def _log_probs(canon: Canonical) -> Tuple[Tensor, Optional[Tensor]]:
     """Per-pixel log-probabilities in the compute dtype.
 
     Returns ``(log p, None)`` with ``log p`` ``[B, C, N]`` for multiclass, or
@@ -102,7 +102,7 @@ def log_probs(canon: Canonical) -> Tuple[Tensor, Optional[Tensor]]:
     return torch.log(x.clamp_min(tiny)), torch.log((1 - x).clamp_min(tiny))
 
 
-def log1mexp(a: Tensor) -> Tensor:
+def _log1mexp(a: Tensor) -> Tensor:
     r""":math:`\log(1 - e^{a})` for :math:`a \le 0`, stable at both ends (Mächler 2012).
 
     ``a`` is clamped at ``-tiny`` so that :math:`a = 0` (a saturated probability) gives a
@@ -116,7 +116,7 @@ def log1mexp(a: Tensor) -> Tensor:
     return torch.where(near, torch.log(-torch.expm1(a_near)), torch.log1p(-torch.exp(a_far)))
 
 
-def pow_clamped(base: Tensor, gamma: float, floor: float = 1e-12) -> Tensor:
+def _pow_clamped(base: Tensor, gamma: float, floor: float = 1e-12) -> Tensor:
     """``base ** gamma`` with the base clamped at ``floor`` (finite gradient for gamma < 1)."""
     return base.clamp_min(floor) ** gamma
 
@@ -189,7 +189,7 @@ def class_frequency_weights(counts: Tensor, scheme: str = "inverse_frequency") -
     return torch.where(present, w, wmax.expand_as(w))
 
 
-def resolve_class_weights(class_weights: ClassWeights, canon: Canonical, dtype: torch.dtype) -> Optional[Tensor]:
+def _resolve_class_weights(class_weights: ClassWeights, canon: Canonical, dtype: torch.dtype) -> Optional[Tensor]:
     """Per-outcome weights: ``[C]`` (multiclass) or ``[C, 2]`` (binary/multilabel: negatives, positives)."""
     if class_weights is None:
         return None
@@ -210,7 +210,7 @@ def resolve_class_weights(class_weights: ClassWeights, canon: Canonical, dtype: 
 # --------------------------------------------------------------------------- the per-pixel kernel
 
 
-def pixel_nll(
+def _pixel_nll(
     canon: Canonical,
     *,
     factor: Optional[Tensor] = None,
@@ -227,7 +227,7 @@ def pixel_nll(
     (``[B, C, N]``) values. A label map is never expanded to one-hot unless smoothing needs
     every class.
     """
-    lp, lnq = log_probs(canon)
+    lp, lnq = _log_probs(canon)
     dt = lp.dtype
     eps = smoothing
     if canon.mode == "multiclass":
@@ -237,13 +237,13 @@ def pixel_nll(
             lpt = lp.gather(1, y.unsqueeze(1)).squeeze(1)
             t = -lpt
             if gamma:
-                t = t * torch.exp(gamma * log1mexp(lpt))
+                t = t * torch.exp(gamma * _log1mexp(lpt))
             if factor is not None:
                 t = t * factor[y]
             if eps:
                 full = -lp
                 if gamma:
-                    full = full * torch.exp(gamma * log1mexp(lp))
+                    full = full * torch.exp(gamma * _log1mexp(lp))
                 if factor is not None:
                     full = full * factor.view(1, -1, 1)
                 t = (1 - eps) * t + (eps / c) * full.sum(1)
@@ -254,7 +254,7 @@ def pixel_nll(
                 g = (1 - eps) * g + eps / c
             e = -lp
             if gamma:
-                e = e * torch.exp(gamma * log1mexp(lp))
+                e = e * torch.exp(gamma * _log1mexp(lp))
             if factor is not None:
                 e = e * factor.view(1, -1, 1)
             loss = (g * e).sum(1)
@@ -278,7 +278,7 @@ def pixel_nll(
     return per.sum(1)
 
 
-def pixel_weight_total(canon: Canonical, factor: Tensor) -> Tensor:
+def _pixel_weight_total(canon: Canonical, factor: Tensor) -> Tensor:
     """Σ over valid pixels of each pixel's target weight (torch's weighted-mean denominator)."""
     dt = factor.dtype
     if canon.mode == "multiclass":
@@ -372,11 +372,11 @@ def cross_entropy_loss(
     weight_norm = lookup_option("weight_norm", weight_norm, WEIGHT_NORMS)
     canon = _canon(input, target, mode, from_logits, ignore_index, check_values)
     dt = compute_dtype(canon.x.dtype)
-    factor = resolve_class_weights(class_weights, canon, dt)
-    loss = pixel_nll(canon, factor=factor, smoothing=eps)
+    factor = _resolve_class_weights(class_weights, canon, dt)
+    loss = _pixel_nll(canon, factor=factor, smoothing=eps)
     if factor is not None and weight_norm == "weights" and reduction == "mean":
         total = _finish(loss, canon, "sum", dt)
-        den = pixel_weight_total(canon, factor)
+        den = _pixel_weight_total(canon, factor)
         return (total / torch.where(den > 0, den, torch.ones_like(den))).to(input.dtype)
     return _finish(loss, canon, reduction, input.dtype)
 
@@ -475,12 +475,12 @@ def topk_loss(
     domain = lookup_option("domain", domain, TOPK_DOMAINS)
     canon = _canon(input, target, mode, from_logits, ignore_index, check_values)
     dt = compute_dtype(canon.x.dtype)
-    factor = resolve_class_weights(class_weights, canon, dt)
-    ce = pixel_nll(canon, factor=factor)
+    factor = _resolve_class_weights(class_weights, canon, dt)
+    ce = _pixel_nll(canon, factor=factor)
     b = canon.batch_size
     valid = canon.valid
     if threshold is not None:
-        plain = ce if factor is None else pixel_nll(canon)
+        plain = ce if factor is None else _pixel_nll(canon)
         sel = plain.detach() > -math.log(threshold)
         if valid is not None:
             sel = sel & valid
@@ -521,7 +521,7 @@ def focal_loss(
     over the classes (multiclass) or the two outcomes of each channel (binary/multilabel,
     where the negative outcome has :math:`p = 1 - q`). The modulating factor is computed in
     log space: :math:`(1-p)^γ = \exp(γ \log(1-p))` with :math:`\log(1-q) =` ``logsigmoid(-x)``
-    and :math:`\log(1-p_c) = \log(1 - e^{\log p_c})` (:func:`log1mexp`), so saturated
+    and :math:`\log(1-p_c) = \log(1 - e^{\log p_c})` (the stable ``log1mexp``), so saturated
     logits give finite values and gradients for every γ >= 0. γ = 0 is the cross entropy.
 
     ``alpha`` (Lin et al.'s α-balance): binary/multilabel α for positives and 1 − α for
@@ -555,7 +555,7 @@ def focal_loss(
         alpha = check_fraction("alpha", alpha)
     canon = _canon(input, target, mode, from_logits, ignore_index, check_values)
     dt = compute_dtype(canon.x.dtype)
-    factor = resolve_class_weights(class_weights, canon, dt)
+    factor = _resolve_class_weights(class_weights, canon, dt)
     if alpha is not None:
         if canon.mode == "multiclass":
             a = torch.full((canon.num_channels,), alpha, dtype=dt, device=canon.x.device)
@@ -563,7 +563,7 @@ def focal_loss(
         else:
             a = torch.tensor([[1 - alpha, alpha]], dtype=dt, device=canon.x.device)
         factor = a if factor is None else factor * a
-    loss = pixel_nll(canon, factor=factor, gamma=gamma)
+    loss = _pixel_nll(canon, factor=factor, gamma=gamma)
     return _finish(loss, canon, reduction, input.dtype)
 
 
@@ -639,7 +639,7 @@ def distance_penalized_ce_loss(
     """
     canon = _canon(input, target, mode, from_logits, ignore_index, check_values)
     dt = compute_dtype(canon.x.dtype)
-    factor = resolve_class_weights(class_weights, canon, dt)
+    factor = _resolve_class_weights(class_weights, canon, dt)
     b, c, n = canon.x.shape
     spatial = canon.spatial_shape
     with torch.no_grad():
@@ -651,5 +651,5 @@ def distance_penalized_ce_loss(
             valid = None if canon.valid is None else canon.valid.repeat_interleave(c, 0)
             D = _region_distance_penalty(fg, 2, valid, spatial, spacing, dt).reshape(b, c, n)
         weight = (1 + D).to(dt)
-    loss = pixel_nll(canon, factor=factor, pixel_weight=weight)
+    loss = _pixel_nll(canon, factor=factor, pixel_weight=weight)
     return _finish(loss, canon, reduction, input.dtype)

@@ -137,6 +137,10 @@ def count_classes(targets: Iterable, num_classes: int, *, ignore_index: Optional
     Returns:
         ``[C]`` float64 counts (CPU).
 
+    Raises:
+        ValueError: ``num_classes`` < 1, or labels outside [0, num_classes) (ignore_index
+            excepted).
+
     Example:
         >>> count_classes([torch.tensor([[0, 1, 1]]), torch.tensor([[2, 0, 255]])], 3, ignore_index=255)
         tensor([2., 2., 1.], dtype=torch.float64)
@@ -285,10 +289,14 @@ def margin_calibration_loss(
             factor = check_class_weights(class_weights, c, s)
     top2 = s.topk(2, dim=1)
     first, second = top2.values[:, :1], top2.values[:, 1:]
-    is_max = torch.arange(c, device=s.device).view(1, c, 1) == top2.indices[:, :1]
-    lam = s - torch.where(is_max, second, first)  # eq. 4
-    z = torch.where(onehot, rho_k0.view(1, c, 1) - lam, lam + rho_0k.view(1, c, 1))
-    terms = F.softplus(z * _LN2) / _LN2
+    is_max = (torch.arange(c, device=s.device).view(1, c, 1) == top2.indices[:, :1]).to(dt)
+    # eq. 4: max_{j != k} s_j is the first maximum, or the second one at the arg max
+    lam = s - first + is_max * (first - second)
+    # eq. 28 for the true class (rho_k0 - lambda), eq. 29 for the others (lambda + rho_0k)
+    g = onehot.to(dt)
+    sign = 1 - 2 * g
+    rho = torch.where(onehot, rho_k0.to(dt).view(1, c, 1), rho_0k.to(dt).view(1, c, 1))
+    terms = F.softplus((sign * lam + rho) * _LN2) / _LN2
     if factor is not None:
         terms = terms * factor.to(dt).view(1, c, 1)
     loss = terms.sum(1).reshape((b,) + canon.spatial_shape)

@@ -146,6 +146,18 @@ class Ramp:
     In a :func:`seglosses.build_loss` spec it is written ``ramp(start, end, steps)*name``
     or, in dict form, ``{"name": ..., "weight": {"ramp": [start, end, steps]}}``.
 
+    Convention:
+        Steps before 0 count as 0; after ``steps`` the weight stays at ``end``. Ramps
+        compare equal when their three numbers are equal (used by the spec round trip).
+
+    Args:
+        start: weight at step 0 (finite).
+        end: weight from step ``steps`` on (finite).
+        steps: length T of the ramp, an integer >= 0.
+
+    Raises:
+        ValueError: a non-finite ``start``/``end`` or a negative / fractional ``steps``.
+
     Example:
         >>> r = Ramp(0.0, 1.0, 4)
         >>> [r(t) for t in (0, 2, 4, 9)]
