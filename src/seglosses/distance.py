@@ -52,7 +52,7 @@ BACKENDS = ("auto", "torch", "scipy", "edt")
 # Candidates per chunk of lines in a lower-envelope pass (about 2 per pixel). On
 # the CPU, chunks that stay in cache run several times faster than one big pass;
 # elsewhere, large chunks bound memory while keeping kernel launches few.
-_CHUNK_SLOTS_CPU = 1 << 18
+_CHUNK_SLOTS_CPU = 1 << 20
 _CHUNK_SLOTS_DEVICE = 1 << 24
 
 
