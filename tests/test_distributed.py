@@ -217,6 +217,14 @@ def _worker(rank: int, world: int, port: int) -> None:
 def test_ddp_gradient_and_value_equal_the_global_batch(world):
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
+    import multiprocessing
+
     import torch.multiprocessing as mp
 
-    mp.spawn(_worker, args=(world, _free_port()), nprocs=world, join=True)
+    # a fork server imports torch (and what DDP imports lazily) once for all processes of
+    # both tests, instead of once per spawned process
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    if method == "forkserver":
+        multiprocessing.set_forkserver_preload(["torch", "torch.nn.parallel", "torch._dynamo",
+                                                "torch.distributed.fsdp", "seglosses"])
+    mp.start_processes(_worker, args=(world, _free_port()), nprocs=world, join=True, start_method=method)
