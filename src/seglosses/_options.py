@@ -64,8 +64,10 @@ def check_nonnegative(name: str, value: object) -> float:
 
 def check_positive(name: str, value: object) -> float:
     """Check that a scalar hyper-parameter is a finite number > 0."""
-    value = check_nonnegative(name, value)
-    if value == 0.0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{name}` must be a number; got {type(value).__name__}")
+    value = float(value)
+    if not (value > 0.0) or value == float("inf"):
         raise ValueError(f"`{name}` must be a finite number > 0; got {value}")
     return value
 
