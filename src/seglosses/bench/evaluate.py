@@ -1,0 +1,350 @@
+r"""Evaluation of a trained model for ``seglosses bench``: the metrics of seed 000 and seed 003.
+
+:func:`evaluate` runs a model over a data set and returns, from :mod:`seglosses.metrics`:
+
+* **data-set level** values (key suffix ``_dataset``): confusion counts TP, FP, FN, TN summed
+  over every pixel of every image, the formula applied once (seed 003's IoU "computed globally
+  over an image dataset"); average precision from score histograms summed over the data set
+  (:class:`~seglosses.metrics.SegmentationMetrics`, 1000 bins);
+* **per-image means** (key suffix ``_image_mean``): each image's value, then the mean over the
+  images where it is defined (the surface metrics exist only in this form);
+* the **per-image values** themselves (for the paired tests of the report), keyed by item name.
+
+Metrics (:data:`METRICS` lists them with their direction):
+
+=========================  ==============================================================
+``dice``                   Dice index, seed 000 Definition 1 with α = β = ½
+``jaccard``                Jaccard index / IoU; at the data-set level over the foreground
+                           classes this is seed 003's IoU (binary) and mIoU (multiclass)
+``balanced_accuracy``      mean of the true positive and true negative rates (seed 000 §3)
+``average_precision``      area under the precision-recall curve, on the raw
+                           probabilities (seed 000 §3: "calculated on the raw output")
+``pixel_accuracy``         fraction of pixels classified correctly (seed 003)
+``modified_hausdorff``     seed 000 eq. 7 over the foreground pixel sets, divided by the
+                           image diagonal (Table 1 reports values below 1)
+``hd95``                   95th percentile Hausdorff distance between the surfaces, pixels
+``iou_per_class``          IoU of every class, background included (seed 003 Table 4)
+=========================  ==============================================================
+
+Every metric except AP is computed on the prediction thresholded at 0.5 (binary) or its
+arg-max (multiclass), as seed 000 does. Overlap metrics in multiclass mode average the
+foreground classes (background left out, as seed 003's mIoU, which is the mean of its Table 4).
+
+Conventions (stated in the report as well):
+
+* a 0/0 overlap ratio (an image without the class in prediction and truth) is 1 (seed 003);
+* surface metrics: an image where prediction and truth both lack the class has no defined
+  distance and is left out of the mean (NaN); one of them empty gives the image diagonal
+  (``hd95``) or 1 (``modified_hausdorff``, normalised by the diagonal);
+* the per-image value of a multiclass image is the mean over its defined classes.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from seglosses import metrics as M
+from seglosses._options import did_you_mean
+from seglosses.metrics import SegmentationMetrics
+
+__all__ = ["METRICS", "QUICK_METRICS", "evaluate", "predict", "check_metric_names"]
+
+#: Every metric of a full evaluation: (name, higher is better).
+METRICS: Dict[str, bool] = {
+    "dice": True,
+    "jaccard": True,
+    "balanced_accuracy": True,
+    "average_precision": True,
+    "pixel_accuracy": True,
+    "modified_hausdorff": False,
+    "hd95": False,
+    "iou_per_class": True,
+}
+
+#: The metrics of the per-epoch validation (cheap: overlap only).
+QUICK_METRICS = ("dice", "jaccard")
+
+_SURFACE = ("modified_hausdorff", "hd95")
+
+
+def check_metric_names(names: Sequence[str], where: str = "metrics") -> List[str]:
+    """Validate metric names against :data:`METRICS`; returns them as a list.
+
+    Args:
+        names: metric names.
+        where: the argument's name for the error message.
+
+    Raises:
+        ValueError: an unknown name (with the closest known one).
+
+    Example:
+        >>> check_metric_names(["dice", "hd95"])
+        ['dice', 'hd95']
+    """
+    out = []
+    for name in names:
+        if name not in METRICS:
+            raise ValueError(
+                f"`{where}` must name metrics among {', '.join(METRICS)}; got {name!r}{did_you_mean(name, METRICS)}"
+            )
+        out.append(name)
+    return out
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class _Strided(Dataset):
+    """Items ``rank, rank + world, ...`` of a data set (this process's share of an evaluation)."""
+
+    def __init__(self, base: Dataset, rank: int, world: int) -> None:
+        self.base, self.indices = base, list(range(rank, len(base), world))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.base[self.indices[i]]
+
+
+def predict(model: nn.Module, images: Tensor, mode: str, *, autocast: Any = None) -> Tensor:
+    """Probabilities of a model's logits: sigmoid ``[B, 1, H, W]`` (binary) or softmax ``[B, C, H, W]``.
+
+    .. math::
+        p = \\sigma(z)\\ \\text{(binary)},\\qquad p_c = \\frac{e^{z_c}}{\\sum_k e^{z_k}}\\ \\text{(multiclass)}
+
+    Args:
+        model: maps ``[B, C_in, H, W]`` to logits.
+        images: the input batch.
+        mode: ``"binary"`` or ``"multiclass"``.
+        autocast: an optional context-manager factory (mixed precision).
+
+    Returns:
+        float32 probabilities.
+
+    Example:
+        >>> predict(nn.Identity(), torch.zeros(1, 1, 1, 2), "binary")
+        tensor([[[[0.5000, 0.5000]]]])
+    """
+    with torch.no_grad():
+        if autocast is not None:
+            with autocast():
+                logits = model(images)
+        else:
+            logits = model(images)
+    logits = logits.float()
+    return torch.sigmoid(logits) if mode == "binary" else torch.softmax(logits, dim=1)
+
+
+def _hard_labels(probs: Tensor, mode: str, threshold: float = 0.5) -> Tensor:
+    if mode == "binary":
+        return (probs[:, 0] >= threshold).long()
+    return probs.argmax(1)
+
+
+def _class_mean(values: Tensor) -> Tensor:
+    """``[B, C]`` -> ``[B]``: mean over the defined (non-NaN) classes, NaN when none is."""
+    values = values.double()
+    if values.dim() == 1:
+        return values
+    defined = ~torch.isnan(values)
+    total = torch.where(defined, values, torch.zeros_like(values)).sum(1)
+    count = defined.sum(1)
+    return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, math.nan))
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    mode: str,
+    num_classes: int,
+    metrics: Sequence[str] = tuple(METRICS),
+    loss_fn: Optional[nn.Module] = None,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    per_image: bool = True,
+    names: Optional[Sequence[str]] = None,
+    autocast: Any = None,
+    num_workers: int = 0,
+) -> Dict[str, Any]:
+    r"""Evaluate a segmentation model on a data set (seed 000 section 3 "Metrics"; seed 003 Tables 2-4).
+
+    .. math::
+        M^{\text{dataset}} = f\Big(\sum_i TP_i, \sum_i FP_i, \sum_i FN_i, \sum_i TN_i\Big),\qquad
+        M^{\text{image mean}} = \frac{1}{|I_{\text{def}}|} \sum_{i \in I_{\text{def}}} f(TP_i, FP_i, FN_i, TN_i)
+
+    for each overlap formula ``f`` of :mod:`seglosses.metrics`; surface metrics and the exact
+    average precision only per image. Under ``torch.distributed`` every process evaluates a
+    strided share of the items; the sums are all-reduced and the per-image values gathered,
+    so every process returns the result over the whole data set.
+
+    Convention:
+        0/0 overlap ratios are 1; surface metrics are NaN (left out of the mean) where both
+        prediction and truth lack the class, the image diagonal (``hd95``) or 1
+        (``modified_hausdorff``, normalised) where one lacks it. Multiclass overlap metrics
+        average the foreground classes; ``iou_per_class`` lists every class, background first.
+
+    Args:
+        model: maps images ``[B, C_in, H, W]`` to logits ``[B, 1 or C, H, W]``; put in eval mode.
+        dataset: items ``(image [C_in, H, W], mask [H, W])`` (sizes may differ between items).
+        mode: ``"binary"`` (one logit channel) or ``"multiclass"``.
+        num_classes: classes including the background (2 for binary).
+        metrics: names among :data:`METRICS`.
+        loss_fn: if given, its mean over the batches (weighted by batch size) is ``"loss"``.
+        batch_size: evaluation batch size (items of different sizes are evaluated one by one).
+        device: where the model runs.
+        per_image: also return the per-image values (``"per_image"``) and per-image means.
+        names: item names for ``"per_image"``; default ``dataset.names`` or indices.
+        autocast: an optional context-manager factory for the forward pass.
+        num_workers: data-loader workers.
+
+    Returns:
+        dict with ``"loss"`` (or ``None``), ``"n_images"``, ``"dataset"`` (name ->
+        value; ``iou_per_class`` a list), ``"image_mean"`` (name -> value), ``"per_image"``
+        (item name -> {metric -> value}) and ``"defined"`` (metric -> number of images with
+        a defined value).
+
+    Raises:
+        ValueError: an unknown metric, an empty data set, or a mask/prediction mismatch
+            (the messages of :mod:`seglosses.metrics`).
+
+    Example:
+        >>> from seglosses.bench.data import SegmentationDataset
+        >>> images = torch.tensor([[[[4.0, -4.0]]]])       # logits: predicts [1, 0]
+        >>> ds = SegmentationDataset(images, torch.tensor([[[1, 1]]]))
+        >>> out = evaluate(nn.Identity(), ds, mode="binary", num_classes=2, metrics=["dice"])
+        >>> round(out["dataset"]["dice"], 4)               # TP 1, FN 1: 2/(2+1)
+        0.6667
+    """
+    metrics = check_metric_names(list(metrics))
+    if len(dataset) == 0:
+        raise ValueError("`dataset` must have at least one item; got an empty data set")
+    device = torch.device(device)
+    rank, world = _world()
+    names = list(names if names is not None else getattr(dataset, "names", range(len(dataset))))
+    names = [str(n) for n in names]
+    share = _Strided(dataset, rank, world) if world > 1 else dataset
+    share_names = names[rank::world] if world > 1 else names
+
+    fg_only = mode == "multiclass"
+    channels = 1 if mode == "binary" else num_classes
+    fg_names = [m for m in ("dice", "jaccard", "balanced_accuracy", "average_precision") if m in metrics]
+    acc_fg = SegmentationMetrics(fg_names, channels, mode=mode, include_background=not fg_only,
+                                 aggregation="dataset", device=device) if fg_names else None
+    all_names = [m for m in ("pixel_accuracy", "iou_per_class") if m in metrics]
+    acc_all = SegmentationMetrics(all_names, num_classes, mode="multiclass", aggregation="dataset",
+                                  device=device) if all_names else None
+    surface = {m: _surface_options(m) for m in metrics if m in _SURFACE}
+
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    seen = torch.zeros((), dtype=torch.float64, device=device)
+    rows: List[Dict[str, float]] = []
+    loader = DataLoader(share, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=_collate)
+    was_training = model.training
+    model.eval()
+    try:
+        for batches in loader:
+            for images, masks in batches:
+                images, masks = images.to(device), masks.to(device)
+                with torch.no_grad():
+                    if autocast is not None:
+                        with autocast():
+                            logits = model(images)
+                    else:
+                        logits = model(images)
+                    logits = logits.float()
+                    if loss_fn is not None:
+                        loss_sum += loss_fn(logits, masks).double() * images.shape[0]
+                probs = torch.sigmoid(logits) if mode == "binary" else torch.softmax(logits, dim=1)
+                seen += images.shape[0]
+                if acc_fg is not None:
+                    acc_fg.update(probs, masks)
+                labels = None
+                if acc_all is not None:
+                    labels = _hard_labels(probs, mode)
+                    acc_all.update(labels, masks)
+                if per_image:
+                    rows.extend(_per_image(probs, masks, labels, mode, num_classes, metrics, surface, fg_only))
+    finally:
+        model.train(was_training)
+
+    out: Dict[str, Any] = {"loss": None, "n_images": len(dataset), "dataset": {}, "image_mean": {},
+                           "per_image": {}, "defined": {}}
+    if world > 1:
+        dist.all_reduce(loss_sum)
+        dist.all_reduce(seen)
+    if loss_fn is not None:
+        out["loss"] = float(loss_sum / seen.clamp_min(1))
+    for acc in (acc_fg, acc_all):
+        if acc is None:
+            continue
+        for key, value in acc.compute().items():
+            name = key[: -len("_dataset")]
+            out["dataset"][name] = [float(v) for v in value] if name == "iou_per_class" else float(value)
+    if per_image:
+        if world > 1:
+            gathered: List[Any] = [None] * world
+            dist.all_gather_object(gathered, list(zip(share_names, rows)))
+            pairs = sorted((p for part in gathered for p in part), key=lambda p: names.index(p[0]))
+        else:
+            pairs = list(zip(share_names, rows))
+        out["per_image"] = dict(pairs)
+        for m in metrics:
+            if m == "iou_per_class":
+                continue
+            values = [row[m] for _, row in pairs if not math.isnan(row[m])]
+            out["defined"][m] = len(values)
+            out["image_mean"][m] = sum(values) / len(values) if values else math.nan
+    return out
+
+
+def _collate(items):
+    """Batches of equal-sized items; items of another size start a new batch."""
+    groups: List[List] = []
+    for image, mask in items:
+        if groups and groups[-1][0][0].shape == image.shape:
+            groups[-1].append((image, mask))
+        else:
+            groups.append([(image, mask)])
+    return [(torch.stack([i for i, _ in g]), torch.stack([m for _, m in g])) for g in groups]
+
+
+def _surface_options(name: str) -> Dict[str, Any]:
+    if name == "hd95":
+        return {"empty": "nan", "missing": "diagonal"}
+    return {"normalize": True, "empty": "nan", "missing": 1.0}
+
+
+def _per_image(probs: Tensor, masks: Tensor, labels: Optional[Tensor], mode: str, num_classes: int,
+               metrics: Sequence[str], surface: Mapping[str, Dict[str, Any]], fg_only: bool) -> List[Dict[str, float]]:
+    """One dict of metric values per image of the batch (class means over the defined classes)."""
+    common = dict(mode=mode, include_background=not fg_only, reduction="none")
+    values: Dict[str, Tensor] = {}
+    for m, fn in (("dice", M.dice), ("jaccard", M.jaccard), ("balanced_accuracy", M.balanced_accuracy)):
+        if m in metrics:
+            values[m] = _class_mean(fn(probs, masks, **common))
+    if "average_precision" in metrics:
+        values["average_precision"] = _class_mean(M.average_precision(probs, masks, **common))
+    if "pixel_accuracy" in metrics:
+        labels = _hard_labels(probs, mode) if labels is None else labels
+        values["pixel_accuracy"] = _class_mean(
+            M.pixel_accuracy(labels, masks, mode="multiclass", num_classes=num_classes, reduction="none"))
+    if surface:
+        found = M.surface_metrics(probs, masks, metrics=dict(surface), **common)
+        for m, v in found.items():
+            values[m] = _class_mean(v)
+    keys = list(values)
+    if not keys:
+        return [{} for _ in range(probs.shape[0])]
+    table = torch.stack([values[k].cpu() for k in keys], 1).tolist()  # one transfer per batch
+    return [dict(zip(keys, row)) for row in table]

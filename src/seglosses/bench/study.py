@@ -1,0 +1,790 @@
+r"""Studies for ``seglosses bench``: the configuration file, the grid of runs, run folders, resume.
+
+A **study** compares losses on data sets: every combination of
+
+    data sets × losses × loss domain (image / batch) × batch sizes × effective batch sizes
+    × epochs × seeds
+
+is one **run** (seed 000 section 3: one U-Net per configuration; seed 003: pre-train, then
+fine-tune a copy per loss). A study file is YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON:
+
+.. code-block:: yaml
+
+    name: isbi2012                      # default: the file's stem
+    datasets:                           # one line per data set
+      - isbi2012-em                     # a known data set of the shared folder (see PRESETS)
+      - {type: synthetic, n_images: 200, size: 64}          # any build_dataset spec
+      - {preset: isbi2012-em, crop: 128, name: isbi-128}    # a preset with changes
+    losses:                             # any seglosses.build_loss spec, optionally labelled
+      - ce
+      - {label: Dice+CE, loss: "0.5*dice + 0.5*ce"}
+      - "tversky(alpha=0.3, beta=0.7)"
+    domains: [image, batch]             # for the losses that take a domain; others run once
+    batch_sizes: [8]                    # images per forward pass
+    effective_batch_size: null          # images per optimiser step (exact batchwise, see train)
+    seeds: [0, 1, 2]
+    epochs: 20
+    steps_per_epoch: null               # null: one pass over the training split
+    optimizer: {name: adam, lr: 1.0e-3, weight_decay: 0.0, grad_clip: null}
+    schedule: {name: constant}          # constant | cosine | step | poly
+    model: {depth: 4, width: 16, norm: batch, groups: 8, dropout: 0.0}
+    sampler: {ratio: dataset}           # seed 000 §3.1; null: plain shuffling; or a fraction
+    pretrain: null                      # seed 003: {loss: ce, epochs: 50}
+    eval: {metrics: null, batch_size: null, samples: 4}
+    amp: auto                           # CUDA only: auto | bf16 | fp16 | off
+    num_workers: 0
+    baseline: null                      # the report's reference loss (default: the first)
+
+Keys may be given in the singular or plural (``seed: 0``, ``seeds: [0, 1]``). Relative
+paths are resolved against the working directory, then against the study file's folder.
+
+Runs live in ``OUT/<study>/runs/<data set>/<label>-s<seed>-<hash>``; the hash covers every
+setting that changes the result, so an edited study gets new folders and an unchanged one
+finds its finished runs (skipped) and its interrupted ones (resumed from the last checkpoint).
+``OUT/<study>/study.json`` lists the runs in the study's order, for the report.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from seglosses._options import did_you_mean
+from seglosses.bench.data import BenchData, build_dataset, foreground_flags
+from seglosses.bench.evaluate import check_metric_names
+from seglosses.bench.train import (
+    RunError,
+    RunInterrupted,
+    atomic_write_json,
+    atomic_write_text,
+    build_run_loss,
+    distributed_context,
+    loss_has_domain,
+    train_run,
+)
+
+__all__ = [
+    "PRESETS",
+    "StudyError",
+    "Study",
+    "RunSpec",
+    "StudyOutcome",
+    "shared_folder",
+    "load_study",
+    "parse_study",
+    "apply_overrides",
+    "resolve_dataset",
+    "build_data",
+    "plan_runs",
+    "run_study",
+]
+
+#: Known data sets of the shared folder (``$SEGLOSSES_SHARED/datasets/<name>``), with the
+#: settings their README gives. Paths are relative to the data set's folder.
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "isbi2012-em": {
+        "type": "folder", "images": "images", "masks": "masks",
+        # membrane (value 0) is the foreground class; the cell interior (255) the background
+        "classes": {0: 1, 255: 0},
+        # contiguous slices: neighbouring slices are correlated
+        "split": {"train": "0-19", "val": "20-24", "test": "25-29"},
+        "crop": 256, "quadrants": True,
+    },
+}
+
+DEFAULTS: Dict[str, Any] = {
+    "name": None,
+    "datasets": None,
+    "losses": None,
+    "domains": ["image"],
+    "batch_sizes": [8],
+    "effective_batch_sizes": [None],
+    "seeds": [0],
+    "epochs": [20],
+    "steps_per_epoch": None,
+    "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
+    "schedule": {"name": "constant"},
+    "model": {"depth": 4, "width": 16, "norm": "batch"},
+    "sampler": {"ratio": "dataset"},
+    "pretrain": None,
+    "eval": {"metrics": None, "batch_size": None, "samples": 4},
+    "amp": "auto",
+    "num_workers": 0,
+    "baseline": None,
+}
+_SINGULAR = {"domain": "domains", "batch_size": "batch_sizes", "effective_batch_size": "effective_batch_sizes",
+             "seed": "seeds", "dataset": "datasets", "loss": "losses"}
+_LISTS = ("domains", "batch_sizes", "effective_batch_sizes", "seeds", "epochs", "datasets", "losses")
+
+
+class StudyError(ValueError):
+    """A study file that cannot be read or has invalid settings (the message names the file and key)."""
+
+
+@dataclass
+class Study:
+    """A parsed study: the settings of :data:`DEFAULTS` with every list axis as a list.
+
+    Attributes:
+        name: the study's name (folder name under the output folder).
+        settings: every key of :data:`DEFAULTS`.
+        source: the study file, or ``None`` for the embedded default.
+        base_dir: the folder relative paths are also tried against.
+    """
+
+    name: str
+    settings: Dict[str, Any]
+    source: Optional[str] = None
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.settings[key]
+
+
+@dataclass
+class RunSpec:
+    """One run of the grid.
+
+    Attributes:
+        id: unique id, also the folder path relative to ``<study>/runs``.
+        dataset: the data-set entry's name.
+        label: the configuration's name in the report (all seeds of a configuration share it).
+        seed: the run's seed.
+        order: position of the configuration in the study (report column order).
+        config: the run configuration given to :func:`~seglosses.bench.train.train_run`.
+        pretrain: the pre-training run this run starts from (seed 003), or ``None``.
+    """
+
+    id: str
+    dataset: str
+    label: str
+    seed: int
+    order: int
+    config: Dict[str, Any]
+    pretrain: Optional["RunSpec"] = None
+
+
+@dataclass
+class StudyOutcome:
+    """What :func:`run_study` did: the study folder, the runs, the failures (label, message)."""
+
+    folder: Path
+    runs: List[RunSpec]
+    finished: List[str]
+    failures: List[Dict[str, str]]
+    seconds: float
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading and checking
+# ------------------------------------------------------------------------------------------------
+
+
+def shared_folder() -> Optional[Path]:
+    """The shared folder holding ``datasets/``: ``$SEGLOSSES_SHARED``, else ``../shared`` next to
+    the working directory or to the repository; ``None`` when none exists.
+
+    Example:
+        >>> isinstance(shared_folder(), (type(None), Path))
+        True
+    """
+    env = os.environ.get("SEGLOSSES_SHARED")
+    candidates = [Path(env)] if env else []
+    candidates += [Path.cwd().parent / "shared", Path.cwd() / "shared",
+                   Path(__file__).resolve().parents[3].parent / "shared"]
+    for c in candidates:
+        if (c / "datasets").is_dir():
+            return c.resolve()
+    return None
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and check a study file (YAML, TOML or JSON).
+
+    Args:
+        path: the study file.
+
+    Returns:
+        The parsed :class:`Study`.
+
+    Raises:
+        StudyError: a missing or unreadable file, an unknown suffix, invalid settings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"`study` must be an existing file; got '{path}'")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".yaml", ".yml"):
+            import yaml
+
+            raw = yaml.safe_load(text)
+        elif suffix == ".toml":
+            import tomllib
+
+            raw = tomllib.loads(text)
+        elif suffix == ".json":
+            raw = json.loads(text)
+        else:
+            raise StudyError(f"`study` must be a .yaml, .yml, .toml or .json file; got '{path}'")
+    except StudyError:
+        raise
+    except Exception as err:  # noqa: BLE001 - parser errors of three libraries, re-raised with the file
+        raise StudyError(f"`study` must be valid {suffix[1:].upper()}; got an error in '{path}': {err}") from None
+    return parse_study(raw, source=str(path), base_dir=path.resolve().parent, default_name=path.stem)
+
+
+def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path | None = None,
+                default_name: str = "study") -> Study:
+    """Check a study mapping and fill in the defaults.
+
+    Args:
+        raw: the mapping read from a study file (keys of :data:`DEFAULTS`, singular or plural).
+        source: the file it came from (for messages).
+        base_dir: folder for relative paths (after the working directory).
+        default_name: the name when ``raw`` has none.
+
+    Returns:
+        The :class:`Study`.
+
+    Raises:
+        StudyError: unknown keys, missing ``datasets``/``losses``, wrong types or values.
+
+    Example:
+        >>> s = parse_study({"datasets": [{"type": "synthetic"}], "losses": ["ce"], "seed": 1})
+        >>> s.name, s["seeds"], s["epochs"]
+        ('study', [1], [20])
+    """
+    where = f" in '{source}'" if source else ""
+    if not isinstance(raw, Mapping):
+        raise StudyError(f"`study` must be a mapping of settings{where}; got {type(raw).__name__}")
+    settings = copy.deepcopy(DEFAULTS)
+    seen = set()
+    for key, value in raw.items():
+        canon = _SINGULAR.get(key, key)
+        if canon not in DEFAULTS:
+            raise StudyError(f"`{key}` must be a study setting ({', '.join(DEFAULTS)}){where}; "
+                             f"got an unknown key{did_you_mean(str(key), list(DEFAULTS) + list(_SINGULAR))}")
+        if canon in seen:
+            raise StudyError(f"`{canon}` must be given once{where}; got it twice (singular and plural)")
+        seen.add(canon)
+        if isinstance(DEFAULTS[canon], dict) and isinstance(value, Mapping):
+            settings[canon] = {**DEFAULTS[canon], **value}
+        else:
+            settings[canon] = copy.deepcopy(value)
+    for key in _LISTS:
+        value = settings[key]
+        if value is None or isinstance(value, (str, int, float, Mapping)):
+            settings[key] = [value] if value is not None else None
+    for key in ("datasets", "losses"):
+        if not settings[key]:
+            raise StudyError(f"`{key}` must list at least one entry{where}; got none")
+    for d in settings["domains"]:
+        if d not in ("image", "batch"):
+            raise StudyError(f"`domains` must hold 'image' or 'batch'{where}; got {d!r}")
+    for key in ("batch_sizes", "seeds", "epochs"):
+        for v in settings[key]:
+            low = 0 if key == "seeds" else 1
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise StudyError(f"`{key}` must hold integers >= {low}{where}; got {v!r}")
+    for v in settings["effective_batch_sizes"]:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise StudyError(f"`effective_batch_size` must hold integers >= 1 or null{where}; got {v!r}")
+    pre = settings["pretrain"]
+    if pre is not None:
+        if not isinstance(pre, Mapping) or set(pre) - {"loss", "epochs", "label"} or "epochs" not in pre:
+            raise StudyError(f"`pretrain` must be null or {{loss: <spec>, epochs: N}}{where}; got {pre!r}")
+        settings["pretrain"] = {"loss": pre.get("loss", "ce"), "epochs": int(pre["epochs"]),
+                                "label": pre.get("label")}
+    metrics = settings["eval"].get("metrics")
+    if metrics is not None:
+        try:
+            settings["eval"]["metrics"] = check_metric_names(list(metrics), "eval.metrics")
+        except ValueError as err:
+            raise StudyError(f"{err}{where}") from None
+    unknown = set(settings["eval"]) - {"metrics", "batch_size", "samples"}
+    if unknown:
+        raise StudyError(f"`eval` keys must be among metrics, batch_size, samples{where}; got {sorted(unknown)}")
+    settings["losses"] = [_loss_entry(e, where) for e in settings["losses"]]
+    name = settings["name"] or default_name
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", str(name)):
+        raise StudyError(f"`name` must use letters, digits, '.', '_' or '-'{where}; got {name!r}")
+    settings["name"] = str(name)
+    return Study(name=str(name), settings=settings, source=source,
+                 base_dir=Path(base_dir) if base_dir is not None else Path.cwd())
+
+
+def _loss_entry(entry: Any, where: str) -> Dict[str, Any]:
+    """``{"label": str, "loss": spec}`` from a spec string, a labelled mapping or a build_loss dict."""
+    if isinstance(entry, str):
+        return {"label": entry.strip(), "loss": entry}
+    if isinstance(entry, Mapping) and "loss" in entry:
+        extra = set(entry) - {"label", "loss"}
+        if extra:
+            raise StudyError(f"`losses` entries with 'loss' take only 'label' besides{where}; got {sorted(extra)}")
+        return {"label": str(entry.get("label") or _spec_text(entry["loss"])), "loss": entry["loss"]}
+    if isinstance(entry, (Mapping, list)):
+        return {"label": _spec_text(entry), "loss": entry}
+    raise StudyError(f"`losses` entries must be build_loss specs (string or mapping){where}; got {entry!r}")
+
+
+def _spec_text(spec: Any) -> str:
+    return spec if isinstance(spec, str) else json.dumps(spec, sort_keys=True)
+
+
+def apply_overrides(study: Study, *, epochs: Optional[int] = None, max_images: Optional[int] = None,
+                    size: Optional[int] = None, width: Optional[int] = None, seeds: Optional[Sequence[int]] = None,
+                    pretrain_epochs: Optional[int] = None, losses: Optional[Sequence[str]] = None) -> Study:
+    """A copy of the study with quick-run overrides (the command line's debug options).
+
+    ``epochs`` replaces every epoch count; ``max_images`` caps the images of every split
+    (synthetic data: ``n_images``); ``size`` sets the synthetic image size, and for other data
+    the training crop and a central crop of the evaluation items; ``width`` the U-Net width;
+    ``seeds`` the seeds; ``pretrain_epochs`` the pre-training epochs; ``losses`` keeps the losses
+    whose label or spec is listed.
+
+    Example:
+        >>> s = parse_study({"datasets": [{"type": "synthetic"}], "losses": ["ce", "dice"]})
+        >>> t = apply_overrides(s, epochs=1, losses=["dice"])
+        >>> t["epochs"], [e["label"] for e in t["losses"]]
+        ([1], ['dice'])
+    """
+    s = copy.deepcopy(study)
+    st = s.settings
+    if epochs is not None:
+        st["epochs"] = [int(epochs)]
+    if seeds is not None:
+        st["seeds"] = [int(x) for x in seeds]
+    if width is not None:
+        st["model"]["width"] = int(width)
+    if pretrain_epochs is not None and st["pretrain"] is not None:
+        st["pretrain"]["epochs"] = int(pretrain_epochs)
+    if losses is not None:
+        wanted = [str(x).strip() for x in losses]
+        kept = [e for e in st["losses"] if e["label"] in wanted or _spec_text(e["loss"]) in wanted]
+        if not kept:
+            labels = [e["label"] for e in st["losses"]]
+            raise StudyError(f"`--losses` must name losses of the study ({', '.join(labels)}); got {wanted}")
+        st["losses"] = kept
+    if max_images is not None or size is not None:
+        entries = []
+        for entry in st["datasets"]:
+            entry = dict(entry) if isinstance(entry, Mapping) else {"preset": entry}
+            if max_images is not None:
+                entry["max_images"] = int(max_images)
+            if size is not None:
+                entry["size_override"] = int(size)
+            entries.append(entry)
+        st["datasets"] = entries
+    return s
+
+
+# ------------------------------------------------------------------------------------------------
+# Data sets
+# ------------------------------------------------------------------------------------------------
+
+_EXTRA_KEYS = ("max_images", "size_override", "preset")
+
+
+def resolve_dataset(entry: Any, base_dir: str | Path | None = None) -> Dict[str, Any]:
+    """The :func:`~seglosses.bench.data.build_dataset` spec of a study's data-set entry.
+
+    An entry is a preset name (:data:`PRESETS`, looked up in the shared folder's ``datasets``),
+    a folder path with ``images/`` and ``masks/`` (a preset when its name is one), a mapping
+    with ``preset`` and changes, or a full ``build_dataset`` spec. The keys ``max_images`` and
+    ``size_override`` (quick-run overrides) are kept for :func:`build_data`. Relative paths
+    become absolute: against the working directory when they exist there, else ``base_dir``.
+
+    Raises:
+        StudyError: an unknown preset, a missing folder (the message says where it looked).
+
+    Example:
+        >>> resolve_dataset({"type": "synthetic", "n_images": 8})["name"]
+        'synthetic'
+    """
+    base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+    if isinstance(entry, str):
+        entry = {"preset": entry}
+    if not isinstance(entry, Mapping):
+        raise StudyError(f"`datasets` entries must be a name, a folder or a mapping; got {entry!r}")
+    entry = dict(entry)
+    extras = {k: entry.pop(k) for k in ("max_images", "size_override") if k in entry}
+    if "preset" in entry:
+        spec = _preset(str(entry.pop("preset")), base_dir)
+        spec.update(entry)
+    else:
+        spec = entry
+        for key in ("images", "masks", "manifest"):
+            value = spec.get(key)
+            if isinstance(value, str):
+                spec[key] = str(_existing(value, base_dir))
+            elif isinstance(value, list):
+                spec[key] = [str(_existing(v, base_dir)) for v in value]
+    spec.setdefault("name", spec.get("type", "data"))
+    spec.update(extras)
+    return spec
+
+
+def _existing(path: str, base_dir: Path) -> Path:
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    for root in (Path.cwd(), base_dir):
+        if (root / p).exists():
+            return (root / p).resolve()
+    return (Path.cwd() / p).resolve()  # build_dataset reports it missing, with this path
+
+
+def _preset(name: str, base_dir: Path) -> Dict[str, Any]:
+    candidate = Path(name).expanduser()
+    folder: Optional[Path] = None
+    key = name
+    looked: List[str] = []
+    if "/" in name or os.sep in name or candidate.is_dir():
+        folder = _existing(name, base_dir)
+        key = folder.name
+        looked.append(str(folder))
+    else:
+        shared = shared_folder()
+        if shared is not None:
+            folder = shared / "datasets" / name
+            looked.append(str(folder))
+        else:
+            looked.append("$SEGLOSSES_SHARED/datasets, ../shared/datasets")
+    if name == "synthetic":
+        return {"type": "synthetic", "name": "synthetic"}
+    if folder is None or not folder.is_dir():
+        known = ", ".join(PRESETS)
+        raise StudyError(f"`datasets` entry {name!r} must be a known data set ({known}) found in the shared "
+                         f"folder, or a folder with images/ and masks/; looked in {', '.join(looked)}"
+                         f"{did_you_mean(name, PRESETS)}")
+    if key in PRESETS:
+        spec = copy.deepcopy(PRESETS[key])
+    else:
+        if not ((folder / "images").is_dir() and (folder / "masks").is_dir()):
+            raise StudyError(f"`datasets` folder must hold images/ and masks/ sub-folders; got '{folder}'")
+        spec = {"type": "folder", "images": "images", "masks": "masks"}
+    spec["images"] = str(folder / spec["images"])
+    spec["masks"] = str(folder / spec["masks"])
+    spec["name"] = key
+    return spec
+
+
+class _Capped(Dataset):
+    """The first ``n`` items of a data set, and optionally a central crop (quick-run overrides)."""
+
+    def __init__(self, base: Dataset, n: Optional[int], crop: Optional[int]) -> None:
+        self.base = base
+        self.n = len(base) if n is None else min(n, len(base))
+        self.crop = crop
+        self.names = list(getattr(base, "names", range(len(base))))[: self.n]
+        self.groups = list(getattr(base, "groups", self.names))[: self.n]
+        self._flags: Optional[List[bool]] = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self.n:
+            raise IndexError(f"`index` must be in [0, {self.n}); got {index}")
+        image, mask = self.base[index]
+        if self.crop is not None:
+            h, w = mask.shape[-2:]
+            c = min(self.crop, h, w)
+            top, left = (h - c) // 2, (w - c) // 2
+            image, mask = image[:, top:top + c, left:left + c], mask[top:top + c, left:left + c]
+        return image, mask
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self[0][0].shape[0])
+
+    def foreground_flags(self) -> List[bool]:
+        if self._flags is None:
+            if self.crop is None:
+                self._flags = foreground_flags(self.base)[: self.n]
+            else:
+                self._flags = [bool(self[i][1].any()) for i in range(self.n)]
+        return list(self._flags)
+
+
+def build_data(spec: Mapping[str, Any]) -> BenchData:
+    """Build the data sets of a resolved entry (:func:`resolve_dataset`), with its overrides.
+
+    ``max_images`` sets a synthetic set's ``n_images`` and caps every split of other data;
+    ``size_override`` sets a synthetic set's ``size``, and for other data the training crop and
+    a central crop of the validation and test items.
+
+    Raises:
+        ValueError, FileNotFoundError: the messages of :func:`~seglosses.bench.data.build_dataset`.
+
+    Example:
+        >>> d = build_data({"type": "synthetic", "n_images": 100, "max_images": 10, "size_override": 32})
+        >>> len(d.train) + len(d.val) + len(d.test), d.train[0][0].shape[-1]
+        (10, 32)
+    """
+    spec = dict(spec)
+    max_images = spec.pop("max_images", None)
+    size = spec.pop("size_override", None)
+    if spec.get("type") == "synthetic":
+        if max_images is not None:
+            spec["n_images"] = min(int(spec.get("n_images", 256)), max_images)
+        if size is not None:
+            spec["size"] = size
+        return build_dataset(spec)
+    if size is not None and spec.get("crop") is not None:
+        spec["crop"] = size
+    data = build_dataset(spec)
+    if max_images is None and size is None:
+        return data
+    for split in ("train", "val", "test"):
+        ds = getattr(data, split)
+        if ds is not None:
+            crop = size if split != "train" or spec.get("crop") is None else None
+            setattr(data, split, _Capped(ds, max_images, crop))
+    return data
+
+
+# ------------------------------------------------------------------------------------------------
+# The grid
+# ------------------------------------------------------------------------------------------------
+
+
+def _slug(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9.+=-]+", "_", text).strip("_")
+    return s[:60] or "run"
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def plan_runs(study: Study, entry: Any, spec: Mapping[str, Any], data: BenchData,
+              failures: Optional[List[Dict[str, str]]] = None) -> List[RunSpec]:
+    """The runs of one data-set entry, in the study's order (losses, domains, sizes, epochs, seeds).
+
+    A loss that takes no ``domain`` runs once whatever ``domains`` lists; configurations that
+    build the same loss (e.g. a term with its own ``domain``) run once. A loss spec that does
+    not build is recorded in ``failures`` and left out.
+
+    Args:
+        study: the study.
+        entry: the data-set entry as written (hashed into the run ids).
+        spec: its resolved spec.
+        data: its data sets (for the class count).
+        failures: where to record unbuildable losses.
+
+    Returns:
+        The :class:`RunSpec` list (fine-tuning runs carry their pre-training run).
+    """
+    st = study.settings
+    mode = "binary" if data.num_classes == 2 else "multiclass"
+    multi = {k: len(st[k]) > 1 for k in ("domains", "batch_sizes", "effective_batch_sizes", "epochs")}
+    runs: List[RunSpec] = []
+    seen: set = set()
+    order = 0
+    common = {
+        "study": study.name, "dataset": data.name, "dataset_entry": entry, "optimizer": st["optimizer"],
+        "schedule": st["schedule"], "model": st["model"], "sampler": st["sampler"],
+        "steps_per_epoch": st["steps_per_epoch"], "eval": st["eval"], "amp": st["amp"],
+    }
+    for loss in st["losses"]:
+        try:
+            has_domain = loss_has_domain(loss["loss"], mode)
+            domains = st["domains"] if has_domain else [None]
+            specs = {d: build_run_loss(loss["loss"], mode, d).spec() for d in domains}
+        except (ValueError, TypeError) as err:
+            if failures is not None:
+                failures.append({"run": f"{loss['label']} [{data.name}]", "error": f"loss {loss['label']!r}: {err}"})
+            continue
+        for domain in domains:
+            for bs in st["batch_sizes"]:
+                for ebs in st["effective_batch_sizes"]:
+                    for epochs in st["epochs"]:
+                        key = (specs[domain], bs, ebs or bs, epochs)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        label = loss["label"]
+                        if domain is not None and multi["domains"]:
+                            label += f" ({domain})"
+                        if multi["batch_sizes"]:
+                            label += f" bs{bs}"
+                        if multi["effective_batch_sizes"]:
+                            label += f" ebs{ebs or bs}"
+                        if multi["epochs"]:
+                            label += f" {epochs}ep"
+                        for seed in st["seeds"]:
+                            config = {**common, "loss": loss["loss"], "loss_spec": specs[domain],
+                                      "loss_label": loss["label"], "domain": domain, "batch_size": bs,
+                                      "effective_batch_size": ebs or bs, "epochs": epochs, "seed": seed}
+                            pre = _pretrain_run(study, config, data) if st["pretrain"] else None
+                            if pre is not None:
+                                config["pretrain"] = {"loss": pre.config["loss_spec"], "epochs": pre.config["epochs"],
+                                                      "run": pre.id}
+                            digest = _hash({k: v for k, v in config.items() if k not in ("study",)})
+                            run_id = f"{_slug(data.name)}/{_slug(label)}-s{seed}-{digest}"
+                            config.update(label=label, order=order, run_id=run_id, kind="run")
+                            runs.append(RunSpec(run_id, data.name, label, seed, order, config, pre))
+                        order += 1
+    return runs
+
+
+def _pretrain_run(study: Study, config: Mapping[str, Any], data: BenchData) -> RunSpec:
+    pre = study.settings["pretrain"]
+    mode = "binary" if data.num_classes == 2 else "multiclass"
+    spec = build_run_loss(pre["loss"], mode, None).spec()
+    cfg = {k: v for k, v in config.items() if k not in ("loss", "loss_spec", "loss_label", "domain", "epochs")}
+    cfg.update(loss=pre["loss"], loss_spec=spec, loss_label=pre.get("label") or str(pre["loss"]), domain=None,
+               epochs=pre["epochs"], eval={"metrics": ["dice", "jaccard"], "batch_size": config["eval"].get("batch_size"),
+                                           "samples": 0})
+    digest = _hash({k: v for k, v in cfg.items() if k not in ("study",)})
+    label = f"pretrain {cfg['loss_label']}"
+    run_id = f"{_slug(data.name)}/_pretrain/{_slug(cfg['loss_label'])}-bs{cfg['batch_size']}-s{cfg['seed']}-{digest}"
+    cfg.update(label=label, order=-1, run_id=run_id, kind="pretrain")
+    return RunSpec(run_id, data.name, label, int(cfg["seed"]), -1, cfg, None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Running
+# ------------------------------------------------------------------------------------------------
+
+
+def _default_device() -> torch.device:
+    rank, world = distributed_context()
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) if world > 1 else 0)
+    return torch.device("cpu")
+
+
+def run_study(
+    study: Study,
+    out_dir: str | Path = "runs",
+    *,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+    stop_after_epoch: Optional[int] = None,
+) -> StudyOutcome:
+    """Run every run of a study that is not finished yet; go on past failures.
+
+    For each data-set entry the data are built once; then each run is trained (or resumed, or
+    skipped when finished) by :func:`~seglosses.bench.train.train_run`. An error in a data set
+    fails its runs, an error in a loss spec or a run fails that run only; every failure is
+    recorded (``error.txt`` in the run folder, ``study.json``) and the study goes on.
+    ``OUT/<study>/study.json`` is rewritten after every run.
+
+    Args:
+        study: the study.
+        out_dir: the output folder (``OUT``).
+        device: where to train (default: CUDA when available, else the CPU).
+        progress: progress bars.
+        log: where the messages and one-line summaries go.
+        stop_after_epoch: passed to every run (a test hook simulating a kill); the study stops
+            at the first run it interrupts.
+
+    Returns:
+        A :class:`StudyOutcome`.
+
+    Raises:
+        RunInterrupted: from ``stop_after_epoch``.
+    """
+    t_start = time.perf_counter()
+    folder = Path(out_dir) / study.name
+    rank, world = distributed_context()
+    main = rank == 0
+    device = torch.device(device) if device is not None else _default_device()
+    failures: List[Dict[str, str]] = []
+    finished: List[str] = []
+    all_runs: List[RunSpec] = []
+    datasets_info: List[Dict[str, Any]] = []
+
+    def save_index() -> None:
+        if main:
+            atomic_write_json(folder / "study.json", {
+                "name": study.name, "source": study.source, "settings": study.settings,
+                "datasets": datasets_info,
+                "runs": [{"id": r.id, "dataset": r.dataset, "label": r.label, "seed": r.seed, "order": r.order,
+                          "loss": r.config["loss_label"], "loss_spec": r.config["loss_spec"],
+                          "domain": r.config["domain"], "batch_size": r.config["batch_size"],
+                          "effective_batch_size": r.config["effective_batch_size"], "epochs": r.config["epochs"],
+                          "pretrain": r.pretrain.id if r.pretrain else None} for r in all_runs],
+                "finished": finished, "failures": failures,
+            })
+
+    names = []
+    for entry in study.settings["datasets"]:
+        try:
+            spec = resolve_dataset(entry, study.base_dir)
+            if spec["name"] in names:
+                raise StudyError(f"`datasets` names must be unique; got {spec['name']!r} twice (set `name`)")
+            names.append(spec["name"])
+            log(f"data set {spec['name']}: loading")
+            data = build_data(spec)
+        except (ValueError, FileNotFoundError, OSError) as err:
+            label = entry if isinstance(entry, str) else (entry.get("name") or entry.get("preset") or entry.get("type"))
+            failures.append({"run": f"data set {label}", "error": f"{type(err).__name__}: {err}"})
+            log(f"FAILED data set {label}: {err}")
+            continue
+        datasets_info.append({"name": data.name, "num_classes": data.num_classes,
+                              "sizes": {s: (len(getattr(data, s)) if getattr(data, s) is not None else 0)
+                                        for s in ("train", "val", "test")}})
+        runs = plan_runs(study, entry, spec, data, failures)
+        all_runs.extend(runs)
+        save_index()
+        done_pretrain: Dict[str, Optional[str]] = {}
+        for i, run in enumerate(runs, 1):
+            run_dir = folder / "runs" / run.id
+            prefix = f"[{data.name} {i}/{len(runs)}] {run.label} seed {run.seed}"
+            try:
+                init = None
+                if run.pretrain is not None:
+                    pid = run.pretrain.id
+                    if pid not in done_pretrain:
+                        done_pretrain[pid] = None
+                        pre_dir = folder / "runs" / pid
+                        if not (pre_dir / "final.json").is_file():
+                            log(f"{prefix}: pre-training with {run.pretrain.config['loss_label']} "
+                                f"for {run.pretrain.config['epochs']} epochs")
+                        train_run(run.pretrain.config, pre_dir, data, device=device, progress=progress, log=log,
+                                  stop_after_epoch=stop_after_epoch)
+                        done_pretrain[pid] = str(pre_dir / "checkpoint.pt")
+                    if done_pretrain[pid] is None:
+                        raise RunError(f"its pre-training run {pid} failed")
+                    init = done_pretrain[pid]
+                if (run_dir / "final.json").is_file():
+                    log(f"{prefix}: finished earlier, skipped")
+                else:
+                    log(f"{prefix}: training")
+                    train_run(run.config, run_dir, data, device=device, progress=progress, log=log,
+                              stop_after_epoch=stop_after_epoch, init_checkpoint=init)
+                finished.append(run.id)
+            except (RunInterrupted, KeyboardInterrupt):
+                save_index()
+                raise
+            except Exception as err:  # noqa: BLE001 - any failure of one run; the study goes on
+                message = f"{type(err).__name__}: {err}"
+                failures.append({"run": f"{run.label} seed {run.seed} [{data.name}]", "error": message,
+                                 "id": run.id})
+                log(f"FAILED {prefix}: {message}")
+                if main:
+                    atomic_write_text(run_dir / "error.txt", message + "\n\n" + traceback.format_exc())
+            save_index()
+    save_index()
+    return StudyOutcome(folder, all_runs, finished, failures, time.perf_counter() - t_start)

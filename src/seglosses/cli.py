@@ -1,0 +1,218 @@
+"""The ``seglosses`` command line: ``bench``, ``report`` and ``losses``.
+
+::
+
+    seglosses bench                       # the embedded default study (bundled synthetic data)
+    seglosses bench STUDY.yaml            # a study file (.yaml, .yml, .toml, .json)
+    seglosses report RUNS_DIR             # the report of a study folder (OUT/<study>)
+    seglosses losses                      # the registered losses, one line each
+
+``bench`` and ``report`` take ``--out DIR`` (default ``runs/``); the report goes to
+``DIR/<study>/report/``. Quick-run options of ``bench`` (smaller studies for a first look or
+for tests; they change the run ids, so they never mix with full runs): ``--epochs N``,
+``--max-images N``, ``--size PX``, ``--width C``, ``--seeds 0,1``, ``--losses CE,Dice``,
+``--pretrain-epochs N``. ``--stop-after-epoch K`` stops every run right after the checkpoint of
+epoch K, as if the process had been killed there (for resumption tests).
+
+Exit codes: 0 success; 1 some runs failed (the others finished, the report was written);
+2 a usage, study-file or report error; 3 stopped by ``--stop-after-epoch``; 130 interrupted.
+
+Under ``torchrun`` the process group is initialised here (NCCL on CUDA, else gloo) and every
+process runs the same study; only rank 0 writes files and the report.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _int_list(text: str) -> List[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers; got {text!r}") from None
+
+
+def _str_list(text: str) -> List[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``seglosses`` command.
+
+    Example:
+        >>> build_parser().parse_args(["bench", "--epochs", "1"]).epochs
+        1
+    """
+    parser = argparse.ArgumentParser(
+        prog="seglosses", description="Segmentation losses: benchmark, report, list.")
+    sub = parser.add_subparsers(dest="command", metavar="{bench,report,losses}")
+
+    bench = sub.add_parser("bench", help="train and evaluate a U-Net per loss, then write the report",
+                           description="Run a study (default: the embedded one on bundled synthetic data); "
+                                       "finished runs are skipped, interrupted ones resumed.")
+    bench.add_argument("study", nargs="?", help="study file (.yaml, .yml, .toml, .json); default: the embedded study")
+    bench.add_argument("--out", default="runs", help="output folder (default: runs/)")
+    bench.add_argument("--baseline", default=None, help="reference loss of the significance tests (default: the "
+                                                        "study's baseline, else its first loss)")
+    bench.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    bench.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines")
+    bench.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    quick = bench.add_argument_group("quick-run overrides")
+    quick.add_argument("--epochs", type=int, help="epochs of every run")
+    quick.add_argument("--max-images", type=int, help="images per split (synthetic data: images in total)")
+    quick.add_argument("--size", type=int, help="synthetic image size; other data: training crop and central "
+                                                "evaluation crop")
+    quick.add_argument("--width", type=int, help="U-Net width (channels of the first level)")
+    quick.add_argument("--seeds", type=_int_list, help="comma-separated seeds")
+    quick.add_argument("--losses", type=_str_list, help="comma-separated loss labels (or specs) to keep")
+    quick.add_argument("--pretrain-epochs", type=int, help="epochs of the pre-training (seed 003 protocol)")
+    bench.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
+
+    report = sub.add_parser("report", help="write the comparison report of a study folder")
+    report.add_argument("runs_dir", help="a study folder (OUT/<study>), or an output folder holding studies")
+    report.add_argument("--out", default=None, help="report folder (default: <study>/report)")
+    report.add_argument("--baseline", default=None, help="reference loss of the significance tests")
+    report.add_argument("--no-figures", action="store_true", help="tables only")
+
+    sub.add_parser("losses", help="list the registered losses")
+    return parser
+
+
+def _init_distributed() -> bool:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group("nccl")
+        else:
+            dist.init_process_group("gloo")
+    return True
+
+
+def _cmd_losses() -> int:
+    from seglosses.registry import ENTRIES
+
+    width = max(len(e.name) for e in ENTRIES)
+    for e in ENTRIES:
+        aliases = f"  (also: {', '.join(e.aliases)})" if e.aliases else ""
+        print(f"{e.name:<{width}}  {e.description}{aliases}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from seglosses.bench.report import ReportError, find_studies, write_report
+
+    try:
+        folders = find_studies(args.runs_dir)
+        for folder in folders:
+            out = args.out if args.out is None or len(folders) == 1 else Path(args.out) / folder.name
+            path = write_report(folder, out=out, baseline=args.baseline, figures=not args.no_figures)
+            print(f"report: {path / 'report.md'}")
+    except ReportError as err:
+        print(f"seglosses report: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from seglosses.bench.default_study import default_study
+    from seglosses.bench.report import ReportError, write_report
+    from seglosses.bench.study import StudyError, apply_overrides, load_study, parse_study, run_study
+    from seglosses.bench.train import RunInterrupted, distributed_context
+
+    distributed = _init_distributed()
+    rank, _ = distributed_context()
+    main = rank == 0
+    try:
+        study = load_study(args.study) if args.study else parse_study(default_study(), source=None)
+        study = apply_overrides(study, epochs=args.epochs, max_images=args.max_images, size=args.size,
+                                width=args.width, seeds=args.seeds, pretrain_epochs=args.pretrain_epochs,
+                                losses=args.losses)
+    except StudyError as err:
+        print(f"seglosses bench: error: {err}", file=sys.stderr)
+        return 2
+    progress = not args.quiet and sys.stderr.isatty() and main
+
+    def log(message: str) -> None:
+        if args.quiet or not main:
+            return
+        if progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(message, file=sys.stdout)
+        else:
+            print(message, flush=True)
+
+    t0 = time.perf_counter()
+    try:
+        outcome = run_study(study, args.out, device=args.device, progress=progress, log=log,
+                            stop_after_epoch=args.stop_after_epoch)
+    except RunInterrupted as err:
+        if main:
+            print(f"seglosses bench: {err}; re-run the same command to resume", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        if main:
+            print("seglosses bench: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    finally:
+        if distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    status = 0
+    if main:
+        print(f"study {study.name}: {len(outcome.finished)} of {len(outcome.runs)} runs finished in "
+              f"{time.perf_counter() - t0:.1f} s; folder {outcome.folder}")
+        if not args.no_report and outcome.finished:
+            try:
+                path = write_report(outcome.folder, baseline=args.baseline)
+                print(f"report: {path / 'report.md'}")
+            except ReportError as err:
+                print(f"seglosses bench: report error: {err}", file=sys.stderr)
+                status = 2
+        if outcome.failures:
+            print(f"{len(outcome.failures)} failure(s):", file=sys.stderr)
+            for f in outcome.failures:
+                print(f"  - {f['run']}: {f['error']}", file=sys.stderr)
+            status = status or 1
+    return status
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``seglosses`` console script; returns the exit code.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Example:
+        >>> main(["losses"]) == 0  # doctest: +ELLIPSIS
+        dice ...
+        True
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "losses":
+        return _cmd_losses()
+    if args.command == "report":
+        return _cmd_report(args)
+    if args.command == "bench":
+        return _cmd_bench(args)
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
