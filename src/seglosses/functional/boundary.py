@@ -148,15 +148,12 @@ def boundary_loss(
     :math:`s \in [0, 1]` is reached at the truth :math:`s = g` and equals
     :math:`-\frac{1}{|Ω|}\sum_{q \in G} D_G(q)`, minus the mean inside distance; an
     absent class reaches its minimum 0 at :math:`s = 0`. The paper uses it with a
-    region loss and a weight that ramps up during training; with
-    :func:`seglosses.build_loss` or :class:`~seglosses.losses.compound.WeightedSum`::
-
-        ramp = lambda epoch: min(0.01 * (epoch + 1), 0.99)       # Kervadec et al.'s schedule
-        loss = WeightedSum([(lambda e: 1 - ramp(e), GeneralizedDiceLoss(mode="multiclass")),
-                            (ramp, BoundaryLoss(mode="multiclass"))])
-        loss.step()                                                # once per epoch
-
-    or, with constant weights, ``build_loss("generalized_dice + 0.1*boundary(mode=multiclass)")``.
+    region loss and a weight that ramps up during training: Kervadec et al. start with
+    the generalised Dice loss alone and move 0.01 of the weight to the boundary loss per
+    epoch. With :func:`seglosses.build_loss` (or ``+`` and ``*`` on the loss modules,
+    which build the same :class:`~seglosses.losses.compound.WeightedSum`), advancing
+    the schedule once per epoch with ``loss.step()``: see the example of
+    :func:`seglosses.functional.boundary_loss`.
 
     Convention:
         * Empty target mask (absent class): :math:`φ > 0` is the distance to the image
@@ -175,6 +172,13 @@ def boundary_loss(
         >>> p = torch.tensor([[[[0.5, 1.0, 0.0, 0.0]]]])
         >>> float(boundary_loss(p, torch.tensor([[[0, 1, 1, 0]]]), from_logits=False))
         -0.125
+        >>> # the weight ramp of Kervadec et al., as a weighted sum with two schedules
+        >>> from seglosses import build_loss
+        >>> loss = build_loss("ramp(1.0, 0.01, 99)*generalized_dice(mode='multiclass')"
+        ...                   " + ramp(0.0, 0.99, 99)*boundary(mode='multiclass')")
+        >>> loss.step(10)  # after 10 epochs
+        >>> [round(w, 2) for w in loss.weights()]
+        [0.9, 0.1]
     """
     domain = check_domain(domain)
     canon, p, _, mask = _prepare(

@@ -240,7 +240,8 @@ def lovasz_loss(
         from_logits: the input is logits. Binary/multilabel: True gives the hinge on
             the logits, False the errors :math:`|g - p|` on probabilities.
         classes: ``"present"`` (classes present in the item's target, the default),
-            ``"all"``, or a list of class indices (multiclass and multilabel).
+            ``"all"``, or a list of class indices (multiclass and multilabel; binary
+            mode always scores its one channel and does not read it).
         domain: ``"image"`` (one extension per image and class, then the mean over
             images: the paper's ``per_image=True``) or ``"batch"`` (one extension per
             class over all pixels of the batch).
