@@ -230,9 +230,8 @@ def test_compound_with_cross_entropy_if_available():
 
 
 def test_compound_with_distribution_terms():
-    # pixel means with fixed class weights: CE with torch's weighted mean (Σ w_y l / Σ w_y,
-    # whose denominator is summed over micro-batches too), focal, distance-penalised CE and
-    # the margin-calibrated loss with fixed class counts; ignored pixels everywhere
+    # pixel means with fixed class weights: CE, focal, distance-penalised CE and the
+    # margin-calibrated loss with fixed class counts; ignored pixels everywhere
     for name in ("CrossEntropyLoss", "FocalLoss", "DistancePenalizedCELoss", "MarginCalibrationLoss"):
         if not hasattr(sl, name):
             pytest.skip(f"no {name} in this build")
@@ -242,7 +241,7 @@ def test_compound_with_distribution_terms():
     common = dict(mode="multiclass", ignore_index=255)
     loss = (
         sl.DiceLoss(domain="batch", **common)
-        + 0.5 * sl.CrossEntropyLoss(class_weights=[1.0, 2.0, 0.5], weight_norm="weights", **common)
+        + 0.5 * sl.CrossEntropyLoss(class_weights=[1.0, 2.0, 0.5], **common)
         + 0.3 * sl.FocalLoss(gamma=2.0, alpha=0.25, **common)
         + 0.2 * sl.DistancePenalizedCELoss(**common)
         + 0.1 * sl.MarginCalibrationLoss(class_counts=[50.0, 30.0, 20.0], **common)
@@ -258,6 +257,9 @@ def test_refuses_terms_that_depend_on_the_whole_batch():
     if hasattr(sl, "CrossEntropyLoss"):
         with pytest.raises(ValueError, match="class frequencies of each batch"):
             sl.BatchwiseAccumulator(sl.CrossEntropyLoss(mode="multiclass", class_weights="inverse_frequency"))
+        with pytest.raises(ValueError, match="use weight_norm='pixels'"):
+            sl.BatchwiseAccumulator(sl.CrossEntropyLoss(mode="multiclass", class_weights=[1.0, 2.0],
+                                                        weight_norm="weights"))
     if hasattr(sl, "MarginCalibrationLoss"):
         with pytest.raises(ValueError, match="class counts of each batch"):
             sl.BatchwiseAccumulator(sl.MarginCalibrationLoss(mode="multiclass"))

@@ -78,6 +78,13 @@ def _fixed_class_weights(cfg: Dict[str, Any]) -> Optional[str]:
     return None
 
 
+def _ce_weights(cfg: Dict[str, Any]) -> Optional[str]:
+    if cfg.get("class_weights") is not None and cfg.get("weight_norm", "pixels") != "pixels":
+        return (f"weight_norm={cfg.get('weight_norm')!r} divides by the class weights of the batch's pixels "
+                f"(use weight_norm='pixels', the mean over valid pixels of seed 001 eq. 3)")
+    return _fixed_class_weights(cfg)
+
+
 def _fixed_margins(cfg: Dict[str, Any]) -> Optional[str]:
     if cfg.get("class_counts") is None:
         return ("its margins come from the class counts of each batch (pass fixed class_counts, e.g. "
@@ -91,7 +98,7 @@ def _fixed_margins(cfg: Dict[str, Any]) -> Optional[str]:
 PIXEL_MEAN_LOSSES: Dict[str, Callable[[Dict[str, Any]], Optional[str]]] = {
     "seglosses.functional.regularizers.label_noise_penalty": lambda cfg: None,
     "seglosses.functional.regularizers.confidence_penalty": lambda cfg: None,
-    "seglosses.functional.distribution.cross_entropy_loss": _fixed_class_weights,
+    "seglosses.functional.distribution.cross_entropy_loss": _ce_weights,
     "seglosses.functional.distribution.focal_loss": _fixed_class_weights,
     "seglosses.functional.distribution.distance_penalized_ce_loss": _fixed_class_weights,
     "seglosses.functional.margin.margin_calibration_loss": _fixed_margins,
@@ -220,16 +227,10 @@ def _count_dtype(device: torch.device) -> torch.dtype:
 
 
 def _pixel_count(term: _Term, output: Tensor, target: Tensor) -> Tensor:
-    """The denominator of a pixel-mean term's ``"mean"``: valid pixels (or CE's weight total)."""
+    """The denominator of a pixel-mean term's ``"mean"``: the number of valid pixels."""
     cfg = term.config
     canon = canonicalize(output, target, mode=cfg.get("mode", "binary"), from_logits=cfg.get("from_logits", True),
                          ignore_index=cfg.get("ignore_index"), check_values=False)
-    if (_qualname(type(term.loss).function) == "seglosses.functional.distribution.cross_entropy_loss"
-            and cfg.get("class_weights") is not None and cfg.get("weight_norm") == "weights"):
-        from .functional.distribution import pixel_weight_total, resolve_class_weights
-
-        dt = _count_dtype(output.device)
-        return pixel_weight_total(canon, resolve_class_weights(cfg["class_weights"], canon, dt))
     if canon.valid is None:
         return torch.full((), float(canon.x.shape[0] * canon.x.shape[2]), device=output.device)
     return canon.valid.sum()
