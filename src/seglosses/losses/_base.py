@@ -50,6 +50,10 @@ class SegLoss(nn.Module):
                 config[key] = _VALIDATORS[key](key, value)
             if key in _FLOAT_TUPLES and value is not None and not isinstance(value, (str, int, float)):
                 config[key] = tuple(float(w) for w in torch.as_tensor(value).flatten().tolist())
+        if config.get("sync") is not None:
+            from ..distributed import resolve_sync
+
+            resolve_sync(config["sync"], config.get("domain"))  # raises early on a bad value
         self.config: Dict[str, Any] = config
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: D102
