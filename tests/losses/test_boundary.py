@@ -68,7 +68,7 @@ def reference(name, x, t, *, mode, from_logits=True, domain="image", include_bac
                 phi = _scipy_edt(~gk, spacing) - _scipy_edt(gk, spacing)
                 s = (phi * pk * v).sum()
             else:
-                sk = pk > 0.5
+                sk = (pk > 0.5) & v  # ignored pixels are outside the prediction mask too
 
                 def dist(m):
                     if not m.any() or m.all():

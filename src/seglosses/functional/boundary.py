@@ -44,8 +44,7 @@ _COMMON_ARGS = """
             mode (channel 0 is the background, left out as Kervadec et al. do),
             ``True`` in multilabel mode. Binary mode always scores its single channel.
         ignore_index: target value whose pixels are left out of the mean. Their label
-            is unknown, so they count as outside every class in the target's distance
-            maps.
+            is unknown, so they count as outside every class in the distance maps.
         spacing: pixel size per spatial dim (a number or one per dim) for the
             distance maps; ``None`` = 1.
         class_weights: one weight per kept class; the class mean becomes
@@ -242,11 +241,13 @@ def hausdorff_dt_loss(
           and gradients are finite in every case.
         * Soft targets: :math:`g` enters the error as given and is thresholded at 0.5
           for :math:`d_G`.
-        * ``ignore_index``: ignored pixels are outside the target masks and left out
-          of the mean; the prediction mask keeps them.
+        * ``ignore_index``: ignored pixels are outside both masks (target and
+          thresholded prediction) and left out of the mean, so the prediction there
+          has no influence on the value.
         * Agreement with MONAI ``HausdorffDTLoss(alpha, include_background, sigmoid /
-          softmax, batch)`` on one-hot targets: equal up to float rounding (its
-          ``batch=True`` averages over the batch too).
+          softmax, batch)`` on one-hot targets without ``ignore_index`` (which MONAI
+          does not have): equal up to float32 rounding, as MONAI casts its distance
+          maps to float32; its ``batch=True`` is ``domain="batch"``.
 
     Args:
         alpha: the exponent α > 0 of the distances (2 in the paper).
@@ -269,6 +270,8 @@ def hausdorff_dt_loss(
     shape = _maps_shape(canon, k)
     with torch.no_grad():
         pred_mask = p.detach() > 0.5
+        if canon.valid is not None:
+            pred_mask &= canon.valid.unsqueeze(1)
         d = _boundary_distance(torch.cat([mask.reshape(shape), pred_mask.reshape(shape)]), spacing,
                                _map_dtype(p.dtype))
         d_g, d_s = d.reshape(2, b, k, n).to(p.dtype).unbind(0)
