@@ -229,6 +229,24 @@ def test_label_moments_equal_one_hot_moments():
                 torch.testing.assert_close(got[k], ref[k])
 
 
+@pytest.mark.parametrize("mode", ["binary", "multiclass", "multilabel"])
+def test_range_and_maximum_at_truth(mode):
+    gen = torch.Generator().manual_seed(9)
+    x, t = _rand_case(mode, (6, 5), gen=gen)
+    if mode == "multiclass":
+        perfect = torch.nn.functional.one_hot(t, 4).movedim(-1, 1).float()
+    elif mode == "binary":
+        perfect = t.unsqueeze(1).float()
+    else:
+        perfect = t.float()
+    fns = [f for f, _ in RATIO_METRICS.values()] + [M.pixel_accuracy]
+    for fn in fns:
+        v = fn(x, t, mode=mode, reduction="none")
+        assert bool(((v >= 0) & (v <= 1)).all()), fn.__name__
+        assert bool((fn(perfect, t, mode=mode, reduction="none") == 1).all()), fn.__name__
+    assert bool((M.average_precision(perfect, t, mode=mode, reduction="none") == 1).all())
+
+
 def test_reduction_shapes_and_dtypes():
     x, t = _rand_case("multiclass", (4, 5), b=2, c=3)
     assert M.dice(x, t, mode="multiclass", reduction="none").shape == (2, 3)

@@ -46,7 +46,7 @@ from torch import Tensor
 
 from .._options import check_nonnegative, lookup_option
 from .._reduce import reduce_items
-from ..distance import edt
+from ..distance import _check_spacing, edt
 from ._hard import check_empty, hard_pair
 
 __all__ = ["hausdorff", "hd95", "assd", "surface_dice", "modified_hausdorff", "surface_metrics", "surface_mask"]
@@ -120,7 +120,7 @@ class Surfaces:
         self.sp, self.sg = sp.reshape(p, -1), sg.reshape(p, -1)
         self.n_p = self.sp.sum(1)
         self.n_g = self.sg.sum(1)
-        self.spacing = _spacing_tuple(spacing, len(self.spatial))
+        self.spacing = _check_spacing(spacing, len(self.spatial))
         self.backend = backend
         self.out_dtype = out_dtype
         self._d: Optional[Tuple[Tensor, Tensor]] = None
@@ -153,25 +153,6 @@ class Surfaces:
             miss = float(missing)
         values = torch.where(one, torch.full_like(values, miss), values)
         return torch.where(both, torch.full_like(values, empty), values)
-
-
-def _spacing_tuple(spacing, ndim: int) -> Tuple[float, ...]:
-    # the full validation (types, length, positivity) is done by distance.edt on first use;
-    # here only what the diagonal and the point coordinates need
-    if spacing is None:
-        return (1.0,) * ndim
-    if isinstance(spacing, Tensor):
-        spacing = spacing.tolist()
-    if isinstance(spacing, (int, float)) and not isinstance(spacing, bool):
-        spacing = (float(spacing),) * ndim
-    if not isinstance(spacing, Sequence) or isinstance(spacing, str):
-        raise TypeError(f"`spacing` must be None, a number or a sequence of numbers; got {type(spacing).__name__}")
-    if len(spacing) != ndim:
-        raise ValueError(f"`spacing` must have one value per spatial dim ({ndim}); got {len(spacing)} values")
-    values = tuple(float(s) for s in spacing)
-    if not all(0.0 < s < math.inf for s in values):
-        raise ValueError(f"`spacing` must be positive and finite; got {values}")
-    return values
 
 
 def _masked_quantile(values: Tensor, mask: Tensor, q: float) -> Tensor:
