@@ -545,6 +545,10 @@ def build_data(spec: Mapping[str, Any]) -> BenchData:
     if spec.get("type") == "synthetic":
         if max_images is not None:
             spec["n_images"] = min(int(spec.get("n_images", 256)), max_images)
+            split = spec.get("split")
+            if isinstance(split, Mapping) and "counts" in split:  # counts no longer fit: keep their proportions
+                counts = [int(c) for c in split["counts"]]
+                spec["split"] = {"fractions": [c / sum(counts) for c in counts], "seed": split.get("seed", 0)}
         if size is not None:
             spec["size"] = size
         return build_dataset(spec)

@@ -597,7 +597,7 @@ def train_run(
     sampler = _train_sampler(data.train, per_rank, config, seed, rank, world, steps)
     loader = DataLoader(data.train, batch_sampler=sampler, num_workers=int(config.get("num_workers", 0)))
     label = config.get("label", run_dir.name)
-    eval_batch = max(1, int((config.get("eval") or {}).get("batch_size", micro)))
+    eval_batch = max(1, int((config.get("eval") or {}).get("batch_size") or micro))
 
     for epoch in range(start_epoch, epochs + 1):
         t0 = time.perf_counter()
