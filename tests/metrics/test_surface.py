@@ -185,6 +185,26 @@ def test_surface_metrics_extracts_once(monkeypatch):
             x, t, mode="multiclass", spacing=sp, reduction="none", tolerance=tol)[:, k])
 
 
+def test_crop_to_bounding_box_changes_nothing(monkeypatch):
+    # on the CPU the masks are cropped to their common bounding box (+1 pixel); compare with the full image
+    gen = torch.Generator().manual_seed(6)
+    x = torch.zeros(4, 1, 13, 17, 6)
+    x[0, 0, 3:6, 4:9, 2:4] = torch.rand(3, 5, 2, generator=gen)
+    x[1, 0, 0:3, 14:17, 0:2] = 1.0  # touching the image border
+    t = torch.zeros(4, 13, 17, 6, dtype=torch.long)
+    t[0, 4:8, 5:7, 1:5] = 1
+    t[1, 1:2, 15:17, 0:1] = 1
+    t[2, 6, 6, 3] = 1  # image 2: empty prediction; image 3: both empty
+    metrics = {"hausdorff": {"missing": "diagonal"}, "hd95": {}, "assd": {}, "surface_dice": {},
+               "modified_hausdorff": {"missing": "diagonal"}}
+    kw = dict(metrics=metrics, spacing=(1.0, 0.5, 2.0), reduction="none")
+    cropped = M.surface_metrics(x, t, **kw)
+    monkeypatch.setattr(S, "_bounding_box", lambda union: (slice(None),) * union.dim())
+    full = M.surface_metrics(x, t, **kw)
+    for k in metrics:
+        torch.testing.assert_close(cropped[k], full[k], msg=k)
+
+
 def test_torch_backend_equals_cpu_backend():
     gen = torch.Generator().manual_seed(2)
     x = torch.rand(3, 1, 9, 14, generator=gen)

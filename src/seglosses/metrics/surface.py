@@ -100,27 +100,40 @@ class Surfaces:
     ``[P, N]`` (ignored pixels removed); the distances ``dp`` (of every pixel to the
     target surface, read at ``sp``) and ``dg`` (to the predicted surface, read at
     ``sg``) are computed on first use, with one distance transform call for both.
+
+    On the CPU the pixels are first cropped to the bounding box of every mask of the
+    call, grown by one pixel (as MONAI's ``get_mask_edges(crop=True)``): every surface
+    point lies inside it, a pixel just outside is background in the full image too, and
+    distances do not depend on the origin, so every value is unchanged while the
+    distance transforms and sorts shrink. (Elsewhere the crop would need a device sync,
+    so the full image is used.) ``N`` is the number of pixels after the crop.
     """
 
     def __init__(self, pred: Tensor, target: Tensor, valid: Optional[Tensor], spacing, backend: str,
                  out_dtype: torch.dtype) -> None:
         b, c = pred.shape[:2]
         self.shape = (b, c)
-        self.spatial = tuple(pred.shape[2:])
+        self.image_shape = tuple(pred.shape[2:])
+        self.spacing = _check_spacing(spacing, len(self.image_shape))
         p = b * c
-        pred = pred.reshape((p,) + self.spatial)
-        target = target.reshape((p,) + self.spatial)
+        pred = pred.reshape((p,) + self.image_shape)
+        target = target.reshape((p,) + self.image_shape)
+        if valid is not None:
+            valid = valid.unsqueeze(1).expand((b, c) + self.image_shape).reshape((p,) + self.image_shape)
+        if pred.device.type == "cpu":
+            box = _bounding_box(pred | target)
+            pred, target = pred[box], target[box]
+            valid = None if valid is None else valid[box]
+        self.spatial = tuple(pred.shape[1:])
         sp, sg = surface_mask(pred), surface_mask(target)
         self.valid = None
         if valid is not None:
-            v = valid.unsqueeze(1).expand((b, c) + self.spatial).reshape((p,) + self.spatial)
-            sp, sg = sp & v, sg & v
-            self.valid = v.reshape(p, -1)
+            sp, sg = sp & valid, sg & valid
+            self.valid = valid.reshape(p, -1)
         self.pred, self.target = pred.reshape(p, -1), target.reshape(p, -1)
         self.sp, self.sg = sp.reshape(p, -1), sg.reshape(p, -1)
         self.n_p = self.sp.sum(1)
         self.n_g = self.sg.sum(1)
-        self.spacing = _check_spacing(spacing, len(self.spatial))
         self.backend = backend
         self.out_dtype = out_dtype
         self._d: Optional[Tuple[Tensor, Tensor]] = None
@@ -128,7 +141,7 @@ class Surfaces:
     @property
     def diagonal(self) -> float:
         """Length of the image diagonal between the centres of two corner pixels."""
-        return math.sqrt(sum(((n - 1) * s) ** 2 for n, s in zip(self.spatial, self.spacing)))
+        return math.sqrt(sum(((n - 1) * s) ** 2 for n, s in zip(self.image_shape, self.spacing)))
 
     def distances(self) -> Tuple[Tensor, Tensor]:
         if self._d is None:
@@ -153,6 +166,19 @@ class Surfaces:
             miss = float(missing)
         values = torch.where(one, torch.full_like(values, miss), values)
         return torch.where(both, torch.full_like(values, empty), values)
+
+
+def _bounding_box(union: Tensor) -> Tuple[slice, ...]:
+    """Index of ``[P, *S]`` masks cropped to the bounding box of all their pixels, plus one pixel."""
+    box = [slice(None)]
+    for d in range(1, union.dim()):
+        n = union.shape[d]
+        idx = union.movedim(d, 0).reshape(n, -1).any(1).nonzero().flatten()
+        if idx.numel() == 0:  # nothing anywhere: one pixel is enough
+            box.append(slice(0, 1))
+        else:
+            box.append(slice(max(int(idx[0]) - 1, 0), min(int(idx[-1]) + 2, n)))
+    return tuple(box)
 
 
 def _masked_quantile(values: Tensor, mask: Tensor, q: float) -> Tensor:
