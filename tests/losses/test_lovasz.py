@@ -427,6 +427,10 @@ def test_bad_options_and_inputs():
         F.lovasz_loss(x, t)
     with pytest.raises(ValueError, match="`class_weights` must hold one weight per class"):
         F.lovasz_loss(x, t, mode="multiclass", class_weights=[1.0, 2.0])
+    xb, tb = _pair((2, 3, 5, 7), "binary")
+    with pytest.raises(ValueError, match=r"`class_weights` must hold one weight per class kept by the loss \(1\)"):
+        F.lovasz_loss(xb, tb, class_weights=[1.0, 2.0])
+    torch.testing.assert_close(F.lovasz_loss(xb, tb, class_weights=[3.0]), F.lovasz_loss(xb, tb))
     with pytest.raises(TypeError, match="unexpected keyword argument 'clases'"):
         sl.LovaszLoss(clases="all")
 

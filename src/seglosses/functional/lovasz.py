@@ -314,10 +314,10 @@ def lovasz_loss(
         rows_g = g.transpose(0, 1).reshape(k, b * n)
         values = lovasz_extension(rows_e, rows_g).view(1, k)
         present = rows_g.sum(-1).view(1, k) > 0
+    w = check_class_weights(class_weights, canon.num_channels - first, values)
     if canon.mode == "binary":
-        per_item = values[:, 0]
+        per_item = values[:, 0]  # one class: a weight does not change its mean
     else:
-        w = check_class_weights(class_weights, canon.num_channels - first, values)
         if w is not None and select is not None:
             w = w.index_select(0, select)
         weight = torch.ones_like(values) if w is None else w.to(values.dtype).expand_as(values)
