@@ -1,0 +1,184 @@
+"""The generic suite: every registry entry, every mode it accepts, 2D and 3D.
+
+Each loss class declares ``value_range`` and ``minimum_at_truth``; this suite checks
+them, together with gradcheck, empty masks, ignore_index, half precision and the
+module/function equivalence. Per-family files hold what is special about a family.
+"""
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+import seglosses as sl
+from seglosses import registry
+
+ENTRIES = registry.ENTRIES
+MODES = ("binary", "multiclass", "multilabel")
+
+
+def _params(entry):
+    return inspect.signature(entry.cls.function).parameters
+
+
+def _make(mode, spatial, b=2, c=3, dtype=torch.float64):
+    if mode == "binary":
+        x = torch.randn(b, 1, *spatial, dtype=dtype)
+        t = torch.randint(0, 2, (b, *spatial))
+        t.view(b, -1)[:, 0] = 1  # every image has a positive
+        t.view(b, -1)[:, 1] = 0
+    elif mode == "multiclass":
+        x = torch.randn(b, c, *spatial, dtype=dtype)
+        t = torch.randint(0, c, (b, *spatial))
+        t.view(b, -1)[:, :c] = torch.arange(c)
+    else:
+        x = torch.randn(b, c, *spatial, dtype=dtype)
+        t = torch.randint(0, 2, (b, c, *spatial))
+        t.view(b, c, -1)[:, :, 0] = 1
+        t.view(b, c, -1)[:, :, 1] = 0
+    return x, t
+
+
+def _supports(entry, mode):
+    """Whether the loss accepts a mode (it says so with a ValueError naming `mode`)."""
+    x, t = _make(mode, (3, 4))
+    try:
+        entry.cls(mode=mode)(x, t)
+    except ValueError as err:
+        if "`mode`" in str(err):
+            return False
+        raise
+    return True
+
+
+CASES = [(e, m) for e in ENTRIES for m in MODES if _supports(e, m)]
+IDS = [f"{e.name}-{m}" for e, m in CASES]
+
+
+def _perfect_logits(mode, t, c=3, scale=12.0):
+    if mode == "binary":
+        return (2.0 * t[:, None].double() - 1) * scale
+    if mode == "multiclass":
+        return (2.0 * torch.nn.functional.one_hot(t, c).movedim(-1, 1).double() - 1) * scale
+    return (2.0 * t.double() - 1) * scale
+
+
+def test_every_entry_supports_binary_and_multiclass():
+    for e in ENTRIES:
+        assert any(m == "binary" for ee, m in CASES if ee is e) or any(
+            m == "multiclass" for ee, m in CASES if ee is e
+        ), e.name
+
+
+def test_registry_matches_exports():
+    exported = {getattr(sl, n) for n in sl.__all__ if isinstance(getattr(sl, n), type)}
+    registered = {e.cls for e in ENTRIES}
+    assert registered <= exported
+    for e in ENTRIES:
+        assert e.cls.registry_name == e.name
+        assert e.description and len(e.description) < 120
+        assert getattr(sl.functional, e.cls.function.__name__) is e.cls.function
+    names = [n for n, _ in sl.list_losses()]
+    assert names == [e.name for e in ENTRIES] and len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("entry, mode", CASES, ids=IDS)
+@pytest.mark.parametrize("spatial", [(4, 5), (2, 3, 4)], ids=["2d", "3d"])
+def test_value_range_module_equals_function(entry, mode, spatial):
+    x, t = _make(mode, spatial)
+    v = entry.cls(mode=mode)(x, t)
+    assert v.dim() == 0 and torch.isfinite(v)
+    lo, hi = entry.cls.value_range
+    assert lo - 1e-9 <= v.item() <= hi + 1e-9
+    torch.testing.assert_close(v, entry.cls.function(x, t, mode=mode))
+
+
+@pytest.mark.parametrize("entry, mode", CASES, ids=IDS)
+def test_gradcheck_float64(entry, mode):
+    x, t = _make(mode, (3, 4))
+    x = (x * 0.7).requires_grad_(True)
+    fn = entry.cls(mode=mode)
+    assert torch.autograd.gradcheck(lambda z: fn(z, t), (x,), atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("entry, mode", CASES, ids=IDS)
+def test_minimum_at_truth(entry, mode):
+    x, t = _make(mode, (5, 6))
+    fn = entry.cls(mode=mode)
+    # logits of +-30: p = 1 - 1e-13, close enough for losses with fractional powers (ELL)
+    perfect = fn(_perfect_logits(mode, t, scale=30.0), t)
+    if not entry.cls.minimum_at_truth:
+        pytest.skip(f"{entry.name} is not minimised by the truth (a regulariser)")
+    for _ in range(5):
+        assert perfect.item() <= fn(torch.randn_like(x) * 3, t).item() + 1e-9
+    if entry.cls.value_range[0] == 0.0:
+        assert perfect.item() == pytest.approx(0.0, abs=2e-3)
+
+
+@pytest.mark.parametrize("entry, mode", CASES, ids=IDS)
+@pytest.mark.parametrize("domain", ["image", "batch"])
+def test_empty_masks_finite_with_finite_gradients(entry, mode, domain):
+    if "domain" not in _params(entry) and domain == "batch":
+        pytest.skip("no domain argument")
+    kw = {"domain": domain} if "domain" in _params(entry) else {}
+    x, t = _make(mode, (4, 5))
+    t = torch.zeros_like(t)
+    x.requires_grad_(True)
+    v = entry.cls(mode=mode, **kw)(x, t)
+    v.backward()
+    assert torch.isfinite(v), entry.name
+    assert bool(torch.isfinite(x.grad).all()), entry.name
+
+
+@pytest.mark.parametrize("entry, mode", [c for c in CASES if c[1] != "multilabel"],
+                         ids=[i for c, i in zip(CASES, IDS) if c[1] != "multilabel"])
+def test_ignored_pixels_have_no_influence(entry, mode):
+    if "ignore_index" not in _params(entry):
+        pytest.skip("no ignore_index")
+    x, t = _make(mode, (5, 6))
+    t = t.clone()
+    t[:, 0, :] = 255  # first row ignored
+    fn = entry.cls(mode=mode, ignore_index=255)
+    x1 = x.clone().requires_grad_(True)
+    v1 = fn(x1, t)
+    v1.backward()
+    x2 = x.clone()
+    x2[:, :, 0, :] = torch.randn_like(x2[:, :, 0, :]) * 5
+    v2 = fn(x2, t)
+    torch.testing.assert_close(v1.detach(), v2)
+    assert float(x1.grad[:, :, 0, :].abs().max()) == 0.0
+    assert torch.isfinite(v1)
+
+
+@pytest.mark.parametrize("entry, mode", [c for c in CASES if c[1] == "multiclass"],
+                         ids=[i for c, i in zip(CASES, IDS) if c[1] == "multiclass"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_close_to_float32(entry, mode, dtype):
+    x, t = _make(mode, (16, 16), dtype=torch.float32)
+    fn = entry.cls(mode=mode)
+    ref = fn(x, t)
+    xh = x.to(dtype).requires_grad_(True)
+    v = fn(xh, t)
+    v.backward()
+    assert bool(torch.isfinite(xh.grad).all())
+    # inputs rounded to half precision: the loss moves by about the rounding of the logits
+    tol = 1e-2 * max(1.0, abs(ref.item())) if dtype == torch.bfloat16 else 2e-3 * max(1.0, abs(ref.item()))
+    assert abs(float(v) - ref.item()) < tol, (entry.name, float(v), ref.item())
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+def test_bad_mode_and_reduction_named(entry):
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        entry.cls(mode="multi")
+    if "reduction" in _params(entry):
+        with pytest.raises(ValueError, match="`reduction` must be one of"):
+            entry.cls(reduction="avg")
+
+
+def test_docstrings_have_formula_and_source():
+    for e in ENTRIES:
+        doc = e.cls.function.__doc__ or ""
+        assert ".. math::" in doc, e.name
+        assert any(k in doc for k in ("seed 0", "et al", "20")), e.name
+        assert (e.cls.__doc__ or "").strip(), e.name
