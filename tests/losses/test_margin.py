@@ -77,7 +77,7 @@ def test_offsets_conventions():
 def test_offsets_errors():
     with pytest.raises(ValueError, match="`tau` must be a finite number > 0; got 0.0"):
         margin_offsets([1.0, 2.0], 0.0)
-    with pytest.raises(ValueError, match="`v` must be a finite number >= 0; got -1.0"):
+    with pytest.raises(ValueError, match="`v` must be a finite number > 0; got -1.0"):
         margin_offsets([1.0, 2.0], 1.0, v=-1.0)
     with pytest.raises(ValueError, match=r"`class_counts` must be finite and >= 0; got \[1.0, -2.0\]"):
         margin_offsets([1.0, -2.0])
