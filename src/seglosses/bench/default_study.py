@@ -36,7 +36,7 @@ DEFAULT_STUDY: Dict[str, Any] = {
     "name": "default",
     "datasets": [
         {"name": "synthetic-binary", "type": "synthetic", "n_images": 200, "size": 64, "mode": "binary",
-         "positive_fraction": 0.25, "seed": 0, "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0}},
+         "positive_fraction": 0.25, "seed": 0, "split": {"fractions": [0.6, 0.2, 0.2], "seed": 1}},
         {"name": "synthetic-multiclass", "type": "synthetic", "n_images": 200, "size": 64, "mode": "multiclass",
          "num_classes": 3, "positive_fraction": 0.5, "seed": 1, "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0}},
     ],
@@ -47,7 +47,7 @@ DEFAULT_STUDY: Dict[str, Any] = {
     "epochs": 8,
     "optimizer": {"name": "adam", "lr": 3e-3, "weight_decay": 0.0},
     "schedule": {"name": "cosine"},
-    "model": {"depth": 3, "width": 8, "norm": "batch"},
+    "model": {"depth": 3, "width": 8, "norm": "batch", "prior_init": True},
     "sampler": {"ratio": "dataset"},
     "eval": {"metrics": None, "batch_size": 32, "samples": 4},
     "baseline": "CE",

@@ -551,7 +551,10 @@ def _sample_panel(path: Path, dataset: str, configs: Sequence[Configuration], nu
         truth = np.asarray(ref["truths"][row])
         shown = image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
         axes[row, 0].imshow(shown, cmap="gray" if image.shape[0] == 1 else None, vmin=0, vmax=1)
-        axes[row, 1].imshow(truth, cmap=lab_cmap, vmin=0, vmax=max(1, num_classes - 1), interpolation="nearest")
+        if binary:  # white foreground, as the true positives of the prediction columns
+            axes[row, 1].imshow(truth, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        else:
+            axes[row, 1].imshow(truth, cmap=lab_cmap, vmin=0, vmax=max(1, num_classes - 1), interpolation="nearest")
         axes[row, 0].set_ylabel(ref["names"][row], fontsize=7)
         for col, s in enumerate(samples, start=2):
             ax = axes[row, col]
@@ -564,7 +567,7 @@ def _sample_panel(path: Path, dataset: str, configs: Sequence[Configuration], nu
                 ax.imshow(code, cmap=err_cmap, vmin=0, vmax=3, interpolation="nearest")
             else:
                 ax.imshow(pred, cmap=lab_cmap, vmin=0, vmax=max(1, num_classes - 1), interpolation="nearest")
-    titles = ["image", "truth"] + [c.label for c in configs]
+    titles = ["image", "truth"] + [c.label.replace(" (", "\n(") for c in configs]
     for col, title in enumerate(titles):
         axes[0, col].set_title(title, fontsize=8)
     for ax in axes.flat:
@@ -595,7 +598,7 @@ def _sample_panel(path: Path, dataset: str, configs: Sequence[Configuration], nu
 def _slug(text: str) -> str:
     import re
 
-    return re.sub(r"[^A-Za-z0-9.+=-]+", "_", text).strip("_") or "data"
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_") or "data"
 
 
 def _csv(runs: Sequence[Mapping[str, Any]]) -> str:

@@ -27,7 +27,7 @@ fine-tune a copy per loss). A study file is YAML (``.yaml``/``.yml``), TOML (``.
     steps_per_epoch: null               # null: one pass over the training split
     optimizer: {name: adam, lr: 1.0e-3, weight_decay: 0.0, grad_clip: null}
     schedule: {name: constant}          # constant | cosine | step | poly
-    model: {depth: 4, width: 16, norm: batch, groups: 8, dropout: 0.0}
+    model: {depth: 4, width: 16, norm: batch, groups: 8, dropout: 0.0, prior_init: true}
     sampler: {ratio: dataset}           # seed 000 §3.1; null: plain shuffling; or a fraction
     pretrain: null                      # seed 003: {loss: ce, epochs: 50}
     eval: {metrics: null, batch_size: null, samples: 4}
@@ -115,7 +115,7 @@ DEFAULTS: Dict[str, Any] = {
     "steps_per_epoch": None,
     "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
     "schedule": {"name": "constant"},
-    "model": {"depth": 4, "width": 16, "norm": "batch"},
+    "model": {"depth": 4, "width": 16, "norm": "batch", "prior_init": True},
     "sampler": {"ratio": "dataset"},
     "pretrain": None,
     "eval": {"metrics": None, "batch_size": None, "samples": 4},
@@ -571,7 +571,7 @@ def build_data(spec: Mapping[str, Any]) -> BenchData:
 
 
 def _slug(text: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9.+=-]+", "_", text).strip("_")
+    s = re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
     return s[:60] or "run"
 
 
