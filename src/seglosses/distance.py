@@ -259,17 +259,20 @@ def _edt_torch(fg: torch.Tensor, spacing: tuple[float, ...], dtype: torch.dtype)
     return out.to(dtype).contiguous()
 
 
-def _edt_numpy(fg: torch.Tensor, spacing: tuple[float, ...], backend: str, full: torch.Tensor) -> torch.Tensor:
-    """EDT image by image with scipy or the ``edt`` package, on the CPU."""
-    arr = fg.detach().cpu().numpy()
-    skip = full.cpu().tolist()
+def _edt_numpy(fg: torch.Tensor, spacing: tuple[float, ...], backend: str, dtype: torch.dtype) -> torch.Tensor:
+    """EDT image by image with scipy or the ``edt`` package, on the CPU.
+
+    The whole path stays in NumPy until the result is wrapped, so it adds no
+    torch kernels (and their thread start-up) around the library calls.
+    """
+    import numpy as np
+
     if backend == "scipy":
         from scipy.ndimage import distance_transform_edt
 
         def one(img):
             return distance_transform_edt(img, sampling=spacing)
 
-        result_dtype = torch.float64
     else:
         import edt as edt_package
 
@@ -279,12 +282,17 @@ def _edt_numpy(fg: torch.Tensor, spacing: tuple[float, ...], backend: str, full:
         def one(img):
             return edt_package.edt(img, anisotropy=anisotropy, black_border=False, parallel=threads)
 
-        result_dtype = torch.float32
-    out = torch.zeros(fg.shape, dtype=result_dtype)
+    arr = fg.detach().cpu().numpy()
+    out = np.empty(arr.shape, dtype=np.float64 if dtype == torch.float64 else np.float32)
+    border = None
     for b in range(arr.shape[0]):
-        if not skip[b]:  # full images are filled in by the caller
-            out[b] = torch.from_numpy(one(arr[b]))
-    return out
+        if arr[b].all():  # no background: the padding convention
+            if border is None:
+                border = _border_distance(arr.shape[1:], spacing, torch.device("cpu"), torch.float64).numpy()
+            out[b] = border
+        else:
+            out[b] = one(arr[b])
+    return torch.from_numpy(out).to(device=fg.device, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- public
@@ -377,13 +385,11 @@ def edt(
     backend = _resolve_backend(backend, fg.device, ndim, dtype)
     if fg.numel() == 0:
         return torch.zeros(fg.shape, dtype=dtype, device=fg.device)
-    full = fg.flatten(1).all(1)
-    if backend == "torch":
-        out = _edt_torch(fg, spacing, dtype)
-    else:
-        out = _edt_numpy(fg, spacing, backend, full).to(device=fg.device, dtype=dtype)
-    border = _border_distance(fg.shape[1:], spacing, fg.device, dtype)
-    return torch.where(full.view((-1,) + (1,) * ndim), border, out)
+    if backend != "torch":
+        return _edt_numpy(fg, spacing, backend, dtype)
+    out = _edt_torch(fg, spacing, dtype)
+    full = fg.flatten(1).all(1).view((-1,) + (1,) * ndim)
+    return torch.where(full, _border_distance(fg.shape[1:], spacing, fg.device, dtype), out)
 
 
 def signed_distance(
