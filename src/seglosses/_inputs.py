@@ -29,6 +29,7 @@ turned off per loss for tight GPU training loops.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence, Tuple
 
@@ -107,12 +108,24 @@ def check_tensor(name: str, value: object) -> Tensor:
     return value
 
 
+def _bounds(t: Tensor) -> Tensor:
+    """``[min, max]`` of ``t`` in float64, one pass (NaN propagates into both)."""
+    lo, hi = torch.aminmax(t.detach())
+    return torch.stack([lo, hi]).to(torch.float64)
+
+
+def _raise_not_finite(name: str, t: Tensor) -> None:
+    n_nan = int(torch.isnan(t).sum())
+    n_inf = int(torch.isinf(t).sum())
+    raise ValueError(f"`{name}` must be finite; got {n_nan} NaN and {n_inf} Inf values")
+
+
 def check_finite(name: str, t: Tensor) -> None:
     """Raise when a float tensor holds NaN or Inf (one reduction, one sync)."""
-    if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
-        n_nan = int(torch.isnan(t).sum())
-        n_inf = int(torch.isinf(t).sum())
-        raise ValueError(f"`{name}` must be finite; got {n_nan} NaN and {n_inf} Inf values")
+    if t.is_floating_point() and t.numel():
+        lo, hi = _bounds(t).tolist()
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates into min and max
+            _raise_not_finite(name, t)
 
 
 def check_probabilities(name: str, t: Tensor) -> None:
@@ -144,6 +157,50 @@ def check_labels(name: str, t: Tensor, num_classes: int, ignore_index: Optional[
             f"`{name}` labels must lie in [0, {num_classes - 1}]{extra} for {num_classes} classes; "
             f"got values in [{lo}, {hi}]"
         )
+
+
+def _check_values(
+    input: Tensor,
+    from_logits: bool,
+    labels: Optional[Tensor],
+    dense: Optional[Tensor],
+    raw_target: Tensor,
+    is_int_target: bool,
+    num_classes: int,
+    ignore_index: Optional[int],
+) -> None:
+    """The value checks of :func:`canonicalize`, fused: one ``aminmax`` per tensor and one
+    host sync for all of them; a failing check is rerun by its own function, which
+    raises its usual message. The target seen here is already cleaned of
+    ``ignore_index`` (ignored entries are 0), as the individual checks clean it.
+
+    Checks, in order: input finite; input in [0, 1] (``from_logits=False``); labels in
+    range (label maps, integer multilabel targets); float target finite and in [0, 1].
+    """
+    checks = []  # (kind, tensor)
+    if input.numel():
+        checks.append(("input", input))
+    target = labels if labels is not None else dense
+    if target is not None and target.numel() and target.dtype != torch.bool:
+        checks.append(("labels" if (labels is not None or is_int_target) else "float_target", target))
+    if not checks:
+        return
+    bounds = torch.cat([_bounds(t) for _, t in checks]).tolist()  # the one sync
+    for i, (kind, t) in enumerate(checks):
+        lo, hi = bounds[2 * i], bounds[2 * i + 1]
+        if kind == "input":
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                _raise_not_finite("input", input)
+            if not from_logits and not (lo >= 0.0 and hi <= 1.0):
+                check_probabilities("input", input)
+        elif kind == "labels":
+            if lo < 0 or hi >= num_classes:
+                check_labels("target", raw_target, num_classes, ignore_index)
+        else:
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                _raise_not_finite("target", raw_target)
+            if not (lo >= 0.0 and hi <= 1.0):
+                check_probabilities("target", t)
 
 
 def canonicalize(
@@ -271,24 +328,9 @@ def canonicalize(
             f"{ignore_index}); got {ignore_index} (use e.g. 255 or -100)"
         )
 
-    # ---- value checks (one pass each, opt-out) ----
-    if check_values:
-        check_finite("input", input)
-        if not from_logits:
-            check_probabilities("input", input)
-        if labels is not None:
-            check_labels("target", labels, 2 if mode == "binary" else c, ignore_index)
-        elif is_int_target:  # integer multilabel
-            check_labels("target", dense, 2, ignore_index)
-        else:
-            check_finite("target", dense)
-            if ignore_index is None:
-                check_probabilities("target", dense)
-            else:
-                check_probabilities("target", torch.where(dense == ignore_index, torch.zeros_like(dense), dense))
-
-    # ---- ignore mask, flattening ----
+    # ---- ignore mask (before the value checks, which read the cleaned target) ----
     valid = None
+    raw_target = dense if labels is None else labels
     if ignore_index is not None:
         if labels is not None:
             valid = labels != ignore_index
@@ -297,6 +339,13 @@ def canonicalize(
             bad = dense == ignore_index
             valid = ~bad.any(dim=1)
             dense = torch.where(bad, torch.zeros((), dtype=dense.dtype, device=dense.device), dense)
+
+    # ---- value checks (opt-out): one min/max pass per tensor, one device sync in all ----
+    if check_values:
+        _check_values(input, from_logits, labels, dense, raw_target, is_int_target,
+                      c if mode == "multiclass" else 2, ignore_index)
+
+    # ---- flattening ----
     if mode == "binary" and labels is not None:
         # the single channel is the foreground: g = [label == 1], a float map of the
         # label map's size (no class axis to expand)

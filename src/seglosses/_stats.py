@@ -26,6 +26,14 @@ recomputes the activation from the saved input, so nothing of pixel size is stor
 between forward and backward beyond the input and the target. The target is treated
 as a constant (no gradient flows into it).
 
+Cost, for the Dice/Tversky moments ``p, g, pg`` (no ``ignore_index``): the forward is
+the activation, one reduction per moment (the product of ``pg`` taken in place in the
+fresh activation) and no other pixel-sized allocation; the backward is the activation
+again, one fused ``addcmul`` for ``a g + b`` (dense targets) or a broadcast copy and
+one ``scatter_add`` at the true class (label maps), and the activation's backward
+written in place over it. The peak is two tensors of the input's size in the compute
+dtype, one of which is the returned gradient.
+
 Statistics are accumulated in float32 for float16/bfloat16 input, in the input's
 dtype otherwise.
 """
@@ -49,71 +57,100 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def activate(x: Tensor, activation: str, dtype: torch.dtype) -> Tensor:
-    x = x.to(dtype)
-    if activation == "sigmoid":
-        return torch.sigmoid(x)
+    """The activation of ``x`` in ``dtype`` (a fresh tensor unless ``activation == "none"``)."""
     if activation == "softmax":
-        return torch.softmax(x, dim=1)
-    return x
+        return torch.softmax(x, dim=1, dtype=dtype)  # casts on the fly, no copy of x
+    if activation == "sigmoid":
+        if x.dtype == dtype:
+            return torch.sigmoid(x)
+        return x.to(dtype).sigmoid_()  # one fresh tensor for the cast and the activation
+    return x.to(dtype)
 
 
 def _bdot(a: Tensor, b: Tensor) -> Tensor:
-    """Sum over the last axis of a*b without a pixel-sized temporary: [B,C,N] x [B,C,N] -> [B,C]."""
-    return torch.linalg.vecdot(a, b)
+    """Sum over the last axis of ``a * b`` (broadcasting, dtype promotion): ``[B, C, N] -> [B, C]``.
+
+    A product and a sum: the product is one temporary that lives only inside this call
+    (torch has no fused batched dot on every device; ``bmm`` of 1xN by Nx1 blocks is
+    several times slower on CPU).
+    """
+    return torch.mul(a, b).sum(-1)
+
+
+def _class_sums(labels: Tensor, values: Optional[Tensor], bsz: int, c: int, dtype: torch.dtype) -> Tensor:
+    """``[B, C]`` sums of ``values`` ``[B, N]`` (1 when ``None``) over the pixels of each label."""
+    out = torch.zeros(bsz, c, dtype=dtype, device=labels.device)
+    if values is None:
+        values = torch.ones((), dtype=dtype, device=labels.device).expand(labels.shape)
+    return out.scatter_add_(1, labels, values)
 
 
 def _moments_forward(
-    p: Tensor, labels: Optional[Tensor], dense: Optional[Tensor], valid: Optional[Tensor], names: Sequence[str]
+    p: Tensor,
+    labels: Optional[Tensor],
+    dense: Optional[Tensor],
+    valid: Optional[Tensor],
+    names: Sequence[str],
+    p_is_scratch: bool = False,
 ) -> Tensor:
+    """The moments ``[K, B, C]`` in the order of ``names``.
+
+    One reduction per moment. ``p_is_scratch``: ``p`` is a fresh tensor of the caller's
+    that may be overwritten; the product of ``pg`` (the last use of ``p``) is then
+    taken in place, so Dice and Tversky allocate nothing of pixel size besides ``p``.
+    A dense target of another dtype is promoted inside the ops (never copied).
+    """
     bsz, c, n = p.shape
+    need = set(names)
     w = None if valid is None else valid.to(p.dtype)
     pw = p if w is None else p * w.unsqueeze(1)
+    pw_scratch = p_is_scratch or w is not None
     out: Dict[str, Tensor] = {}
-    need = set(names)
-    if "p" in need or "absdiff" in need:
+    if need & {"p", "absdiff"}:
         out["p"] = pw.sum(-1)
     if "pp" in need:
         out["pp"] = _bdot(pw, p)
     if "n" in need:
-        cnt = (torch.full((bsz,), float(n), dtype=p.dtype, device=p.device) if w is None else w.sum(-1))
-        out["n"] = cnt.unsqueeze(1).expand(bsz, c)
+        cnt = torch.full((bsz, 1), float(n), dtype=p.dtype, device=p.device) if w is None else w.sum(-1, keepdim=True)
+        out["n"] = cnt.expand(bsz, c)
     if dense is not None:
-        g = dense.to(p.dtype)
+        # products of the target with itself are taken in p's dtype (a copy, for these
+        # rarer moments only); p-target products promote inside the op
+        g = dense.to(p.dtype) if need & {"gg", "pgg", "ggg"} else dense
         gw = g if w is None else g * w.unsqueeze(1)
         if need & {"g", "absdiff"}:
-            out["g"] = gw.sum(-1)
-        if "pg" in need:
-            out["pg"] = _bdot(pw, g)
+            out["g"] = gw.sum(-1, dtype=p.dtype)
         if "gg" in need:
             out["gg"] = _bdot(gw, g)
         if "ppg" in need:
             out["ppg"] = _bdot(pw * p, g)
-        if "pgg" in need:
-            out["pgg"] = _bdot(pw, g * g)
-        if "ggg" in need:
-            out["ggg"] = _bdot(gw, g * g)
+        if need & {"pgg", "ggg"}:
+            g2 = g * g
+            if "pgg" in need:
+                out["pgg"] = _bdot(pw, g2)
+            if "ggg" in need:
+                out["ggg"] = _bdot(gw, g2)
         if "absdiff" in need:
-            d = (p - g).abs_()
-            out["absdiff"] = d.sum(-1) if w is None else _bdot(d, w.unsqueeze(1).expand_as(d))
+            d = torch.sub(p, g).abs_()
+            out["absdiff"] = d.sum(-1) if w is None else _bdot(d, w.unsqueeze(1))
+        if "pg" in need:  # the last use of p: in place when p is scratch
+            out["pg"] = (pw.mul_(g) if pw_scratch else pw * g).sum(-1)
     else:
+        # label map: g is one-hot, so g = g^2 = g^3 and the sums with g live at the
+        # true class only: gather p there, then sum per class with one scatter_add
         t = labels
-        zeros = torch.zeros(bsz, c, dtype=p.dtype, device=p.device)
         if need & {"g", "gg", "ggg", "absdiff"}:
-            ones = torch.ones(bsz, n, dtype=p.dtype, device=p.device) if w is None else w
-            cnt = zeros.scatter_add(1, t, ones)
-            out["g"] = out["gg"] = out["ggg"] = cnt
-        pt = None
+            out["g"] = out["gg"] = out["ggg"] = _class_sums(t, w, bsz, c, p.dtype)
         if need & {"pg", "pgg", "ppg", "absdiff"}:
             pt = p.gather(1, t.unsqueeze(1)).squeeze(1)
             ptw = pt if w is None else pt * w
-            tp = zeros.scatter_add(1, t, ptw)
-            out["pg"] = out["pgg"] = tp
+            out["pg"] = out["pgg"] = _class_sums(t, ptw, bsz, c, p.dtype)
             if "ppg" in need:
-                out["ppg"] = zeros.scatter_add(1, t, ptw * pt)
+                out["ppg"] = _class_sums(t, ptw * pt, bsz, c, p.dtype)
         if "absdiff" in need:
             # sum_i |p_ic - [t_i = c]| = sum p - 2 sum_{t=c} p + count
             out["absdiff"] = out["p"] - 2 * out["pg"] + out["g"]
-    return torch.stack([out[k] for k in names])
+    return torch.stack([out[k].to(p.dtype) for k in names])
 
 
 def _moments_backward(
@@ -124,49 +161,74 @@ def _moments_backward(
     names: Sequence[str],
     grad: Tensor,
 ) -> Tensor:
-    """∂L/∂p from the upstream gradients of the moments, [B, C, N] (a fresh tensor)."""
+    """``∂L/∂p`` ``[B, C, N]`` from the upstream gradients ``grad`` ``[K, B, C]`` of the moments.
+
+    Returns a fresh tensor (the caller may overwrite it). With ``a, b, q`` the upstream
+    gradients of ``pg, p, pp``: ``∂L/∂p = a g + b + 2 q p (+ the rarer terms)``, built
+    with one fused ``addcmul`` per term; for a label map the ``g`` terms are one
+    ``scatter_add`` at the true class.
+    """
     coef = {k: grad[i].unsqueeze(-1) for i, k in enumerate(names) if k not in ("g", "gg", "ggg", "n")}
-    v = p * (2 * coef["pp"]) if "pp" in coef else torch.zeros_like(p)
-    if "p" in coef:
-        v.add_(coef["p"])
+    bsz, c, n = p.shape
+    b = coef.get("p")
+    if "absdiff" in coef and labels is not None:
+        # d|p - g|/dp = +1 off the true class, -1 at it: +1 everywhere, -2 scattered below
+        b = coef["absdiff"] if b is None else b + coef["absdiff"]
+    v: Optional[Tensor] = None
+    if dense is not None and "pg" in coef:
+        # dense tensors of another dtype are promoted inside the op (no copy of the target)
+        v = torch.mul(dense, coef["pg"]) if b is None else torch.addcmul(b, dense, coef["pg"])
+    if "pp" in coef:
+        if v is None:
+            v = torch.mul(p, 2 * coef["pp"]) if b is None else torch.addcmul(b, p, coef["pp"], value=2)
+        else:
+            v.addcmul_(p, coef["pp"], value=2)
+    if v is None:
+        v = torch.empty_like(p)
+        if b is None:
+            v.zero_()
+        else:
+            v.copy_(b.expand_as(p))
     if dense is not None:
-        g = dense.to(p.dtype)
-        if "pg" in coef:
-            v.addcmul_(g, coef["pg"].expand_as(g))
-        if "ppg" in coef:
-            v.addcmul_(p * g, coef["ppg"].expand_as(g), value=2)
-        if "pgg" in coef:
-            v.addcmul_(g * g, coef["pgg"].expand_as(g))
-        if "absdiff" in coef:
-            v.addcmul_(torch.sign(p - g), coef["absdiff"].expand_as(g))
+        if "ppg" in coef or "pgg" in coef or "absdiff" in coef:
+            g = dense.to(p.dtype)
+            if "ppg" in coef:
+                v.addcmul_(p * g, coef["ppg"], value=2)
+            if "pgg" in coef:
+                v.addcmul_(g * g, coef["pgg"])
+            if "absdiff" in coef:
+                v.addcmul_(torch.sub(p, g).sign_(), coef["absdiff"])
     else:
-        # d|p - g|/dp = +1 off the true class and -1 at it; the sums with g are
-        # non-zero only at the true class, so they are scattered there
-        at_true = None
-        if "absdiff" in coef:
-            v.add_(coef["absdiff"])
-            at_true = -2 * coef["absdiff"].squeeze(-1).gather(1, labels)
+        at_true: Optional[Tensor] = None  # [B, C] coefficient of the true class
         for k in ("pg", "pgg"):
             if k in coef:
-                term = coef[k].squeeze(-1).gather(1, labels)
-                at_true = term if at_true is None else at_true + term
+                at_true = coef[k] if at_true is None else at_true + coef[k]
+        if "absdiff" in coef:
+            at_true = -2 * coef["absdiff"] if at_true is None else at_true - 2 * coef["absdiff"]
+        at_pix: Optional[Tensor] = None  # [B, N] value added at the true class
+        if at_true is not None:
+            at_pix = at_true.squeeze(-1).gather(1, labels)
         if "ppg" in coef:
             pt = p.gather(1, labels.unsqueeze(1)).squeeze(1)
-            term = 2 * coef["ppg"].squeeze(-1).gather(1, labels) * pt
-            at_true = term if at_true is None else at_true + term
-        if at_true is not None:
-            v.scatter_add_(1, labels.unsqueeze(1), at_true.unsqueeze(1))
+            term = coef["ppg"].squeeze(-1).gather(1, labels).mul_(pt).mul_(2)
+            at_pix = term if at_pix is None else at_pix.add_(term)
+        if at_pix is not None:
+            v.scatter_add_(1, labels.unsqueeze(1), at_pix.unsqueeze(1))
     if valid is not None:
-        v.mul_(valid.to(p.dtype).unsqueeze(1))
-    return v
+        v.mul_(valid.unsqueeze(1))
+    return v if v.dtype == p.dtype else v.to(p.dtype)
 
 
 def _activation_backward(p: Tensor, v: Tensor, activation: str) -> Tensor:
+    """``∂L/∂x`` from ``v = ∂L/∂p`` and the activation ``p``, computed in place in ``v``."""
     if activation == "sigmoid":
-        return v * p * (1 - p)
+        # v * p * (1 - p) in one fused pass, written over v
+        return torch.ops.aten.sigmoid_backward.grad_input(v, p, grad_input=v)
     if activation == "softmax":
-        pv = p * v
-        return pv - p * pv.sum(1, keepdim=True)
+        # p * (v - sum_c p v), in place: v <- p v; v <- v - p * sum_c(v)
+        v.mul_(p)
+        s = v.sum(1, keepdim=True)
+        return v.addcmul_(p, s, value=-1)
     return v
 
 
@@ -175,8 +237,10 @@ class _Moments(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, labels, dense, valid, activation, names):  # type: ignore[override]
-        p = activate(x, activation, compute_dtype(x.dtype))
-        out = _moments_forward(p, labels, dense, valid, names)
+        dtype = compute_dtype(x.dtype)
+        p = activate(x, activation, dtype)
+        scratch = activation != "none" or x.dtype != dtype  # p is a fresh tensor of ours
+        out = _moments_forward(p, labels, dense, valid, names, p_is_scratch=scratch)
         ctx.save_for_backward(x, labels, dense, valid)
         ctx.activation = activation
         ctx.names = names
