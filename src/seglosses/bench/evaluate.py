@@ -295,7 +295,8 @@ def evaluate(
         if world > 1:
             gathered: List[Any] = [None] * world
             dist.all_gather_object(gathered, list(zip(share_names, rows)))
-            pairs = sorted((p for part in gathered for p in part), key=lambda p: names.index(p[0]))
+            position = {name: i for i, name in enumerate(names)}
+            pairs = sorted((p for part in gathered for p in part), key=lambda p: position[p[0]])
         else:
             pairs = list(zip(share_names, rows))
         out["per_image"] = dict(pairs)

@@ -41,11 +41,16 @@ import numpy as np
 from seglosses.bench.train import atomic_write_json, atomic_write_text
 
 __all__ = ["ROWS", "ReportError", "Configuration", "find_studies", "load_runs", "summarize", "format_cell",
-           "main_table", "wilcoxon_test", "write_report"]
+           "main_table", "per_class_table", "overview_table", "wilcoxon_test", "write_report"]
 
 
 class ReportError(ValueError):
-    """A folder without finished runs, or an unknown baseline."""
+    """A folder without finished runs, or an unknown baseline.
+
+    Example:
+        >>> issubclass(ReportError, ValueError)
+        True
+    """
 
 
 #: The rows of the main table: (metric, aggregation, label, higher is better). The order
@@ -83,7 +88,14 @@ CONVENTIONS = [
 
 @dataclass
 class Configuration:
-    """All seeds of one configuration of one data set."""
+    """All seeds of one configuration of one data set (the runs' ``final.json`` contents).
+
+    Example:
+        >>> c = Configuration("d", "CE", 0, [{"config": {"seed": 1}, "results": {"dataset": {"dice": 0.5}},
+        ...                                   "per_image": {"a": {"dice": 0.25}}}])
+        >>> c.seeds, c.values("dice", "dataset"), c.per_image("dice")
+        ([1], [0.5], {'a': 0.25})
+    """
 
     dataset: str
     label: str
@@ -129,6 +141,12 @@ def find_studies(path: str | Path) -> List[Path]:
 
     Raises:
         ReportError: no study or run found.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp()); (root / "s" / "runs").mkdir(parents=True)
+        >>> [p.name for p in find_studies(root)]
+        ['s']
     """
     path = Path(path)
     if not path.is_dir():
@@ -151,6 +169,14 @@ def load_runs(study_dir: str | Path) -> Tuple[Dict[str, Any], List[Dict[str, Any
 
     Runs are those the index lists when there is one, else every ``final.json`` below the
     folder; pre-training runs are left out. Each run gets ``"dir"``, its folder.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp()); (root / "r").mkdir()
+        >>> _ = (root / "r" / "final.json").write_text('{"config": {"kind": "run"}}')
+        >>> index, runs = load_runs(root)
+        >>> index, len(runs), runs[0]["dir"] == str(root / "r")
+        ({}, 1, True)
     """
     study_dir = Path(study_dir)
     index: Dict[str, Any] = {}
@@ -267,7 +293,18 @@ def _class_iou(conf: Configuration) -> List[List[float]]:
 
 
 def per_class_table(configs: Sequence[Configuration], num_classes: int, digits: int = 4) -> Optional[str]:
-    """Seed 003 Table 4: configuration rows, per-class IoU (data set) columns, best in bold."""
+    """Seed 003 Table 4: configuration rows, per-class IoU (data set) columns, best in bold.
+
+    Returns ``None`` when no run has per-class values.
+
+    Example:
+        >>> c = Configuration("d", "CE", 0, [{"config": {"seed": 0},
+        ...                                   "results": {"dataset": {"iou_per_class": [0.9, 0.4]}}}])
+        >>> print(per_class_table([c], 2))
+        | configuration | background ↑ | class 1 ↑ |
+        |---|---|---|
+        | CE | **0.9000** | **0.4000** |
+    """
     per = [_class_iou(c) for c in configs]
     if not any(per):
         return None
@@ -283,7 +320,16 @@ def per_class_table(configs: Sequence[Configuration], num_classes: int, digits: 
 
 def overview_table(studies: Mapping[str, Sequence[Configuration]], modes: Mapping[str, str],
                    digits: int = 4) -> Optional[str]:
-    """Seed 003 Tables 2-3: configuration rows; per data set, pixel accuracy and IoU / mIoU."""
+    """Seed 003 Tables 2-3: configuration rows; per data set, pixel accuracy and IoU / mIoU (data set).
+
+    Example:
+        >>> c = Configuration("d", "CE", 0, [{"config": {"seed": 0},
+        ...                                   "results": {"dataset": {"pixel_accuracy": 0.9, "jaccard": 0.5}}}])
+        >>> print(overview_table({"d": [c]}, {"d": "binary"}))
+        | configuration | d: pixel acc. ↑ | d: IoU ↑ |
+        |---|---|---|
+        | CE | **0.9000** | **0.5000** |
+    """
     labels: List[str] = []
     for confs in studies.values():
         labels.extend(c.label for c in confs if c.label not in labels)
@@ -380,8 +426,7 @@ def _significance_table(sig: Mapping[str, Any], kind: str, metrics: Sequence[str
     for label, tests in rows:
         cells = []
         for m in metrics:
-            base = m.rsplit("_", 2)[0] if kind == "seeds" else m
-            metric = next((name for name in _HIGHER if m.startswith(name)), base)
+            metric = next((name for name in _HIGHER if m.startswith(name)), m)
             cells.append(_sig_cell(tests.get(m), _HIGHER.get(metric, True)))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -646,8 +691,20 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
             ``baseline`` setting, else the first configuration.
         figures: write the PNG figures (matplotlib, Agg backend).
 
+    Returns:
+        The report folder.
+
     Raises:
         ReportError: no finished run, or a baseline that matches no configuration.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp()); (root / "r").mkdir()
+        >>> run = {"config": {"label": "CE", "seed": 0}, "dataset": "d", "results": {"dataset": {"dice": 0.5}}}
+        >>> _ = (root / "r" / "final.json").write_text(json.dumps(run))
+        >>> out = write_report(root, figures=False)
+        >>> "| Dice index (data set) ↑ | **0.5000** |" in (out / "report.md").read_text()
+        True
     """
     study_dir = Path(study_dir)
     index, runs = load_runs(study_dir)

@@ -50,7 +50,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -129,7 +128,12 @@ _LISTS = ("domains", "batch_sizes", "effective_batch_sizes", "seeds", "epochs", 
 
 
 class StudyError(ValueError):
-    """A study file that cannot be read or has invalid settings (the message names the file and key)."""
+    """A study file that cannot be read or has invalid settings (the message names the file and key).
+
+    Example:
+        >>> issubclass(StudyError, ValueError)
+        True
+    """
 
 
 @dataclass
@@ -141,6 +145,10 @@ class Study:
         settings: every key of :data:`DEFAULTS`.
         source: the study file, or ``None`` for the embedded default.
         base_dir: the folder relative paths are also tried against.
+
+    Example:
+        >>> Study("s", {"seeds": [0]})["seeds"]
+        [0]
     """
 
     name: str
@@ -164,6 +172,10 @@ class RunSpec:
         order: position of the configuration in the study (report column order).
         config: the run configuration given to :func:`~seglosses.bench.train.train_run`.
         pretrain: the pre-training run this run starts from (seed 003), or ``None``.
+
+    Example:
+        >>> RunSpec("d/ce-s0-1234abcd", "d", "ce", 0, 0, {}).label
+        'ce'
     """
 
     id: str
@@ -177,7 +189,13 @@ class RunSpec:
 
 @dataclass
 class StudyOutcome:
-    """What :func:`run_study` did: the study folder, the runs, the failures (label, message)."""
+    """What :func:`run_study` did: the study folder, the runs, the finished run ids, the failures
+    (``{"run": label, "error": message}``) and the wall time in seconds.
+
+    Example:
+        >>> StudyOutcome(Path("runs/s"), [], [], [], 0.0).failures
+        []
+    """
 
     folder: Path
     runs: List[RunSpec]
@@ -220,6 +238,14 @@ def load_study(path: str | Path) -> Study:
 
     Raises:
         StudyError: a missing or unreadable file, an unknown suffix, invalid settings.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "mine.yaml"
+        >>> _ = path.write_text("datasets: [synthetic]\\nlosses: [ce, dice]\\nseeds: [0, 1]\\n")
+        >>> study = load_study(path)
+        >>> study.name, study["seeds"], [e["label"] for e in study["losses"]]
+        ('mine', [0, 1], ['ce', 'dice'])
     """
     path = Path(path)
     if not path.is_file():
@@ -596,6 +622,13 @@ def plan_runs(study: Study, entry: Any, spec: Mapping[str, Any], data: BenchData
 
     Returns:
         The :class:`RunSpec` list (fine-tuning runs carry their pre-training run).
+
+    Example:
+        >>> study = parse_study({"datasets": ["synthetic"], "losses": ["ce", "dice"], "domains": ["image", "batch"]})
+        >>> spec = resolve_dataset("synthetic")
+        >>> data = build_data({**spec, "max_images": 8, "size_override": 32})
+        >>> [r.label for r in plan_runs(study, "synthetic", spec, data)]  # CE has no domain
+        ['ce', 'dice (image)', 'dice (batch)']
     """
     st = study.settings
     mode = "binary" if data.num_classes == 2 else "multiclass"
@@ -708,6 +741,15 @@ def run_study(
 
     Raises:
         RunInterrupted: from ``stop_after_epoch``.
+
+    Example:
+        >>> import tempfile
+        >>> study = parse_study({"name": "tiny", "losses": ["dice"], "epochs": 1, "model": {"depth": 1, "width": 2},
+        ...                      "datasets": [{"type": "synthetic", "n_images": 8, "size": 32, "positive_fraction": 0.5}],
+        ...                      "eval": {"metrics": ["dice"], "samples": 0}})
+        >>> outcome = run_study(study, tempfile.mkdtemp(), log=lambda m: None)
+        >>> len(outcome.finished), outcome.failures, (outcome.folder / "study.json").is_file()
+        (1, [], True)
     """
     t_start = time.perf_counter()
     folder = Path(out_dir) / study.name

@@ -94,11 +94,21 @@ HISTORY_FIELDS = ("epoch", "lr", "train_loss", "val_loss", "val_dice_dataset", "
 
 
 class RunError(RuntimeError):
-    """A run that cannot go on (diverged loss, impossible configuration); the study continues."""
+    """A run that cannot go on (diverged loss, impossible configuration); the study continues.
+
+    Example:
+        >>> str(RunError("the training loss is nan at epoch 3"))
+        'the training loss is nan at epoch 3'
+    """
 
 
 class RunInterrupted(RuntimeError):
-    """Raised after the checkpoint of ``stop_after_epoch`` (a test hook that simulates a kill)."""
+    """Raised after the checkpoint of ``stop_after_epoch`` (a test hook that simulates a kill).
+
+    Example:
+        >>> issubclass(RunInterrupted, RuntimeError)
+        True
+    """
 
 
 # ------------------------------------------------------------------------------------------------
@@ -214,7 +224,16 @@ def rng_state() -> Dict[str, Any]:
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore the generator states saved by :func:`rng_state`."""
+    """Restore the generator states saved by :func:`rng_state`.
+
+    Args:
+        state: the mapping :func:`rng_state` returned (``"cuda"`` is used only where CUDA is
+            available).
+
+    Example:
+        >>> s = rng_state(); a = np.random.rand(); set_rng_state(s); np.random.rand() == a
+        True
+    """
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
@@ -509,12 +528,13 @@ def _train_sampler(dataset: Dataset, per_rank: int, cfg: Mapping[str, Any], seed
 # ------------------------------------------------------------------------------------------------
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool, *, position: int = 1, initial: int = 0, unit: str = "batch"):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr, position=position,
+                initial=initial, unit=unit)
 
 
 def _mode(num_classes: int) -> str:
@@ -553,7 +573,7 @@ def train_run(
         run_dir: the run's folder (created).
         data: the data sets of the run's data-set entry.
         device: where to train.
-        progress: show a progress bar over the batches.
+        progress: show progress bars over the epochs and the batches.
         log: where the one-line summaries go.
         stop_after_epoch: raise :class:`RunInterrupted` right after the checkpoint of this
             epoch (simulates a killed process; for tests).
@@ -567,6 +587,16 @@ def train_run(
         RunError: a diverged loss, a configuration the data cannot serve.
         RunInterrupted: see ``stop_after_epoch``.
         ValueError: bad loss spec or options (messages of the library).
+
+    Example:
+        >>> import tempfile
+        >>> from seglosses.bench.data import build_dataset
+        >>> data = build_dataset({"type": "synthetic", "n_images": 8, "size": 32, "positive_fraction": 0.5})
+        >>> cfg = {"loss": "dice", "batch_size": 2, "seed": 0, "epochs": 1, "model": {"depth": 1, "width": 2},
+        ...        "eval": {"metrics": ["dice"], "samples": 0}}
+        >>> final = train_run(cfg, tempfile.mkdtemp(), data, log=lambda m: None)
+        >>> final["status"], final["split"], sorted(final["results"]["dataset"])
+        ('finished', 'test', ['dice'])
     """
     run_dir = Path(run_dir)
     final_path = run_dir / FINAL
@@ -644,80 +674,87 @@ def train_run(
     label = config.get("label", run_dir.name)
     eval_batch = max(1, int((config.get("eval") or {}).get("batch_size") or micro))
 
-    for epoch in range(start_epoch, epochs + 1):
-        t0 = time.perf_counter()
-        sampler.set_epoch(epoch)
-        if hasattr(data.train, "set_epoch"):
-            data.train.set_epoch(epoch)
-        net.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        n_steps = 0
-        bar = _progress(len(sampler), f"{label} {epoch}/{epochs}", progress and main)
-        for images, masks in loader:
-            images, masks = images.to(device), masks.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            if accumulator is not None:
-                if autocast is not None:
-                    with autocast():
+    epoch_bar = _progress(epochs, str(label), progress and main, position=0, initial=start_epoch - 1, unit="epoch")
+    try:
+        for epoch in range(start_epoch, epochs + 1):
+            t0 = time.perf_counter()
+            sampler.set_epoch(epoch)
+            if hasattr(data.train, "set_epoch"):
+                data.train.set_epoch(epoch)
+            net.train()
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            n_steps = 0
+            bar = _progress(len(sampler), f"epoch {epoch}", progress and main)
+            for images, masks in loader:
+                images, masks = images.to(device), masks.to(device)
+                optimizer.zero_grad(set_to_none=True)
+                if accumulator is not None:
+                    if autocast is not None:
+                        with autocast():
+                            value = accumulator.backward(net, split_batch(images, masks, micro), scaler=scaler)
+                    else:
                         value = accumulator.backward(net, split_batch(images, masks, micro), scaler=scaler)
                 else:
-                    value = accumulator.backward(net, split_batch(images, masks, micro), scaler=scaler)
-            else:
-                if autocast is not None:
-                    with autocast():
+                    if autocast is not None:
+                        with autocast():
+                            logits = net(images)
+                    else:
                         logits = net(images)
-                else:
-                    logits = net(images)
-                value = loss_fn(logits.float(), masks)
-                (value if scaler is None else scaler.scale(value)).backward()
-            if grad_clip:
+                    value = loss_fn(logits.float(), masks)
+                    (value if scaler is None else scaler.scale(value)).backward()
+                if grad_clip:
+                    if scaler is not None:
+                        scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
                 if scaler is not None:
-                    scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            loss_sum += value.detach().double()
-            n_steps += 1
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                loss_sum += value.detach().double()
+                n_steps += 1
+                if bar is not None:
+                    bar.update(1)
+                    if n_steps % 5 == 0:
+                        bar.set_postfix(loss=f"{float(loss_sum) / n_steps:.4f}")
             if bar is not None:
-                bar.update(1)
-                if n_steps % 5 == 0:
-                    bar.set_postfix(loss=f"{float(loss_sum) / n_steps:.4f}")
-        if bar is not None:
-            bar.close()
-        if world > 1:
-            dist.all_reduce(loss_sum)
-            loss_sum /= world
-        train_loss = float(loss_sum) / max(1, n_steps)
-        if not math.isfinite(train_loss):
-            raise RunError(f"the training loss is {train_loss} at epoch {epoch}: the run diverged "
-                           f"(lower the learning rate or check the loss settings)")
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        val = evaluate(model, data.val, mode=mode, num_classes=data.num_classes, metrics=QUICK_METRICS,
-                       loss_fn=eval_loss, batch_size=eval_batch, device=device, per_image=False, autocast=autocast)
-        seconds = time.perf_counter() - t0
-        elapsed += seconds
-        row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val["loss"],
-               "val_dice_dataset": val["dataset"]["dice"], "val_jaccard_dataset": val["dataset"]["jaccard"],
-               "seconds": seconds}
-        history.append(row)
-        if main:
-            atomic_torch_save(ckpt_path, {
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                "rng": rng_state(), "history": history, "elapsed": elapsed,
-            })
-            _write_history_csv(run_dir / "metrics.csv", history)
-            log(f"{label}  epoch {epoch}/{epochs}  train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
-                f"val Dice {row['val_dice_dataset']:.4f}  IoU {row['val_jaccard_dataset']:.4f}  {seconds:.1f}s")
-        if world > 1:
-            dist.barrier()
-        if stop_after_epoch is not None and epoch == stop_after_epoch:
-            raise RunInterrupted(f"stopped after epoch {epoch} (stop_after_epoch)")
-
+                bar.close()
+            if world > 1:
+                dist.all_reduce(loss_sum)
+                loss_sum /= world
+            train_loss = float(loss_sum) / max(1, n_steps)
+            if not math.isfinite(train_loss):
+                raise RunError(f"the training loss is {train_loss} at epoch {epoch}: the run diverged "
+                               f"(lower the learning rate or check the loss settings)")
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            val = evaluate(model, data.val, mode=mode, num_classes=data.num_classes, metrics=QUICK_METRICS,
+                           loss_fn=eval_loss, batch_size=eval_batch, device=device, per_image=False, autocast=autocast)
+            seconds = time.perf_counter() - t0
+            elapsed += seconds
+            row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val["loss"],
+                   "val_dice_dataset": val["dataset"]["dice"], "val_jaccard_dataset": val["dataset"]["jaccard"],
+                   "seconds": seconds}
+            history.append(row)
+            if main:
+                atomic_torch_save(ckpt_path, {
+                    "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+                    "rng": rng_state(), "history": history, "elapsed": elapsed,
+                })
+                _write_history_csv(run_dir / "metrics.csv", history)
+                log(f"{label}  epoch {epoch}/{epochs}  train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
+                    f"val Dice {row['val_dice_dataset']:.4f}  IoU {row['val_jaccard_dataset']:.4f}  {seconds:.1f}s")
+            if epoch_bar is not None:
+                epoch_bar.update(1)
+                epoch_bar.set_postfix(val_dice=f"{row['val_dice_dataset']:.3f}")
+            if world > 1:
+                dist.barrier()
+            if stop_after_epoch is not None and epoch == stop_after_epoch:
+                raise RunInterrupted(f"stopped after epoch {epoch} (stop_after_epoch)")
+    finally:
+        if epoch_bar is not None:
+            epoch_bar.close()
     if main and history:
         _write_history_csv(run_dir / "metrics.csv", history)
     eval_cfg = config.get("eval") or {}
