@@ -66,7 +66,10 @@ def main() -> None:
     parser.add_argument("--backends", default="edt,scipy,torch")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     backends = args.backends.split(",")
     results = bench_distance(backends=backends, repeats=args.repeats, device=args.device)
     print(f"threads: {torch.get_num_threads()}\n")
