@@ -36,9 +36,11 @@ DEFAULT_STUDY: Dict[str, Any] = {
     "name": "default",
     "datasets": [
         {"name": "synthetic-binary", "type": "synthetic", "n_images": 200, "size": 64, "mode": "binary",
-         "positive_fraction": 0.25, "seed": 0, "split": {"fractions": [0.6, 0.2, 0.2], "seed": 1}},
+         "positive_fraction": 0.25, "seed": 0, "split": {"fractions": [0.6, 0.2, 0.2], "seed": 1},
+         "class_names": ["background", "foreground"]},
         {"name": "synthetic-multiclass", "type": "synthetic", "n_images": 200, "size": 64, "mode": "multiclass",
-         "num_classes": 3, "positive_fraction": 0.5, "seed": 1, "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0}},
+         "num_classes": 3, "positive_fraction": 0.5, "seed": 1, "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0},
+         "class_names": ["background", "bright grainy", "dark striped"]},
     ],
     "losses": _LOSSES,
     "domains": ["image"],

@@ -83,6 +83,8 @@ CONVENTIONS = [
     "the class, and the diagonal (1 after normalisation) where exactly one lacks it",
     "average precision on the raw probabilities; every other metric on the prediction thresholded at 0.5 "
     "(binary) or its arg-max (multiclass)",
+    "the paired tests treat the evaluation items as independent; items cut from one image (quadrants, tiles) "
+    "are not, so their p-values are optimistic",
 ]
 
 
@@ -292,7 +294,8 @@ def _class_iou(conf: Configuration) -> List[List[float]]:
             if r["results"].get("dataset", {}).get("iou_per_class")]
 
 
-def per_class_table(configs: Sequence[Configuration], num_classes: int, digits: int = 4) -> Optional[str]:
+def per_class_table(configs: Sequence[Configuration], num_classes: int, digits: int = 4,
+                    class_names: Optional[Sequence[str]] = None) -> Optional[str]:
     """Seed 003 Table 4: configuration rows, per-class IoU (data set) columns, best in bold.
 
     Returns ``None`` when no run has per-class values.
@@ -308,7 +311,7 @@ def per_class_table(configs: Sequence[Configuration], num_classes: int, digits: 
     per = [_class_iou(c) for c in configs]
     if not any(per):
         return None
-    names = ["background"] + [f"class {k}" for k in range(1, num_classes)]
+    names = list(class_names) if class_names else ["background"] + [f"class {k}" for k in range(1, num_classes)]
     columns = [[[seed[k] for seed in p if len(seed) > k] for p in per] for k in range(num_classes)]
     bolds = [_best([_mean_std(v)[0] for v in col], True) for col in columns]
     lines = ["| configuration | " + " | ".join(f"{n} ↑" for n in names) + " |", "|---|" + "---|" * num_classes]
@@ -570,7 +573,8 @@ def _load_samples(run_dir: Path) -> Optional[Dict[str, Any]]:
                 "truths": [z[f"truth_{j}"] for j in range(k)], "preds": [z[f"pred_{j}"] for j in range(k)]}
 
 
-def _sample_panel(path: Path, dataset: str, configs: Sequence[Configuration], num_classes: int) -> bool:
+def _sample_panel(path: Path, dataset: str, configs: Sequence[Configuration], num_classes: int,
+                  class_names: Optional[Sequence[str]] = None) -> bool:
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
@@ -625,8 +629,8 @@ def _sample_panel(path: Path, dataset: str, configs: Sequence[Configuration], nu
         for h in handles:
             h.set_edgecolor("grey")
     else:
-        handles = [Patch(facecolor=label_colors[c], edgecolor="grey", label="background" if c == 0 else f"class {c}")
-                   for c in range(num_classes)]
+        names = list(class_names) if class_names else ["background"] + [f"class {c}" for c in range(1, num_classes)]
+        handles = [Patch(facecolor=label_colors[c], edgecolor="grey", label=names[c]) for c in range(num_classes)]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=8)
     fig.suptitle(f"{dataset}: sample predictions (first seed of each configuration)", fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
@@ -716,6 +720,7 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
     wanted = baseline if baseline is not None else (index.get("settings") or {}).get("baseline")
     modes = {run["dataset"]: run.get("mode", "binary") for run in runs}
     classes = {run["dataset"]: int(run.get("num_classes", 2)) for run in runs}
+    class_names = {run["dataset"]: run.get("class_names") for run in runs if run.get("class_names")}
     name = index.get("name") or study_dir.name
 
     md: List[str] = [f"# Loss comparison: {name}", ""]
@@ -752,7 +757,7 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
                       f"{'' if cfg.get('effective_batch_size') == cfg.get('batch_size') else ', effective ' + str(cfg.get('effective_batch_size'))}"
                       f", {cfg.get('epochs')} epochs, {len(c.runs)} seed(s), "
                       f"{np.mean([r.get('train_seconds', 0.0) for r in c.runs]):.0f} s training per run{extra}")
-        pct = per_class_table(configs, classes[dataset])
+        pct = per_class_table(configs, classes[dataset], class_names=class_names.get(dataset))
         if pct is not None:
             md += ["", f"### {dataset}: IoU per class (data set)", "", pct]
         base = _match_baseline(configs, wanted)
@@ -805,8 +810,8 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
             for fname, fn, caption in (
                 (f"learning_curves_{slug}.png", lambda p: _learning_curves(p, dataset, configs), "learning curves"),
                 (f"metrics_{slug}.png", lambda p: _metric_bars(p, dataset, configs, multiclass), "final metrics"),
-                (f"samples_{slug}.png", lambda p: _sample_panel(p, dataset, configs, classes[dataset]),
-                 "sample predictions"),
+                (f"samples_{slug}.png", lambda p: _sample_panel(p, dataset, configs, classes[dataset],
+                                                                class_names.get(dataset)), "sample predictions"),
             ):
                 if fn(out_dir / fname):
                     figures_written.append(fname)

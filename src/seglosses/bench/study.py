@@ -15,6 +15,7 @@ fine-tune a copy per loss). A study file is YAML (``.yaml``/``.yml``), TOML (``.
       - isbi2012-em                     # a known data set of the shared folder (see PRESETS)
       - {type: synthetic, n_images: 200, size: 64}          # any build_dataset spec
       - {preset: isbi2012-em, crop: 128, name: isbi-128}    # a preset with changes
+      - {type: folder, images: imgs, masks: labels, class_names: [background, tumour]}
     losses:                             # any seglosses.build_loss spec, optionally labelled
       - ce
       - {label: Dice+CE, loss: "0.5*dice + 0.5*ce"}
@@ -98,7 +99,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "classes": {0: 1, 255: 0},
         # contiguous slices: neighbouring slices are correlated
         "split": {"train": "0-19", "val": "20-24", "test": "25-29"},
-        "crop": 256, "quadrants": True,
+        "crop": 256, "quadrants": True, "class_names": ["cell interior", "membrane"],
     },
 }
 
@@ -421,7 +422,8 @@ def apply_overrides(study: Study, *, epochs: Optional[int] = None, max_images: O
 # Data sets
 # ------------------------------------------------------------------------------------------------
 
-_EXTRA_KEYS = ("max_images", "size_override", "preset")
+# keys of a data-set entry that are not build_dataset's: quick-run overrides and report labels
+_EXTRA_KEYS = ("max_images", "size_override", "class_names")
 
 
 def resolve_dataset(entry: Any, base_dir: str | Path | None = None) -> Dict[str, Any]:
@@ -430,7 +432,8 @@ def resolve_dataset(entry: Any, base_dir: str | Path | None = None) -> Dict[str,
     An entry is a preset name (:data:`PRESETS`, looked up in the shared folder's ``datasets``),
     a folder path with ``images/`` and ``masks/`` (a preset when its name is one), a mapping
     with ``preset`` and changes, or a full ``build_dataset`` spec. The keys ``max_images`` and
-    ``size_override`` (quick-run overrides) are kept for :func:`build_data`. Relative paths
+    ``size_override`` (quick-run overrides) and ``class_names`` (one name per class, background
+    first, for the report) are kept for :func:`build_data`. Relative paths
     become absolute: against the working directory when they exist there, else ``base_dir``.
 
     Raises:
@@ -446,7 +449,7 @@ def resolve_dataset(entry: Any, base_dir: str | Path | None = None) -> Dict[str,
     if not isinstance(entry, Mapping):
         raise StudyError(f"`datasets` entries must be a name, a folder or a mapping; got {entry!r}")
     entry = dict(entry)
-    extras = {k: entry.pop(k) for k in ("max_images", "size_override") if k in entry}
+    extras = {k: entry.pop(k) for k in _EXTRA_KEYS if k in entry}
     if "preset" in entry:
         spec = _preset(str(entry.pop("preset")), base_dir)
         spec.update(entry)
@@ -555,7 +558,7 @@ def build_data(spec: Mapping[str, Any]) -> BenchData:
 
     ``max_images`` sets a synthetic set's ``n_images`` and caps every split of other data;
     ``size_override`` sets a synthetic set's ``size``, and for other data the training crop and
-    a central crop of the validation and test items.
+    a central crop of the validation and test items. ``class_names`` becomes ``data.class_names``.
 
     Raises:
         ValueError, FileNotFoundError: the messages of :func:`~seglosses.bench.data.build_dataset`.
@@ -568,6 +571,18 @@ def build_data(spec: Mapping[str, Any]) -> BenchData:
     spec = dict(spec)
     max_images = spec.pop("max_images", None)
     size = spec.pop("size_override", None)
+    names = spec.pop("class_names", None)
+    data = _build_data(spec, max_images, size)
+    if names is not None:
+        names = [str(n) for n in names]
+        if len(names) != data.num_classes:
+            raise ValueError(f"`class_names` must name the {data.num_classes} classes of {data.name!r} "
+                             f"(background first); got {len(names)}: {names}")
+    data.class_names = names
+    return data
+
+
+def _build_data(spec: Dict[str, Any], max_images: Optional[int], size: Optional[int]) -> BenchData:
     if spec.get("type") == "synthetic":
         if max_images is not None:
             spec["n_images"] = min(int(spec.get("n_images", 256)), max_images)

@@ -769,6 +769,7 @@ def train_run(
         "status": "finished",
         "dataset": data.name,
         "num_classes": data.num_classes,
+        "class_names": getattr(data, "class_names", None),
         "mode": mode,
         "split": eval_split,
         "epochs_trained": len(history),
