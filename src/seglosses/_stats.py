@@ -153,8 +153,14 @@ def _moments_forward(
     return torch.stack([out[k].to(p.dtype) for k in names])
 
 
+def _backward_reads_p(names: Sequence[str], dense: bool) -> bool:
+    """Whether ``∂L/∂p`` depends on ``p`` (not for Dice, Tversky, ...: ``a g + b``)."""
+    return bool(set(names) & {"pp", "ppg"}) or (dense and "absdiff" in names)
+
+
 def _moments_backward(
-    p: Tensor,
+    p: Optional[Tensor],
+    shape: Sequence[int],
     labels: Optional[Tensor],
     dense: Optional[Tensor],
     valid: Optional[Tensor],
@@ -163,13 +169,14 @@ def _moments_backward(
 ) -> Tensor:
     """``∂L/∂p`` ``[B, C, N]`` from the upstream gradients ``grad`` ``[K, B, C]`` of the moments.
 
-    Returns a fresh tensor (the caller may overwrite it). With ``a, b, q`` the upstream
-    gradients of ``pg, p, pp``: ``∂L/∂p = a g + b + 2 q p (+ the rarer terms)``, built
-    with one fused ``addcmul`` per term; for a label map the ``g`` terms are one
-    ``scatter_add`` at the true class.
+    Returns a fresh tensor (the caller may overwrite it) of ``grad``'s dtype. With ``a,
+    b, q`` the upstream gradients of ``pg, p, pp``: ``∂L/∂p = a g + b + 2 q p (+ the
+    rarer terms)``, built with one fused ``addcmul`` per term; for a label map the ``g``
+    terms are one ``scatter_add`` at the true class. ``p`` (the probabilities) is read
+    only when :func:`_backward_reads_p` says so and may be ``None`` otherwise.
     """
     coef = {k: grad[i].unsqueeze(-1) for i, k in enumerate(names) if k not in ("g", "gg", "ggg", "n")}
-    bsz, c, n = p.shape
+    dtype = grad.dtype
     b = coef.get("p")
     if "absdiff" in coef and labels is not None:
         # d|p - g|/dp = +1 off the true class, -1 at it: +1 everywhere, -2 scattered below
@@ -184,14 +191,14 @@ def _moments_backward(
         else:
             v.addcmul_(p, coef["pp"], value=2)
     if v is None:
-        v = torch.empty_like(p)
+        v = torch.empty(tuple(shape), dtype=dtype, device=grad.device)
         if b is None:
             v.zero_()
         else:
-            v.copy_(b.expand_as(p))
+            v.copy_(b.expand_as(v))
     if dense is not None:
         if "ppg" in coef or "pgg" in coef or "absdiff" in coef:
-            g = dense.to(p.dtype)
+            g = dense.to(dtype)
             if "ppg" in coef:
                 v.addcmul_(p * g, coef["ppg"], value=2)
             if "pgg" in coef:
@@ -216,7 +223,7 @@ def _moments_backward(
             v.scatter_add_(1, labels.unsqueeze(1), at_pix.unsqueeze(1))
     if valid is not None:
         v.mul_(valid.unsqueeze(1))
-    return v if v.dtype == p.dtype else v.to(p.dtype)
+    return v if v.dtype == dtype else v.to(dtype)
 
 
 def _activation_backward(p: Tensor, v: Tensor, activation: str) -> Tensor:
@@ -225,7 +232,11 @@ def _activation_backward(p: Tensor, v: Tensor, activation: str) -> Tensor:
         # v * p * (1 - p) in one fused pass, written over v
         return torch.ops.aten.sigmoid_backward.grad_input(v, p, grad_input=v)
     if activation == "softmax":
-        # p * (v - sum_c p v), in place: v <- p v; v <- v - p * sum_c(v)
+        if v.device.type == "cpu":
+            # p * (v - sum_c p v) in one pass, written over v: the CPU kernel finishes
+            # the sum of a pixel before it writes that pixel (checked by the tests)
+            return torch.ops.aten._softmax_backward_data.out(v, p, 1, v.dtype, grad_input=v)
+        # elsewhere, in place in three ops: v <- p v; v <- v - p * sum_c(v)
         v.mul_(p)
         s = v.sum(1, keepdim=True)
         return v.addcmul_(p, s, value=-1)
@@ -249,8 +260,13 @@ class _Moments(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         x, labels, dense, valid = ctx.saved_tensors
-        p = activate(x, ctx.activation, compute_dtype(x.dtype))
-        v = _moments_backward(p, labels, dense, valid, ctx.names, grad.to(p.dtype))
+        dtype = compute_dtype(x.dtype)
+        p = None
+        if _backward_reads_p(ctx.names, dense is not None):
+            p = activate(x, ctx.activation, dtype)
+        v = _moments_backward(p, x.shape, labels, dense, valid, ctx.names, grad.to(dtype))
+        if p is None:  # recomputed after v: its temporaries are gone, the peak is v and p
+            p = activate(x, ctx.activation, dtype)
         dx = _activation_backward(p, v, ctx.activation)
         return dx.to(x.dtype), None, None, None, None, None
 
