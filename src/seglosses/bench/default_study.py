@@ -46,7 +46,7 @@ DEFAULT_STUDY: Dict[str, Any] = {
     "domains": ["image"],
     "batch_sizes": [8],
     "seeds": [0],
-    "epochs": 8,
+    "epochs": 12,
     "optimizer": {"name": "adam", "lr": 3e-3, "weight_decay": 0.0},
     "schedule": {"name": "cosine"},
     "model": {"depth": 3, "width": 8, "norm": "batch", "prior_init": True},
