@@ -49,6 +49,7 @@ from ._inputs import Canonical, canonicalize
 from ._options import check_domain
 
 MOMENTS = ("p", "g", "pg", "pp", "gg", "ppg", "pgg", "ggg", "absdiff", "n")
+_P_MOMENTS = frozenset(("p", "pg", "pp", "ppg", "pgg", "absdiff"))  # the moments that depend on p
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -92,8 +93,8 @@ def _moments_forward(
     valid: Optional[Tensor],
     names: Sequence[str],
     p_is_scratch: bool = False,
-) -> Tensor:
-    """The moments ``[K, B, C]`` in the order of ``names``.
+) -> Tuple[Tensor, ...]:
+    """The moments, one ``[B, C]`` tensor each (distinct tensors), in the order of ``names``.
 
     One reduction per moment. ``p_is_scratch``: ``p`` is a fresh tensor of the caller's
     that may be overwritten; the product of ``pg`` (the last use of ``p``) is then
@@ -150,7 +151,15 @@ def _moments_forward(
         if "absdiff" in need:
             # sum_i |p_ic - [t_i = c]| = sum p - 2 sum_{t=c} p + count
             out["absdiff"] = out["p"] - 2 * out["pg"] + out["g"]
-    return torch.stack([out[k].to(p.dtype) for k in names])
+    result = []
+    seen = set()
+    for k in names:
+        t = out[k].to(p.dtype)
+        if id(t) in seen or not t.is_contiguous():  # autograd outputs: distinct, not views
+            t = t.clone(memory_format=torch.contiguous_format)
+        seen.add(id(t))
+        result.append(t)
+    return tuple(result)
 
 
 def _backward_reads_p(names: Sequence[str], dense: bool) -> bool:
@@ -165,18 +174,20 @@ def _moments_backward(
     dense: Optional[Tensor],
     valid: Optional[Tensor],
     names: Sequence[str],
-    grad: Tensor,
+    grads: Sequence[Optional[Tensor]],
+    dtype: torch.dtype,
+    device: torch.device,
 ) -> Tensor:
-    """``∂L/∂p`` ``[B, C, N]`` from the upstream gradients ``grad`` ``[K, B, C]`` of the moments.
+    """``∂L/∂p`` ``[B, C, N]`` from the upstream gradients ``grads`` (``[B, C]`` or ``None``
+    for an unused moment, in the order of ``names``).
 
-    Returns a fresh tensor (the caller may overwrite it) of ``grad``'s dtype. With ``a,
+    Returns a fresh tensor (the caller may overwrite it) of ``dtype``. With ``a,
     b, q`` the upstream gradients of ``pg, p, pp``: ``∂L/∂p = a g + b + 2 q p (+ the
     rarer terms)``, built with one fused ``addcmul`` per term; for a label map the ``g``
     terms are one ``scatter_add`` at the true class. ``p`` (the probabilities) is read
     only when :func:`_backward_reads_p` says so and may be ``None`` otherwise.
     """
-    coef = {k: grad[i].unsqueeze(-1) for i, k in enumerate(names) if k not in ("g", "gg", "ggg", "n")}
-    dtype = grad.dtype
+    coef = {k: g.to(dtype).unsqueeze(-1) for k, g in zip(names, grads) if g is not None and k in _P_MOMENTS}
     b = coef.get("p")
     if "absdiff" in coef and labels is not None:
         # d|p - g|/dp = +1 off the true class, -1 at it: +1 everywhere, -2 scattered below
@@ -191,7 +202,7 @@ def _moments_backward(
         else:
             v.addcmul_(p, coef["pp"], value=2)
     if v is None:
-        v = torch.empty(tuple(shape), dtype=dtype, device=grad.device)
+        v = torch.empty(tuple(shape), dtype=dtype, device=device)
         if b is None:
             v.zero_()
         else:
@@ -244,7 +255,9 @@ def _activation_backward(p: Tensor, v: Tensor, activation: str) -> Tensor:
 
 
 class _Moments(torch.autograd.Function):
-    """Moments [K, B, C] of (activation(x), target); backward rebuilt from the moments."""
+    """The moments of (activation(x), target), one ``[B, C]`` output each; the backward
+    rebuilds ``∂L/∂x`` from their gradients. The target-only moments (``g, gg, ggg, n``)
+    are marked non-differentiable."""
 
     @staticmethod
     def forward(ctx, x, labels, dense, valid, activation, names):  # type: ignore[override]
@@ -255,16 +268,21 @@ class _Moments(torch.autograd.Function):
         ctx.save_for_backward(x, labels, dense, valid)
         ctx.activation = activation
         ctx.names = names
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(*[t for k, t in zip(names, out) if k not in _P_MOMENTS])
         return out
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, *grads):  # type: ignore[override]
         x, labels, dense, valid = ctx.saved_tensors
+        names = ctx.names
+        if all(g is None for k, g in zip(names, grads) if k in _P_MOMENTS):
+            return None, None, None, None, None, None
         dtype = compute_dtype(x.dtype)
         p = None
-        if _backward_reads_p(ctx.names, dense is not None):
+        if _backward_reads_p(names, dense is not None):
             p = activate(x, ctx.activation, dtype)
-        v = _moments_backward(p, x.shape, labels, dense, valid, ctx.names, grad.to(dtype))
+        v = _moments_backward(p, x.shape, labels, dense, valid, names, grads, dtype, x.device)
         if p is None:  # recomputed after v: its temporaries are gone, the peak is v and p
             p = activate(x, ctx.activation, dtype)
         dx = _activation_backward(p, v, ctx.activation)
@@ -281,11 +299,9 @@ def moments(canon: Canonical, names: Sequence[str]) -> Dict[str, Tensor]:
     for k in names:
         if k not in MOMENTS:
             raise ValueError(f"`names` must be among {MOMENTS}; got {k!r}")
-    stacked = _Moments.apply(canon.x, canon.labels, canon.dense, canon.valid, canon.activation, names)
+    out = _Moments.apply(canon.x, canon.labels, canon.dense, canon.valid, canon.activation, names)
     first = canon.first_class
-    if first:
-        stacked = stacked[:, :, first:]
-    return {k: stacked[i] for i, k in enumerate(names)}
+    return {k: (t[:, first:] if first else t) for k, t in zip(names, out)}
 
 
 def over_domain(stats: Dict[str, Tensor], domain: str) -> Dict[str, Tensor]:
