@@ -421,11 +421,22 @@ def _sig_cell(r: Optional[Mapping[str, Any]], higher: bool) -> str:
     return f"{r['mean_diff']:+.4f}, p={r['p']:.3g}{star}{arrow if star else ''}"
 
 
+_SHORT = {"dice": "Dice", "jaccard": "Jaccard", "balanced_accuracy": "balanced acc.", "average_precision": "AP",
+          "pixel_accuracy": "pixel acc.", "modified_hausdorff": "mod. Hausdorff", "hd95": "HD95"}
+
+
+def _column(key: str) -> str:
+    for (metric, aggregation, label, higher) in ROWS:
+        if key == f"{metric}_{aggregation}":
+            return f"{label} {'↑' if higher else '↓'}"
+    return f"{_SHORT.get(key, key)} {'↑' if _HIGHER.get(key, True) else '↓'}"
+
+
 def _significance_table(sig: Mapping[str, Any], kind: str, metrics: Sequence[str]) -> Optional[str]:
     rows = [(label, entry[kind]) for label, entry in sig.items() if entry.get(kind)]
     if not rows:
         return None
-    lines = ["| configuration | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+    lines = ["| configuration | " + " | ".join(_column(m) for m in metrics) + " |", "|---|" + "---|" * len(metrics)]
     for label, tests in rows:
         cells = []
         for m in metrics:
