@@ -73,22 +73,29 @@ def test_compiled_loss_matches_eager(name: str, mode: str) -> None:
     torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-7, atol=1e-10)
 
 
-@pytest.mark.parametrize("domain", ["image", "batch"])
-def test_compiled_region_kernel_float32_3d_ignore_index(domain: str) -> None:
-    """The statistics kernel's fast paths (float32, 3D, label map with ignore_index)."""
+KERNEL_CASES = [(domain, mode, dtype) for domain in ("image", "batch") for mode in ("binary", "multiclass")
+                for dtype in (torch.float32, torch.bfloat16)]
+
+
+@pytest.mark.parametrize("domain,mode,dtype", KERNEL_CASES, ids=[f"{d}-{m}-{str(t)[6:]}" for d, m, t in KERNEL_CASES])
+def test_compiled_region_kernel_3d_ignore_index(domain: str, mode: str, dtype: torch.dtype) -> None:
+    """The statistics kernel's fast paths (float32 / bfloat16, 3D, ignore_index)."""
     torch._dynamo.reset()
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 4, 3, 5, 6, generator=gen)
-    t = torch.randint(0, 4, (2, 3, 5, 6), generator=gen)
+    c = 1 if mode == "binary" else 4
+    x = torch.randn(2, c, 3, 5, 6, generator=gen).to(dtype)
+    t = torch.randint(0, max(c, 2), (2, 3, 5, 6), generator=gen)
     t[:, 0, 0] = 255
-    loss = DiceLoss(mode="multiclass", domain=domain, ignore_index=255, check_values=False)
+    loss = DiceLoss(mode=mode, domain=domain, ignore_index=255, check_values=False)
     xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
     eager = loss(xe, t)
     eager.backward()
     value = torch.compile(loss, fullgraph=True, backend=BACKEND)(xc, t)
     value.backward()
-    torch.testing.assert_close(value, eager.detach(), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-7)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=2e-2, atol=1e-3)
+    torch.testing.assert_close(value, eager.detach(), **tol)
+    assert xc.grad.dtype == dtype
+    torch.testing.assert_close(xc.grad.float(), xe.grad.float(), **tol)
 
 
 def test_compiled_with_value_checks_agrees() -> None:

@@ -31,11 +31,12 @@ the activation, one reduction per moment (the product of ``pg`` taken in place i
 fresh activation) and no other pixel-sized allocation; the backward is the activation
 again, one fused ``addcmul`` for ``a g + b`` (dense targets) or a broadcast copy and
 one ``scatter_add`` at the true class (label maps), and the activation's backward
-written in place over it. The peak is two tensors of the input's size in the compute
-dtype, one of which is the returned gradient.
+written in place over it. The peak is two tensors of the input's size and dtype, one
+of which is the returned gradient.
 
 Statistics are accumulated in float32 for float16/bfloat16 input, in the input's
-dtype otherwise.
+dtype otherwise; the pixel-sized intermediates (the probabilities and ``∂L/∂p``) stay
+in the input's dtype.
 """
 from __future__ import annotations
 
@@ -57,25 +58,27 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def activate(x: Tensor, activation: str, dtype: torch.dtype) -> Tensor:
-    """The activation of ``x`` in ``dtype`` (a fresh tensor unless ``activation == "none"``)."""
+def activate(x: Tensor, activation: str) -> Tensor:
+    """The activation of ``x`` in ``x``'s dtype (a fresh tensor unless ``activation == "none"``).
+
+    For float16/bfloat16 input the probabilities stay in that dtype (half the memory and
+    traffic of float32); the sums over them accumulate in float32 (see :func:`compute_dtype`).
+    """
     if activation == "softmax":
-        return torch.softmax(x, dim=1, dtype=dtype)  # casts on the fly, no copy of x
+        return torch.softmax(x, dim=1)
     if activation == "sigmoid":
-        if x.dtype == dtype:
-            return torch.sigmoid(x)
-        return x.to(dtype).sigmoid_()  # one fresh tensor for the cast and the activation
-    return x.to(dtype)
+        return torch.sigmoid(x)
+    return x
 
 
-def _bdot(a: Tensor, b: Tensor) -> Tensor:
-    """Sum over the last axis of ``a * b`` (broadcasting, dtype promotion): ``[B, C, N] -> [B, C]``.
+def _bdot(a: Tensor, b: Tensor, dtype: torch.dtype) -> Tensor:
+    """Sum over the last axis of ``a * b`` (broadcasting, dtype promotion), accumulated in ``dtype``.
 
     A product and a sum: the product is one temporary that lives only inside this call
     (torch has no fused batched dot on every device; ``bmm`` of 1xN by Nx1 blocks is
     several times slower on CPU).
     """
-    return torch.mul(a, b).sum(-1)
+    return torch.mul(a, b).sum(-1, dtype=dtype)
 
 
 def _class_sums(labels: Tensor, values: Optional[Tensor], bsz: int, c: int, dtype: torch.dtype) -> Tensor:
@@ -83,7 +86,7 @@ def _class_sums(labels: Tensor, values: Optional[Tensor], bsz: int, c: int, dtyp
     out = torch.zeros(bsz, c, dtype=dtype, device=labels.device)
     if values is None:
         values = torch.ones((), dtype=dtype, device=labels.device).expand(labels.shape)
-    return out.scatter_add_(1, labels, values)
+    return out.scatter_add_(1, labels, values.to(dtype))
 
 
 def _moments_forward(
@@ -92,14 +95,18 @@ def _moments_forward(
     dense: Optional[Tensor],
     valid: Optional[Tensor],
     names: Sequence[str],
+    dtype: torch.dtype,
     p_is_scratch: bool = False,
 ) -> Tuple[Tensor, ...]:
-    """The moments, one ``[B, C]`` tensor each (distinct tensors), in the order of ``names``.
+    """The moments in ``dtype``, one ``[B, C]`` tensor each (distinct tensors), in the order
+    of ``names``.
 
-    One reduction per moment. ``p_is_scratch``: ``p`` is a fresh tensor of the caller's
-    that may be overwritten; the product of ``pg`` (the last use of ``p``) is then
-    taken in place, so Dice and Tversky allocate nothing of pixel size besides ``p``.
-    A dense target of another dtype is promoted inside the ops (never copied).
+    One reduction per moment, accumulated in ``dtype`` (pixel-sized products stay in
+    ``p``'s dtype). ``p_is_scratch``: ``p`` is a fresh tensor of the caller's that may be
+    overwritten; the product of ``pg`` (the last use of ``p``) is then taken in place,
+    so Dice and Tversky allocate nothing of pixel size besides ``p``. A dense target of
+    another dtype is promoted inside the ops (never copied, except for the rarer
+    target-only products ``gg, pgg, ggg``, taken in ``dtype``).
     """
     bsz, c, n = p.shape
     need = set(names)
@@ -108,53 +115,52 @@ def _moments_forward(
     pw_scratch = p_is_scratch or w is not None
     out: Dict[str, Tensor] = {}
     if need & {"p", "absdiff"}:
-        out["p"] = pw.sum(-1)
+        out["p"] = pw.sum(-1, dtype=dtype)
     if "pp" in need:
-        out["pp"] = _bdot(pw, p)
+        out["pp"] = _bdot(pw, p, dtype)
     if "n" in need:
-        cnt = torch.full((bsz, 1), float(n), dtype=p.dtype, device=p.device) if w is None else w.sum(-1, keepdim=True)
+        cnt = (torch.full((bsz, 1), float(n), dtype=dtype, device=p.device) if w is None
+               else valid.sum(-1, keepdim=True, dtype=dtype))
         out["n"] = cnt.expand(bsz, c)
     if dense is not None:
-        # products of the target with itself are taken in p's dtype (a copy, for these
-        # rarer moments only); p-target products promote inside the op
-        g = dense.to(p.dtype) if need & {"gg", "pgg", "ggg"} else dense
+        g = dense.to(dtype) if need & {"gg", "pgg", "ggg"} else dense
         gw = g if w is None else g * w.unsqueeze(1)
         if need & {"g", "absdiff"}:
-            out["g"] = gw.sum(-1, dtype=p.dtype)
+            out["g"] = gw.sum(-1, dtype=dtype)
         if "gg" in need:
-            out["gg"] = _bdot(gw, g)
+            out["gg"] = _bdot(gw, g, dtype)
         if "ppg" in need:
-            out["ppg"] = _bdot(pw * p, g)
+            out["ppg"] = _bdot(pw * p, g, dtype)
         if need & {"pgg", "ggg"}:
             g2 = g * g
             if "pgg" in need:
-                out["pgg"] = _bdot(pw, g2)
+                out["pgg"] = _bdot(pw, g2, dtype)
             if "ggg" in need:
-                out["ggg"] = _bdot(gw, g2)
+                out["ggg"] = _bdot(gw, g2, dtype)
         if "absdiff" in need:
             d = torch.sub(p, g).abs_()
-            out["absdiff"] = d.sum(-1) if w is None else _bdot(d, w.unsqueeze(1))
+            out["absdiff"] = d.sum(-1, dtype=dtype) if w is None else _bdot(d, w.unsqueeze(1), dtype)
         if "pg" in need:  # the last use of p: in place when p is scratch
-            out["pg"] = (pw.mul_(g) if pw_scratch else pw * g).sum(-1)
+            out["pg"] = (pw.mul_(g) if pw_scratch else pw * g).sum(-1, dtype=dtype)
     else:
         # label map: g is one-hot, so g = g^2 = g^3 and the sums with g live at the
         # true class only: gather p there, then sum per class with one scatter_add
         t = labels
         if need & {"g", "gg", "ggg", "absdiff"}:
-            out["g"] = out["gg"] = out["ggg"] = _class_sums(t, w, bsz, c, p.dtype)
+            out["g"] = out["gg"] = out["ggg"] = _class_sums(t, valid, bsz, c, dtype)
         if need & {"pg", "pgg", "ppg", "absdiff"}:
-            pt = p.gather(1, t.unsqueeze(1)).squeeze(1)
-            ptw = pt if w is None else pt * w
-            out["pg"] = out["pgg"] = _class_sums(t, ptw, bsz, c, p.dtype)
+            pt = p.gather(1, t.unsqueeze(1)).squeeze(1).to(dtype)
+            ptw = pt if w is None else pt * valid
+            out["pg"] = out["pgg"] = _class_sums(t, ptw, bsz, c, dtype)
             if "ppg" in need:
-                out["ppg"] = _class_sums(t, ptw * pt, bsz, c, p.dtype)
+                out["ppg"] = _class_sums(t, ptw * pt, bsz, c, dtype)
         if "absdiff" in need:
             # sum_i |p_ic - [t_i = c]| = sum p - 2 sum_{t=c} p + count
             out["absdiff"] = out["p"] - 2 * out["pg"] + out["g"]
     result = []
     seen = set()
     for k in names:
-        t = out[k].to(p.dtype)
+        t = out[k].to(dtype)
         if id(t) in seen or not t.is_contiguous():  # autograd outputs: distinct, not views
             t = t.clone(memory_format=torch.contiguous_format)
         seen.add(id(t))
@@ -178,38 +184,42 @@ def _moments_backward(
     dtype: torch.dtype,
     device: torch.device,
 ) -> Tensor:
-    """``∂L/∂p`` ``[B, C, N]`` from the upstream gradients ``grads`` (``[B, C]`` or ``None``
-    for an unused moment, in the order of ``names``).
+    """``∂L/∂p`` ``[B, C, N]`` in ``dtype`` (the input's) from the upstream gradients
+    ``grads`` (``[B, C]`` or ``None`` for an unused moment, in the order of ``names``).
 
-    Returns a fresh tensor (the caller may overwrite it) of ``dtype``. With ``a,
-    b, q`` the upstream gradients of ``pg, p, pp``: ``∂L/∂p = a g + b + 2 q p (+ the
-    rarer terms)``, built with one fused ``addcmul`` per term; for a label map the ``g``
-    terms are one ``scatter_add`` at the true class. ``p`` (the probabilities) is read
-    only when :func:`_backward_reads_p` says so and may be ``None`` otherwise.
+    Returns a fresh tensor (the caller may overwrite it). With ``a, b, q`` the upstream
+    gradients of ``pg, p, pp``: ``∂L/∂p = a g + b + 2 q p (+ the rarer terms)``, built
+    with one fused ``addcmul`` per term, computed in the coefficients' precision and
+    stored once in ``dtype``; for a label map the ``g`` terms are one ``scatter_add`` at
+    the true class. ``p`` is read only when :func:`_backward_reads_p` says so and may be
+    ``None`` otherwise.
     """
-    coef = {k: g.to(dtype).unsqueeze(-1) for k, g in zip(names, grads) if g is not None and k in _P_MOMENTS}
+    coef = {k: g.unsqueeze(-1) for k, g in zip(names, grads) if g is not None and k in _P_MOMENTS}
     b = coef.get("p")
     if "absdiff" in coef and labels is not None:
         # d|p - g|/dp = +1 off the true class, -1 at it: +1 everywhere, -2 scattered below
         b = coef["absdiff"] if b is None else b + coef["absdiff"]
-    v: Optional[Tensor] = None
+    v = torch.empty(tuple(shape), dtype=dtype, device=device)
     if dense is not None and "pg" in coef:
-        # dense tensors of another dtype are promoted inside the op (no copy of the target)
-        v = torch.mul(dense, coef["pg"]) if b is None else torch.addcmul(b, dense, coef["pg"])
-    if "pp" in coef:
-        if v is None:
-            v = torch.mul(p, 2 * coef["pp"]) if b is None else torch.addcmul(b, p, coef["pp"], value=2)
-        else:
-            v.addcmul_(p, coef["pp"], value=2)
-    if v is None:
-        v = torch.empty(tuple(shape), dtype=dtype, device=device)
+        # a dense target of another dtype is promoted inside the op (no copy)
         if b is None:
-            v.zero_()
+            torch.mul(dense, coef["pg"], out=v)
         else:
-            v.copy_(b.expand_as(v))
+            torch.addcmul(b, dense, coef["pg"], out=v)
+        if "pp" in coef:
+            v.addcmul_(p, coef["pp"], value=2)
+    elif "pp" in coef:
+        if b is None:
+            torch.mul(p, 2 * coef["pp"], out=v)
+        else:
+            torch.addcmul(b, p, coef["pp"], value=2, out=v)
+    elif b is None:
+        v.zero_()
+    else:
+        v.copy_(b.expand_as(v))
     if dense is not None:
         if "ppg" in coef or "pgg" in coef or "absdiff" in coef:
-            g = dense.to(dtype)
+            g = dense.to(coef[next(iter(coef))].dtype)
             if "ppg" in coef:
                 v.addcmul_(p * g, coef["ppg"], value=2)
             if "pgg" in coef:
@@ -231,10 +241,10 @@ def _moments_backward(
             term = coef["ppg"].squeeze(-1).gather(1, labels).mul_(pt).mul_(2)
             at_pix = term if at_pix is None else at_pix.add_(term)
         if at_pix is not None:
-            v.scatter_add_(1, labels.unsqueeze(1), at_pix.unsqueeze(1))
+            v.scatter_add_(1, labels.unsqueeze(1), at_pix.unsqueeze(1).to(dtype))
     if valid is not None:
         v.mul_(valid.unsqueeze(1))
-    return v if v.dtype == dtype else v.to(dtype)
+    return v
 
 
 def _activation_backward(p: Tensor, v: Tensor, activation: str) -> Tensor:
@@ -261,10 +271,9 @@ class _Moments(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, labels, dense, valid, activation, names):  # type: ignore[override]
-        dtype = compute_dtype(x.dtype)
-        p = activate(x, activation, dtype)
-        scratch = activation != "none" or x.dtype != dtype  # p is a fresh tensor of ours
-        out = _moments_forward(p, labels, dense, valid, names, p_is_scratch=scratch)
+        p = activate(x, activation)
+        out = _moments_forward(p, labels, dense, valid, names, compute_dtype(x.dtype),
+                               p_is_scratch=activation != "none")
         ctx.save_for_backward(x, labels, dense, valid)
         ctx.activation = activation
         ctx.names = names
@@ -278,15 +287,13 @@ class _Moments(torch.autograd.Function):
         names = ctx.names
         if all(g is None for k, g in zip(names, grads) if k in _P_MOMENTS):
             return None, None, None, None, None, None
-        dtype = compute_dtype(x.dtype)
         p = None
         if _backward_reads_p(names, dense is not None):
-            p = activate(x, ctx.activation, dtype)
-        v = _moments_backward(p, x.shape, labels, dense, valid, names, grads, dtype, x.device)
+            p = activate(x, ctx.activation)
+        v = _moments_backward(p, x.shape, labels, dense, valid, names, grads, x.dtype, x.device)
         if p is None:  # recomputed after v: its temporaries are gone, the peak is v and p
-            p = activate(x, ctx.activation, dtype)
-        dx = _activation_backward(p, v, ctx.activation)
-        return dx.to(x.dtype), None, None, None, None, None
+            p = activate(x, ctx.activation)
+        return _activation_backward(p, v, ctx.activation), None, None, None, None, None
 
 
 def moments(canon: Canonical, names: Sequence[str]) -> Dict[str, Tensor]:
