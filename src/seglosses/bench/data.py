@@ -1417,6 +1417,9 @@ def _split_sizes(n: int, fractions: Sequence[float | int]) -> list[int]:
     return sizes
 
 
+_SPLIT_SALT = 0x5EED_5B17
+
+
 def split_indices(
     n: int,
     fractions: Sequence[float | int] = (0.7, 0.15, 0.15),
@@ -1451,7 +1454,10 @@ def split_indices(
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"`n` must be an int >= 0; got {n!r}")
     sizes = _split_sizes(n, fractions)
-    gen = torch.Generator().manual_seed(int(seed))
+    # the split stream is salted so that it differs from any other stream seeded with the same
+    # number (e.g. make_synthetic's choice of positive images: with one shared seed every positive
+    # image would land in the training split)
+    gen = torch.Generator().manual_seed((int(seed) * 1_000_003 + _SPLIT_SALT) % (2**63))
     if groups is None:
         order = torch.randperm(n, generator=gen).tolist()
         splits, start = [], 0
