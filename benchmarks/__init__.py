@@ -1,0 +1,1 @@
+"""Benchmark suite of seglosses (run with ``python -m benchmarks.run``)."""
