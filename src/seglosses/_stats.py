@@ -71,6 +71,31 @@ def activate(x: Tensor, activation: str) -> Tensor:
     return x
 
 
+_CPU_SUM_PIECES = 8
+
+
+def _compiling() -> bool:
+    """True while ``torch.compile`` traces (the eager-CPU workarounds below are not needed there)."""
+    fn = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(fn()) if fn is not None else False
+
+
+def _sum_last(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """Sum over the last axis, accumulated and returned in ``dtype``.
+
+    On CPU a reduction with ``dtype=`` first casts its whole input (a float32 copy of a
+    bfloat16 tensor is twice its size), so a tensor of another dtype is summed in
+    ``_CPU_SUM_PIECES`` slices of the last axis: the cast copies one slice at a time.
+    """
+    if t.dtype == dtype or t.device.type != "cpu" or t.shape[-1] < 2 * _CPU_SUM_PIECES or _compiling():
+        return t.sum(-1, dtype=dtype)
+    pieces = t.chunk(_CPU_SUM_PIECES, dim=-1)
+    total = pieces[0].sum(-1, dtype=dtype)
+    for piece in pieces[1:]:
+        total = total + piece.sum(-1, dtype=dtype)
+    return total
+
+
 def _bdot(a: Tensor, b: Tensor, dtype: torch.dtype) -> Tensor:
     """Sum over the last axis of ``a * b`` (broadcasting, dtype promotion), accumulated in ``dtype``.
 
@@ -78,7 +103,7 @@ def _bdot(a: Tensor, b: Tensor, dtype: torch.dtype) -> Tensor:
     (torch has no fused batched dot on every device; ``bmm`` of 1xN by Nx1 blocks is
     several times slower on CPU).
     """
-    return torch.mul(a, b).sum(-1, dtype=dtype)
+    return _sum_last(torch.mul(a, b), dtype)
 
 
 def _class_sums(labels: Tensor, values: Optional[Tensor], bsz: int, c: int, dtype: torch.dtype) -> Tensor:
@@ -87,6 +112,28 @@ def _class_sums(labels: Tensor, values: Optional[Tensor], bsz: int, c: int, dtyp
     if values is None:
         values = torch.ones((), dtype=dtype, device=labels.device).expand(labels.shape)
     return out.scatter_add_(1, labels, values.to(dtype))
+
+
+def _raw_half(t: Tensor) -> bool:
+    """Whether to move ``t``'s elements as raw 16-bit integers: CPU half types in eager
+    mode (the eager CPU gather/scatter kernels work on a float32 copy of the whole tensor;
+    compiled code generates its own kernels)."""
+    return t.dtype in (torch.float16, torch.bfloat16) and t.device.type == "cpu" and not _compiling()
+
+
+def _gather(src: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``src.gather(dim, index)``, bit-identical, without a float32 copy of a CPU half ``src``."""
+    if _raw_half(src):
+        return src.view(torch.int16).gather(dim, index).view(src.dtype)
+    return src.gather(dim, index)
+
+
+def _scatter_(dst: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    """``dst.scatter_(dim, index, src)`` (assignment), without a float32 copy of a CPU half ``dst``."""
+    if _raw_half(dst):
+        dst.view(torch.int16).scatter_(dim, index, src.to(dst.dtype).view(torch.int16))
+        return dst
+    return dst.scatter_(dim, index, src.to(dst.dtype))
 
 
 def _moments_forward(
@@ -115,18 +162,18 @@ def _moments_forward(
     pw_scratch = p_is_scratch or w is not None
     out: Dict[str, Tensor] = {}
     if need & {"p", "absdiff"}:
-        out["p"] = pw.sum(-1, dtype=dtype)
+        out["p"] = _sum_last(pw, dtype)
     if "pp" in need:
         out["pp"] = _bdot(pw, p, dtype)
     if "n" in need:
-        cnt = (torch.full((bsz, 1), float(n), dtype=dtype, device=p.device) if w is None
-               else valid.sum(-1, keepdim=True, dtype=dtype))
-        out["n"] = cnt.expand(bsz, c)
+        cnt = (torch.full((bsz,), float(n), dtype=dtype, device=p.device) if w is None
+               else _sum_last(valid, dtype))
+        out["n"] = cnt.unsqueeze(1).expand(bsz, c)
     if dense is not None:
         g = dense.to(dtype) if need & {"gg", "pgg", "ggg"} else dense
         gw = g if w is None else g * w.unsqueeze(1)
         if need & {"g", "absdiff"}:
-            out["g"] = gw.sum(-1, dtype=dtype)
+            out["g"] = _sum_last(gw, dtype)
         if "gg" in need:
             out["gg"] = _bdot(gw, g, dtype)
         if "ppg" in need:
@@ -139,9 +186,9 @@ def _moments_forward(
                 out["ggg"] = _bdot(gw, g2, dtype)
         if "absdiff" in need:
             d = torch.sub(p, g).abs_()
-            out["absdiff"] = d.sum(-1, dtype=dtype) if w is None else _bdot(d, w.unsqueeze(1), dtype)
+            out["absdiff"] = _sum_last(d, dtype) if w is None else _bdot(d, w.unsqueeze(1), dtype)
         if "pg" in need:  # the last use of p: in place when p is scratch
-            out["pg"] = (pw.mul_(g) if pw_scratch else pw * g).sum(-1, dtype=dtype)
+            out["pg"] = _sum_last(pw.mul_(g) if pw_scratch else pw * g, dtype)
     else:
         # label map: g is one-hot, so g = g^2 = g^3 and the sums with g live at the
         # true class only: gather p there, then sum per class with one scatter_add
@@ -149,7 +196,7 @@ def _moments_forward(
         if need & {"g", "gg", "ggg", "absdiff"}:
             out["g"] = out["gg"] = out["ggg"] = _class_sums(t, valid, bsz, c, dtype)
         if need & {"pg", "pgg", "ppg", "absdiff"}:
-            pt = p.gather(1, t.unsqueeze(1)).squeeze(1).to(dtype)
+            pt = _gather(p, 1, t.unsqueeze(1)).squeeze(1).to(dtype)
             ptw = pt if w is None else pt * valid
             out["pg"] = out["pgg"] = _class_sums(t, ptw, bsz, c, dtype)
             if "ppg" in need:
@@ -194,18 +241,26 @@ def _moments_backward(
     the true class. ``p`` is read only when :func:`_backward_reads_p` says so and may be
     ``None`` otherwise.
     """
-    coef = {k: g.unsqueeze(-1) for k, g in zip(names, grads) if g is not None and k in _P_MOMENTS}
+    # the coefficients in the gradient's dtype: every op below then runs in one dtype and
+    # writes its result in place (mixed dtypes would make CPU ops allocate a temporary)
+    coef = {k: g.to(dtype).unsqueeze(-1) for k, g in zip(names, grads) if g is not None and k in _P_MOMENTS}
     b = coef.get("p")
     if "absdiff" in coef and labels is not None:
         # d|p - g|/dp = +1 off the true class, -1 at it: +1 everywhere, -2 scattered below
         b = coef["absdiff"] if b is None else b + coef["absdiff"]
     v = torch.empty(tuple(shape), dtype=dtype, device=device)
     if dense is not None and "pg" in coef:
-        # a dense target of another dtype is promoted inside the op (no copy)
-        if b is None:
-            torch.mul(dense, coef["pg"], out=v)
-        else:
-            torch.addcmul(b, dense, coef["pg"], out=v)
+        if dense.dtype == dtype:
+            if b is None:
+                torch.mul(dense, coef["pg"], out=v)
+            else:
+                torch.addcmul(b, dense, coef["pg"], out=v)
+        else:  # a target of another dtype: cast while copying, then in place (no temporary)
+            v.copy_(dense)
+            if b is None:
+                v.mul_(coef["pg"])
+            else:
+                torch.addcmul(b, v, coef["pg"], out=v)
         if "pp" in coef:
             v.addcmul_(p, coef["pp"], value=2)
     elif "pp" in coef:
@@ -219,7 +274,7 @@ def _moments_backward(
         v.copy_(b.expand_as(v))
     if dense is not None:
         if "ppg" in coef or "pgg" in coef or "absdiff" in coef:
-            g = dense.to(coef[next(iter(coef))].dtype)
+            g = dense.to(dtype)
             if "ppg" in coef:
                 v.addcmul_(p * g, coef["ppg"], value=2)
             if "pgg" in coef:
@@ -227,21 +282,27 @@ def _moments_backward(
             if "absdiff" in coef:
                 v.addcmul_(torch.sub(p, g).sign_(), coef["absdiff"])
     else:
-        at_true: Optional[Tensor] = None  # [B, C] coefficient of the true class
+        # the true class gets one more term per pixel; v there is (b + 2 q p)_t, so the
+        # new value is written with one scatter (assignment: no accumulation, which the
+        # CPU kernel would run on a float32 copy of a half tensor)
+        at_true: Optional[Tensor] = None  # [B, C, 1] coefficient of the true class
         for k in ("pg", "pgg"):
             if k in coef:
                 at_true = coef[k] if at_true is None else at_true + coef[k]
         if "absdiff" in coef:
             at_true = -2 * coef["absdiff"] if at_true is None else at_true - 2 * coef["absdiff"]
-        at_pix: Optional[Tensor] = None  # [B, N] value added at the true class
-        if at_true is not None:
-            at_pix = at_true.squeeze(-1).gather(1, labels)
-        if "ppg" in coef:
-            pt = p.gather(1, labels.unsqueeze(1)).squeeze(1)
-            term = coef["ppg"].squeeze(-1).gather(1, labels).mul_(pt).mul_(2)
-            at_pix = term if at_pix is None else at_pix.add_(term)
-        if at_pix is not None:
-            v.scatter_add_(1, labels.unsqueeze(1), at_pix.unsqueeze(1).to(dtype))
+        if at_true is not None or "ppg" in coef:
+            table = at_true if at_true is not None else torch.zeros_like(coef["ppg"])
+            if b is not None:
+                table = table + b
+            vals = _gather(table.squeeze(-1), 1, labels)  # [B, N]: (b + a)_t
+            if "pp" in coef or "ppg" in coef:
+                q = coef["pp"] if "pp" in coef else torch.zeros_like(coef["ppg"])
+                if "ppg" in coef:
+                    q = q + coef["ppg"]
+                qt = _gather(q.squeeze(-1), 1, labels).mul_(_gather(p, 1, labels.unsqueeze(1)).squeeze(1))
+                vals.add_(qt, alpha=2)  # + 2 (q + c_ppg)_t p_t
+            _scatter_(v, 1, labels.unsqueeze(1), vals.unsqueeze(1))
     if valid is not None:
         v.mul_(valid.unsqueeze(1))
     return v
