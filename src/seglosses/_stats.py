@@ -29,9 +29,9 @@ as a constant (no gradient flows into it).
 Cost, for the Dice/Tversky moments ``p, g, pg`` (no ``ignore_index``): the forward is
 the activation, one reduction per moment (the product of ``pg`` taken in place in the
 fresh activation) and no other pixel-sized allocation; the backward is the activation
-again, one fused ``addcmul`` for ``a g + b`` (dense targets) or a broadcast copy and
-one ``scatter_add`` at the true class (label maps), and the activation's backward
-written in place over it. The peak is two tensors of the input's size and dtype, one
+again, ``a g + b`` built in place in one buffer (dense targets: a multiply and an add;
+label maps: a broadcast copy and one scatter at the true class), and the activation's
+backward written in place over it. The peak is two tensors of the input's size and dtype, one
 of which is the returned gradient.
 
 Statistics are accumulated in float32 for float16/bfloat16 input, in the input's
@@ -71,7 +71,7 @@ def activate(x: Tensor, activation: str) -> Tensor:
     return x
 
 
-_CPU_SUM_PIECES = 8
+_CPU_SUM_PIECES = 4
 
 
 def _compiling() -> bool:
@@ -235,11 +235,10 @@ def _moments_backward(
     ``grads`` (``[B, C]`` or ``None`` for an unused moment, in the order of ``names``).
 
     Returns a fresh tensor (the caller may overwrite it). With ``a, b, q`` the upstream
-    gradients of ``pg, p, pp``: ``∂L/∂p = a g + b + 2 q p (+ the rarer terms)``, built
-    with one fused ``addcmul`` per term, computed in the coefficients' precision and
-    stored once in ``dtype``; for a label map the ``g`` terms are one ``scatter_add`` at
-    the true class. ``p`` is read only when :func:`_backward_reads_p` says so and may be
-    ``None`` otherwise.
+    gradients of ``pg, p, pp``: ``∂L/∂p = a g + b + 2 q p (+ the rarer terms)``, built in
+    place in one buffer (one pass per term); for a label map the ``g`` terms are one
+    scatter at the true class. ``p`` is read only when :func:`_backward_reads_p` says so
+    and may be ``None`` otherwise.
     """
     # the coefficients in the gradient's dtype: every op below then runs in one dtype and
     # writes its result in place (mixed dtypes would make CPU ops allocate a temporary)
@@ -248,26 +247,22 @@ def _moments_backward(
     if "absdiff" in coef and labels is not None:
         # d|p - g|/dp = +1 off the true class, -1 at it: +1 everywhere, -2 scattered below
         b = coef["absdiff"] if b is None else b + coef["absdiff"]
+    # (a mul and an add beat one addcmul here: addcmul with broadcast [B, C, 1] operands
+    # is not vectorised on CPU)
     v = torch.empty(tuple(shape), dtype=dtype, device=device)
     if dense is not None and "pg" in coef:
         if dense.dtype == dtype:
-            if b is None:
-                torch.mul(dense, coef["pg"], out=v)
-            else:
-                torch.addcmul(b, dense, coef["pg"], out=v)
+            torch.mul(dense, coef["pg"], out=v)
         else:  # a target of another dtype: cast while copying, then in place (no temporary)
-            v.copy_(dense)
-            if b is None:
-                v.mul_(coef["pg"])
-            else:
-                torch.addcmul(b, v, coef["pg"], out=v)
+            v.copy_(dense).mul_(coef["pg"])
+        if b is not None:
+            v.add_(b)
         if "pp" in coef:
             v.addcmul_(p, coef["pp"], value=2)
     elif "pp" in coef:
-        if b is None:
-            torch.mul(p, 2 * coef["pp"], out=v)
-        else:
-            torch.addcmul(b, p, coef["pp"], value=2, out=v)
+        torch.mul(p, 2 * coef["pp"], out=v)
+        if b is not None:
+            v.add_(b)
     elif b is None:
         v.zero_()
     else:
