@@ -107,11 +107,19 @@ def _bdot(a: Tensor, b: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def _class_sums(labels: Tensor, values: Optional[Tensor], bsz: int, c: int, dtype: torch.dtype) -> Tensor:
-    """``[B, C]`` sums of ``values`` ``[B, N]`` (1 when ``None``) over the pixels of each label."""
-    out = torch.zeros(bsz, c, dtype=dtype, device=labels.device)
-    if values is None:
-        values = torch.ones((), dtype=dtype, device=labels.device).expand(labels.shape)
-    return out.scatter_add_(1, labels, values.to(dtype))
+    """``[B, C]`` sums of ``values`` ``[B, N]`` (1 when ``None``) over the pixels of each label.
+
+    One ``scatter_add``, over rows of at most N/64 pixels (the images split in K pieces,
+    then summed): with few large images the CPU kernel otherwise runs about one thread
+    per image, and threads that add into the same few accumulators slow each other down.
+    """
+    n = labels.shape[1]
+    k = next((k for k in (64, 32, 16, 8, 4, 2) if n % k == 0 and n // k >= 1024), 1)
+    values = (torch.ones((), dtype=dtype, device=labels.device).expand(labels.shape) if values is None
+              else values.to(dtype))
+    out = torch.zeros(bsz * k, c, dtype=dtype, device=labels.device)
+    out.scatter_add_(1, labels.reshape(bsz * k, n // k), values.reshape(bsz * k, n // k))
+    return out.view(bsz, k, c).sum(1) if k > 1 else out
 
 
 def _raw_half(t: Tensor) -> bool:
