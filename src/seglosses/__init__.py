@@ -36,6 +36,7 @@ from .losses import (
 )
 from .losses import BoundaryLoss, HausdorffDTLoss, LovaszLoss
 from .build import build_loss
+from ._fused import get_kernel, set_kernel, use_kernel
 from . import accumulate, distributed
 from .accumulate import BatchwiseAccumulator, freeze_bn, split_batch
 
@@ -76,4 +77,7 @@ __all__ = [
     "BatchwiseAccumulator",
     "split_batch",
     "freeze_bn",
+    "set_kernel",
+    "get_kernel",
+    "use_kernel",
 ]

@@ -53,6 +53,7 @@ class Canonical:
     valid: Optional[Tensor]
     spatial_shape: Tuple[int, ...]
     include_background: bool
+    pending_check: Optional["ValueCheck"] = None  # deferred value checks (``defer_checks=True``)
 
     @property
     def num_channels(self) -> int:
@@ -159,48 +160,55 @@ def check_labels(name: str, t: Tensor, num_classes: int, ignore_index: Optional[
         )
 
 
-def _check_values(
-    input: Tensor,
-    from_logits: bool,
-    labels: Optional[Tensor],
-    dense: Optional[Tensor],
-    raw_target: Tensor,
-    is_int_target: bool,
-    num_classes: int,
-    ignore_index: Optional[int],
-) -> None:
-    """The value checks of :func:`canonicalize`, fused: one ``aminmax`` per tensor and one
-    host sync for all of them; a failing check is rerun by its own function, which
-    raises its usual message. The target seen here is already cleaned of
-    ``ignore_index`` (ignored entries are 0), as the individual checks clean it.
+@dataclass(frozen=True)
+class ValueCheck:
+    """The value checks of one (input, target) pair, judged from ``[min, max]`` bounds.
+
+    :func:`canonicalize` runs them at once (one ``aminmax`` per tensor and one host sync
+    for all), or, with ``defer_checks=True``, leaves them on the :class:`Canonical` for
+    a kernel that computes the same bounds inside its own pass over the data (the
+    compiled statistics kernel). A failing check is rerun by its own function, which
+    raises its usual message. ``target`` is the target as checked: cleaned of
+    ``ignore_index`` (ignored entries are 0), ``None`` when it needs no check (bool).
 
     Checks, in order: input finite; input in [0, 1] (``from_logits=False``); labels in
     range (label maps, integer multilabel targets); float target finite and in [0, 1].
     """
-    checks = []  # (kind, tensor)
-    if input.numel():
-        checks.append(("input", input))
-    target = labels if labels is not None else dense
-    if target is not None and target.numel() and target.dtype != torch.bool:
-        checks.append(("labels" if (labels is not None or is_int_target) else "float_target", target))
-    if not checks:
-        return
-    bounds = torch.cat([_bounds(t) for _, t in checks]).tolist()  # the one sync
-    for i, (kind, t) in enumerate(checks):
-        lo, hi = bounds[2 * i], bounds[2 * i + 1]
-        if kind == "input":
-            if not (math.isfinite(lo) and math.isfinite(hi)):
-                _raise_not_finite("input", input)
-            if not from_logits and not (lo >= 0.0 and hi <= 1.0):
-                check_probabilities("input", input)
-        elif kind == "labels":
-            if lo < 0 or hi >= num_classes:
-                check_labels("target", raw_target, num_classes, ignore_index)
+
+    input: Tensor
+    from_logits: bool
+    target: Optional[Tensor]
+    target_is_labels: bool
+    raw_target: Tensor
+    num_classes: int
+    ignore_index: Optional[int]
+
+    def tensors(self) -> Tuple[Tensor, ...]:
+        """The tensors whose bounds :meth:`judge` reads, in order."""
+        return (self.input,) if self.target is None else (self.input, self.target)
+
+    def run(self) -> None:
+        """Compute the bounds (one pass per tensor, one sync) and judge them."""
+        self.judge(torch.cat([_bounds(t) for t in self.tensors()]).tolist())
+
+    def judge(self, bounds: Sequence[float]) -> None:
+        """Raise the first failing check; ``bounds`` is ``[lo, hi]`` per :meth:`tensors`."""
+        lo, hi = bounds[0], bounds[1]
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            _raise_not_finite("input", self.input)
+        if not self.from_logits and not (lo >= 0.0 and hi <= 1.0):
+            check_probabilities("input", self.input)
+        if self.target is None:
+            return
+        lo, hi = bounds[2], bounds[3]
+        if self.target_is_labels:
+            if lo < 0 or hi >= self.num_classes:
+                check_labels("target", self.raw_target, self.num_classes, self.ignore_index)
         else:
             if not (math.isfinite(lo) and math.isfinite(hi)):
-                _raise_not_finite("target", raw_target)
+                _raise_not_finite("target", self.raw_target)
             if not (lo >= 0.0 and hi <= 1.0):
-                check_probabilities("target", t)
+                check_probabilities("target", self.target)
 
 
 def canonicalize(
@@ -212,6 +220,7 @@ def canonicalize(
     include_background: bool = True,
     ignore_index: Optional[int] = None,
     check_values: bool = True,
+    defer_checks: bool = False,
 ) -> Canonical:
     """Validate an (input, target) pair and flatten it; see the module docstring.
 
@@ -224,6 +233,10 @@ def canonicalize(
         include_background: keep channel 0 in multiclass/multilabel statistics.
         ignore_index: target value whose pixels leave every statistic.
         check_values: run the value checks (one pass over the data, one sync).
+        defer_checks: leave the value checks on the result (``pending_check``, a
+            :class:`ValueCheck`) for the statistics kernel, which judges them from bounds
+            it computes in its own pass (:func:`seglosses._stats.moments`). Only for
+            callers that pass the result straight to that kernel.
 
     Raises:
         TypeError: non-tensor arguments, a non-float input, a float label map or an
@@ -341,9 +354,16 @@ def canonicalize(
             dense = torch.where(bad, torch.zeros((), dtype=dense.dtype, device=dense.device), dense)
 
     # ---- value checks (opt-out): one min/max pass per tensor, one device sync in all ----
-    if check_values:
-        _check_values(input, from_logits, labels, dense, raw_target, is_int_target,
-                      c if mode == "multiclass" else 2, ignore_index)
+    pending = None
+    if check_values and input.numel():
+        target = labels if labels is not None else dense
+        if target is not None and (not target.numel() or target.dtype == torch.bool):
+            target = None
+        pending = ValueCheck(input, from_logits, target, labels is not None or is_int_target, raw_target,
+                             c if mode == "multiclass" else 2, ignore_index)
+        if not defer_checks:
+            pending.run()
+            pending = None
 
     # ---- flattening ----
     if mode == "binary" and labels is not None:
@@ -369,6 +389,7 @@ def canonicalize(
         valid=valid,
         spatial_shape=spatial,
         include_background=include_background,
+        pending_check=pending,
     )
 
 

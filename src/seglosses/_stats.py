@@ -46,7 +46,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ._inputs import Canonical, canonicalize
+from ._fused import compiled_backward, compiled_forward, fused_backward, fused_forward, get_kernel
+from ._inputs import Canonical, _bounds, canonicalize
 from ._options import check_domain
 
 MOMENTS = ("p", "g", "pg", "pp", "gg", "ppg", "pgg", "ggg", "absdiff", "n")
@@ -328,49 +329,85 @@ def _activation_backward(p: Tensor, v: Tensor, activation: str) -> Tensor:
     return v
 
 
+def _kernel() -> str:
+    """The kernel for this call: ``"traced"`` (the fused form, inside an outer
+    ``torch.compile``), else the selected one (:func:`seglosses.set_kernel`)."""
+    return "traced" if _compiling() else get_kernel()
+
+
 class _Moments(torch.autograd.Function):
     """The moments of (activation(x), target), one ``[B, C]`` output each; the backward
     rebuilds ``∂L/∂x`` from their gradients. The target-only moments (``g, gg, ggg, n``)
     are marked non-differentiable."""
 
     @staticmethod
-    def forward(ctx, x, labels, dense, valid, activation, names):  # type: ignore[override]
-        p = activate(x, activation)
-        out = _moments_forward(p, labels, dense, valid, names, compute_dtype(x.dtype),
-                               p_is_scratch=activation != "none")
+    def forward(ctx, x, labels, dense, valid, activation, names, kernel, bounds):  # type: ignore[override]
+        if kernel == "eager":
+            p = activate(x, activation)
+            out = _moments_forward(p, labels, dense, valid, names, compute_dtype(x.dtype),
+                                   p_is_scratch=activation != "none")
+            lohi = None
+            if bounds:
+                target = labels if labels is not None else dense
+                lohi = torch.cat([_bounds(t) for t in ((x,) if bounds == 1 else (x, target))])
+        else:
+            run = fused_forward if kernel == "traced" else compiled_forward
+            stacked, lohi = run(x, labels, dense, valid, activation, names, compute_dtype(x.dtype), bounds)
+            out = tuple(t.clone() for t in stacked.unbind(0))
         ctx.save_for_backward(x, labels, dense, valid)
         ctx.activation = activation
         ctx.names = names
+        ctx.kernel = kernel
         ctx.set_materialize_grads(False)
-        ctx.mark_non_differentiable(*[t for k, t in zip(names, out) if k not in _P_MOMENTS])
+        if lohi is not None:
+            out = out + (lohi,)
+        ctx.mark_non_differentiable(*[t for k, t in zip(names, out) if k not in _P_MOMENTS],
+                                    *([lohi] if lohi is not None else []))
         return out
 
     @staticmethod
     def backward(ctx, *grads):  # type: ignore[override]
         x, labels, dense, valid = ctx.saved_tensors
         names = ctx.names
+        grads = grads[:len(names)]  # (the bounds of the value checks have no gradient)
         if all(g is None for k, g in zip(names, grads) if k in _P_MOMENTS):
-            return None, None, None, None, None, None
+            return None, None, None, None, None, None, None, None
+        if ctx.kernel != "eager":
+            run = fused_backward if ctx.kernel == "traced" else compiled_backward
+            used = tuple(g if k in _P_MOMENTS else None for k, g in zip(names, grads))
+            return run(x, labels, dense, valid, ctx.activation, names, used), None, None, None, None, None, None, None
         p = None
         if _backward_reads_p(names, dense is not None):
             p = activate(x, ctx.activation)
         v = _moments_backward(p, x.shape, labels, dense, valid, names, grads, x.dtype, x.device)
         if p is None:  # recomputed after v: its temporaries are gone, the peak is v and p
             p = activate(x, ctx.activation)
-        return _activation_backward(p, v, ctx.activation), None, None, None, None, None
+        return _activation_backward(p, v, ctx.activation), None, None, None, None, None, None, None
 
 
 def moments(canon: Canonical, names: Sequence[str]) -> Dict[str, Tensor]:
     """The requested moments per (image, kept class): a dict of ``[B, C_kept]`` tensors.
 
     Channels dropped by ``include_background=False`` (channel 0 in multiclass and
-    multilabel mode) are computed (the softmax needs them) and then left out.
+    multilabel mode) are computed (the softmax needs them) and then left out. Value
+    checks left on ``canon`` (``canonicalize(..., defer_checks=True)``) run here: inside
+    the compiled kernel's pass (bounds of input and target computed with the moments,
+    judged after it), otherwise before the kernel.
     """
     names = tuple(names)
     for k in names:
         if k not in MOMENTS:
             raise ValueError(f"`names` must be among {MOMENTS}; got {k!r}")
-    out = _Moments.apply(canon.x, canon.labels, canon.dense, canon.valid, canon.activation, names)
+    kernel = _kernel()
+    pending = canon.pending_check
+    if pending is not None and kernel == "eager":
+        pending.run()  # its own pass and sync, before the kernel
+        pending = None
+    bounds = 0 if pending is None else len(pending.tensors())
+    out = _Moments.apply(canon.x, canon.labels, canon.dense, canon.valid, canon.activation, names, kernel, bounds)
+    if pending is not None:
+        out, lohi = out[:-1], out[-1]
+        pending.judge(lohi.tolist())  # the one sync of the value checks
     first = canon.first_class
     return {k: (t[:, first:] if first else t) for k, t in zip(names, out)}
 
@@ -460,7 +497,7 @@ def soft_confusion(
     """
     canon = canonicalize(
         probs, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values,
+        ignore_index=ignore_index, check_values=check_values, defer_checks=True,
     )
     m = over_domain(moments(canon, confusion_names(soft_form, with_tn)), domain)
     return confusion_from_moments(m, soft_form=soft_form, with_tn=with_tn)

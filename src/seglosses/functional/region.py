@@ -104,7 +104,7 @@ def region_moments(
     hook = resolve_sync(sync, domain)
     canon = canonicalize(
         input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values,
+        ignore_index=ignore_index, check_values=check_values, defer_checks=True,
     )
     m = over_domain(moments(canon, names), domain)
     return (m if hook is None else hook(m, domain)), canon

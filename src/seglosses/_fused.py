@@ -1,0 +1,278 @@
+"""The statistics kernel in fused form: one pass forward, one pass backward.
+
+:mod:`seglosses._stats` computes the moments in eager torch, one operation (one pass
+over the data) per term. This module states the same forward and backward as plain
+per-pixel arithmetic followed by the sums, which a compiler turns into one loop over
+the pixels each way: the forward reads the input and the target once and writes only
+the ``[B, C]`` sums; the backward reads them once more and writes the gradient. No
+pixel-sized temporary is stored, whatever the dtype (half inputs are computed in
+float32 inside the loop).
+
+Two uses:
+
+* under an outer ``torch.compile`` (the user compiles the model and the loss), the
+  kernel's autograd function traces these functions instead of the eager ones;
+* with ``seglosses.set_kernel("compiled")`` eager calls run them through
+  ``torch.compile`` (inductor: C++/OpenMP on the CPU, Triton on CUDA). The first call of
+  each (shape, moments, dtype) combination compiles, which takes seconds; later calls
+  reuse the compiled code. A changed image size recompiles once with dynamic shapes.
+
+The softmax over a small class axis (``C <= UNROLL_MAX``) is written per class, so that
+the compiled loop runs over the pixels with the classes in registers; a wider class axis
+uses ``torch.softmax``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from ._options import lookup_option
+
+KERNELS = ("eager", "compiled")
+UNROLL_MAX = 16
+_ENV = "SEGLOSSES_KERNEL"
+
+_state: Dict[str, str] = {}
+
+
+def set_kernel(name: str) -> None:
+    """Select the statistics kernel for eager calls: ``"eager"`` (default) or ``"compiled"``.
+
+    ``"compiled"`` runs the fused forward and backward of every region loss and overlap
+    metric through ``torch.compile``; it needs what inductor needs on the device (a C++
+    compiler on the CPU, Triton on CUDA) and compiles on the first call of each input
+    signature. Values agree with ``"eager"`` to rounding (the sums are taken in another
+    order). The environment variable ``SEGLOSSES_KERNEL`` sets the default.
+    """
+    _state["kernel"] = lookup_option("kernel", name, KERNELS)
+
+
+def get_kernel() -> str:
+    """The selected statistics kernel (see :func:`set_kernel`)."""
+    if "kernel" not in _state:
+        env = os.environ.get(_ENV, "eager") or "eager"
+        try:
+            set_kernel(env)
+        except ValueError as err:
+            raise ValueError(f"environment variable {_ENV}: {err}") from None
+    return _state["kernel"]
+
+
+@contextlib.contextmanager
+def use_kernel(name: str) -> Iterator[None]:
+    """Context manager: select ``name`` (see :func:`set_kernel`) inside the block."""
+    old = get_kernel()
+    set_kernel(name)
+    try:
+        yield
+    finally:
+        _state["kernel"] = old
+
+
+# --------------------------------------------------------------------------- per-pixel math
+
+
+def _channels(x: Tensor, labels: Optional[Tensor], dense: Optional[Tensor], activation: str,
+              dtype: torch.dtype) -> List[Tuple[Tensor, Optional[Tensor], Optional[int]]]:
+    """Per-pixel ``(p, g, class index)`` blocks.
+
+    Sigmoid and identity act per element: one block ``[B, C, N]`` (``g`` dense, or
+    ``None`` with the class index ``None`` for a label map, handled by the caller through
+    :func:`_onehot`). The softmax couples the classes: with ``C <= UNROLL_MAX`` one block
+    ``[B, N]`` per class, written as elementwise max/exp/sum over the class list.
+    """
+    c = x.shape[1]
+    if activation == "softmax" and c <= UNROLL_MAX:
+        xs = [x[:, k].to(dtype) for k in range(c)]
+        m = xs[0]
+        for v in xs[1:]:
+            m = torch.maximum(m, v)
+        es = [torch.exp(v - m) for v in xs]
+        s = es[0]
+        for e in es[1:]:
+            s = s + e
+        r = 1.0 / s
+        return [(es[k] * r, None if dense is None else dense[:, k].to(dtype), k) for k in range(c)]
+    xf = x.to(dtype)
+    if activation == "softmax":
+        p = torch.softmax(xf, dim=1)
+    elif activation == "sigmoid":
+        p = torch.sigmoid(xf)
+    else:
+        p = xf
+    return [(p, None if dense is None else dense.to(dtype), None)]
+
+
+def _onehot(labels: Tensor, k: Optional[int], c: int, dtype: torch.dtype) -> Tensor:
+    """The label map's indicator for class ``k`` (``[B, N]``) or all classes (``[B, C, N]``)."""
+    if k is not None:
+        return (labels == k).to(dtype)
+    idx = torch.arange(c, device=labels.device).view(1, c, 1)
+    return (labels.unsqueeze(1) == idx).to(dtype)
+
+
+def _sums(p: Tensor, g: Tensor, w: Optional[Tensor], names: Sequence[str]) -> List[Tensor]:
+    """The moments of one block, summed over the last axis, in the order of ``names``."""
+    out = []
+    for name in names:
+        if name == "p":
+            t = p
+        elif name == "g":
+            t = g
+        elif name == "pg":
+            t = p * g
+        elif name == "pp":
+            t = p * p
+        elif name == "gg":
+            t = g * g
+        elif name == "ppg":
+            t = p * p * g
+        elif name == "pgg":
+            t = p * g * g
+        elif name == "ggg":
+            t = g * g * g
+        elif name == "absdiff":
+            t = (p - g).abs()
+        else:  # "n"
+            t = torch.ones_like(p)
+        out.append((t if w is None else t * w).sum(-1))
+    return out
+
+
+def _minmax(parts: Sequence[Tensor]) -> Tensor:
+    """``[min, max]`` in float64 over tensors of the same kind, reduced row by row first
+    (so that the reductions share the loop of the moments); NaN propagates."""
+    lo = torch.stack([t.amin(-1).to(torch.float64).amin() for t in parts]).amin()
+    hi = torch.stack([t.amax(-1).to(torch.float64).amax() for t in parts]).amax()
+    return torch.stack([lo, hi])
+
+
+def fused_forward(x: Tensor, labels: Optional[Tensor], dense: Optional[Tensor], valid: Optional[Tensor],
+                  activation: str, names: Tuple[str, ...], dtype: torch.dtype,
+                  bounds: int = 0) -> Tuple[Tensor, Optional[Tensor]]:
+    """The moments ``names`` of (activation(x), target) as one ``[M, B, C]`` tensor in
+    ``dtype``, and, with ``bounds`` = 1 or 2, the ``[min, max]`` of the input (and of the
+    target: the label map, else the dense target) in float64 (``[2 * bounds]``), computed
+    in the same pass, for the deferred value checks (:class:`seglosses._inputs.ValueCheck`)."""
+    c = x.shape[1]
+    blocks = _channels(x, labels, dense, activation, dtype)
+    per_block = []
+    for p, g, k in blocks:
+        if g is None:
+            g = _onehot(labels, k, c, dtype)
+        w = None
+        if valid is not None:
+            w = valid.to(dtype) if p.dim() == 2 else valid.to(dtype).unsqueeze(1)
+        per_block.append(torch.stack(_sums(p, g, w, names), 0))
+    stacked = per_block[0] if len(per_block) == 1 else torch.stack(per_block, -1)  # [M, B, C]
+    if not bounds:
+        return stacked, None
+    xs = [x] if len(blocks) == 1 else [x[:, k] for k in range(c)]
+    out = [_minmax(xs)]
+    if bounds > 1:
+        if labels is not None:
+            out.append(_minmax([labels]))
+        else:
+            out.append(_minmax([dense] if len(blocks) == 1 else [dense[:, k] for k in range(c)]))
+    return stacked, torch.cat(out)
+
+
+def _dloss_dp(p: Tensor, g: Tensor, w: Optional[Tensor], names: Sequence[str],
+              coefs: Sequence[Optional[Tensor]]) -> Tensor:
+    """``∂L/∂p`` of one block from the upstream gradients of the moments (``None``: unused).
+
+    ``∂L/∂p = b + a g + 2 q p + 2 c p g + e g^2 + d sign(p - g)`` with ``b, a, q, c, e, d``
+    the gradients of ``p, pg, pp, ppg, pgg, absdiff``.
+    """
+    v: Optional[Tensor] = None
+    for name, a in zip(names, coefs):
+        if a is None:
+            continue
+        if name == "p":
+            t = a.expand_as(p)
+        elif name == "pg":
+            t = a * g
+        elif name == "pp":
+            t = 2 * a * p
+        elif name == "ppg":
+            t = 2 * a * p * g
+        elif name == "pgg":
+            t = a * g * g
+        elif name == "absdiff":
+            t = a * torch.sign(p - g)
+        else:
+            continue
+        v = t if v is None else v + t
+    if v is None:
+        v = torch.zeros_like(p)
+    return v if w is None else v * w
+
+
+def fused_backward(x: Tensor, labels: Optional[Tensor], dense: Optional[Tensor], valid: Optional[Tensor],
+                   activation: str, names: Tuple[str, ...], grads: Tuple[Optional[Tensor], ...]) -> Tensor:
+    """``∂L/∂x`` in ``x``'s dtype from the upstream gradients ``grads`` (``[B, C]`` each, or
+    ``None``) of the moments ``names``; the activation is recomputed from ``x``."""
+    dtype = grads[next(i for i, g in enumerate(grads) if g is not None)].dtype
+    c = x.shape[1]
+    blocks = _channels(x, labels, dense, activation, dtype)
+    if len(blocks) == 1:
+        p, g, _ = blocks[0]
+        if g is None:
+            g = _onehot(labels, None, c, dtype)
+        w = None if valid is None else valid.to(dtype).unsqueeze(1)
+        v = _dloss_dp(p, g, w, names, [None if a is None else a.unsqueeze(-1) for a in grads])
+        if activation == "sigmoid":
+            out = v * p * (1 - p)
+        elif activation == "softmax":
+            out = p * (v - (p * v).sum(1, keepdim=True))
+        else:
+            out = v
+        return out.to(x.dtype)
+    w = None if valid is None else valid.to(dtype)
+    vs = []
+    for p, g, k in blocks:
+        if g is None:
+            g = _onehot(labels, k, c, dtype)
+        vs.append(_dloss_dp(p, g, w, names, [None if a is None else a[:, k:k + 1] for a in grads]))
+    dot = blocks[0][0] * vs[0]
+    for (p, _, _), v in zip(blocks[1:], vs[1:]):
+        dot = dot + p * v
+    return torch.stack([(p * (v - dot)).to(x.dtype) for (p, _, _), v in zip(blocks, vs)], 1)
+
+
+# --------------------------------------------------------------------------- compiled entry points
+
+_compiled: Dict[str, Callable] = {}
+
+
+def _compile(fn: Callable) -> Callable:
+    key = fn.__name__
+    if key not in _compiled:
+        _compiled[key] = torch.compile(fn, fullgraph=True)
+    return _compiled[key]
+
+
+def _run_compiled(fn: Callable, *args):
+    try:
+        return _compile(fn)(*args)
+    except Exception as err:  # noqa: BLE001 - re-raised with the setting that caused it
+        if type(err).__module__.startswith("torch._dynamo") or type(err).__module__.startswith("torch._inductor"):
+            raise RuntimeError(
+                f"the compiled statistics kernel (seglosses.set_kernel('compiled')) failed to compile "
+                f"on {args[0].device.type}: {type(err).__name__}: {err}. Use seglosses.set_kernel('eager')."
+            ) from err
+        raise
+
+
+def compiled_forward(*args) -> Tensor:
+    """:func:`fused_forward` through ``torch.compile``."""
+    return _run_compiled(fused_forward, *args)
+
+
+def compiled_backward(*args) -> Tensor:
+    """:func:`fused_backward` through ``torch.compile``."""
+    return _run_compiled(fused_backward, *args)
