@@ -153,8 +153,8 @@ def _minmax(parts: Sequence[Tensor]) -> Tensor:
 
 def fused_forward(x: Tensor, labels: Optional[Tensor], dense: Optional[Tensor], valid: Optional[Tensor],
                   activation: str, names: Tuple[str, ...], dtype: torch.dtype,
-                  bounds: int = 0) -> Tuple[Tensor, Optional[Tensor]]:
-    """The moments ``names`` of (activation(x), target) as one ``[M, B, C]`` tensor in
+                  bounds: int = 0) -> Tuple[Tuple[Tensor, ...], Optional[Tensor]]:
+    """The moments ``names`` of (activation(x), target), one ``[B, C]`` tensor each in
     ``dtype``, and, with ``bounds`` = 1 or 2, the ``[min, max]`` of the input (and of the
     target: the label map, else the dense target) in float64 (``[2 * bounds]``), computed
     in the same pass, for the deferred value checks (:class:`seglosses._inputs.ValueCheck`)."""
@@ -167,10 +167,13 @@ def fused_forward(x: Tensor, labels: Optional[Tensor], dense: Optional[Tensor], 
         w = None
         if valid is not None:
             w = valid.to(dtype) if p.dim() == 2 else valid.to(dtype).unsqueeze(1)
-        per_block.append(torch.stack(_sums(p, g, w, names), 0))
-    stacked = per_block[0] if len(per_block) == 1 else torch.stack(per_block, -1)  # [M, B, C]
+        per_block.append(_sums(p, g, w, names))
+    if len(per_block) == 1:
+        moments = tuple(per_block[0])
+    else:  # one [B] per class -> [B, C]
+        moments = tuple(torch.stack([blk[i] for blk in per_block], -1) for i in range(len(names)))
     if not bounds:
-        return stacked, None
+        return moments, None
     xs = [x] if len(blocks) == 1 else [x[:, k] for k in range(c)]
     out = [_minmax(xs)]
     if bounds > 1:
@@ -178,7 +181,7 @@ def fused_forward(x: Tensor, labels: Optional[Tensor], dense: Optional[Tensor], 
             out.append(_minmax([labels]))
         else:
             out.append(_minmax([dense] if len(blocks) == 1 else [dense[:, k] for k in range(c)]))
-    return stacked, torch.cat(out)
+    return moments, torch.cat(out)
 
 
 def _dloss_dp(p: Tensor, g: Tensor, w: Optional[Tensor], names: Sequence[str],

@@ -352,8 +352,8 @@ class _Moments(torch.autograd.Function):
                 lohi = torch.cat([_bounds(t) for t in ((x,) if bounds == 1 else (x, target))])
         else:
             run = fused_forward if kernel == "traced" else compiled_forward
-            stacked, lohi = run(x, labels, dense, valid, activation, names, compute_dtype(x.dtype), bounds)
-            out = tuple(t.clone() for t in stacked.unbind(0))
+            # (one fresh [B, C] tensor per moment: each is its own sum)
+            out, lohi = run(x, labels, dense, valid, activation, names, compute_dtype(x.dtype), bounds)
         ctx.save_for_backward(x, labels, dense, valid)
         ctx.activation = activation
         ctx.names = names
