@@ -617,6 +617,11 @@ def run_losses(args, timer: Timer, report: Report, log) -> None:
         for dtype_name in args.dtypes:
             dtype = getattr(torch, dtype_name)
             case = make_loss_case(case_name, cases[case_name], dtype, args.device)
+            if KERNEL_ROWS and hasattr(torch, "_dynamo"):
+                # each case compiles the kernel for its own static shapes (a shape seen after
+                # another would otherwise be compiled with dynamic shapes, as in a user's
+                # process that changes image sizes)
+                torch._dynamo.reset()
             unit = case.x.numel() * case.x.element_size()
             targets = [case.target]
             act = "softmax" if case.mode == "multiclass" else "sigmoid"
