@@ -155,25 +155,30 @@ def test_ignore_index_drops_surface_points():
     assert M.assd(p, g, ignore_index=255).item() == 0.0
 
 
-def test_surface_metrics_extracts_once(monkeypatch):
+@pytest.mark.parametrize("backend", ["auto", "scipy"])
+def test_surface_metrics_extracts_once(monkeypatch, backend):
+    # "auto": one point search for both directions of every pair; an EDT backend: one
+    # distance transform call for both directions of all pairs
     calls = []
-    real = S.edt
+    name = "mutual_distances" if backend == "auto" else "edt"
+    real = getattr(S, name)
 
     def counting(*args, **kwargs):
         calls.append(args[0].shape)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(S, "edt", counting)
+    monkeypatch.setattr(S, name, counting)
     gen = torch.Generator().manual_seed(1)
     x = torch.rand(2, 3, 5, 6, 7, generator=gen).softmax(1)
     t = torch.randint(0, 3, (2, 5, 6, 7), generator=gen)
     sp = (1.0, 0.7, 1.3)
     out = M.surface_metrics(
-        x, t, mode="multiclass", spacing=sp, reduction="none",
+        x, t, mode="multiclass", spacing=sp, reduction="none", backend=backend,
         metrics={"hausdorff": {}, "hd95": {"percentile": 90}, "assd": {}, "surface_dice": {"tolerance": [1, 2, 3]},
                  "modified_hausdorff": {"points": "surface"}},
     )
-    assert len(calls) == 1 and calls[0] == (2 * 2 * 3, 5, 6, 7)  # both directions of all 6 pairs in one call
+    assert len(calls) == 1
+    assert calls[0] == ((2 * 3, 5, 6, 7) if backend == "auto" else (2 * 2 * 3, 5, 6, 7))
     torch.testing.assert_close(out["hausdorff"], M.hausdorff(x, t, mode="multiclass", spacing=sp, reduction="none"))
     torch.testing.assert_close(out["hd95"], M.hd95(x, t, mode="multiclass", spacing=sp, reduction="none",
                                                    percentile=90))
@@ -212,6 +217,135 @@ def test_torch_backend_equals_cpu_backend():
     for fn in (M.hausdorff, M.hd95, M.assd):
         torch.testing.assert_close(fn(x, t, spacing=(0.8, 1.1), backend="torch", reduction="none"),
                                    fn(x, t, spacing=(0.8, 1.1), backend="scipy", reduction="none"))
+
+
+# ---------------------------------------------------------------- the point search
+def _nearest_brute(q, r, spacing):
+    """Distances of every true pixel of q[i] to the nearest of r[i], by all pairs (inf: r[i] empty)."""
+    from scipy.spatial.distance import cdist
+
+    out = []
+    for i in range(q.shape[0]):
+        a = np.argwhere(q[i].numpy()) * np.asarray(spacing, float)
+        b = np.argwhere(r[i].numpy()) * np.asarray(spacing, float)
+        if len(a):
+            out.append(cdist(a, b).min(1) if len(b) else np.full(len(a), np.inf))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+@pytest.mark.parametrize("shape", [(9,), (1, 6), (7, 1), (5, 9), (13, 4), (4, 5, 6), (3, 1, 7), (2, 3, 4, 5)])
+@pytest.mark.parametrize("budget", [0.0, S._SEARCH_BUDGET, math.inf])
+def test_mutual_distances_against_brute_force(shape, budget):
+    # every density mix (near points, far points, empty lines), a mask with no points in the
+    # other set, isotropic and anisotropic spacing; budget 0 sends the far points to a
+    # distance transform, inf keeps them in the search
+    gen = torch.Generator().manual_seed(len(shape) * 10 + shape[0])
+    for dens_a, dens_b in [(0.3, 0.3), (0.05, 0.02), (0.5, 0.01), (0.01, 0.5)]:
+        for spacing in [(1.0,) * len(shape), tuple(0.3 + 2 * torch.rand(len(shape), generator=gen).tolist()[i]
+                                                  for i in range(len(shape)))]:
+            a = torch.rand((3,) + shape, generator=gen) < dens_a
+            b = torch.rand((3,) + shape, generator=gen) < dens_b
+            b[1] = False
+            da, db = S.mutual_distances(a, b, spacing, budget=budget, backend="scipy")
+            for got, ref in ((da, _nearest_brute(a, b, spacing)), (db, _nearest_brute(b, a, spacing))):
+                assert got.dtype == torch.float64 and got.shape == ref.shape
+                np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_mutual_distances_far_and_border_cases():
+    # a point with no other point on its own or the adjacent lines (the bound from the
+    # points next to it in memory order), points on the image border, one point per mask
+    a = torch.zeros(3, 12, 9, dtype=torch.bool)
+    b = torch.zeros(3, 12, 9, dtype=torch.bool)
+    a[0, 11, 8] = True
+    b[0, 0, 0] = True  # opposite corners
+    a[1, 5, 0] = a[1, 5, 8] = True
+    b[1, 0, 4] = b[1, 11, 4] = True
+    a[2, 6, 3] = True
+    b[2, 2:10, 7] = True  # a vertical line: nearest at (6, 7)
+    for spacing in [(1.0, 1.0), (0.5, 2.0)]:
+        for budget in (0.0, math.inf):
+            # exact in float64 (the fallback transform from scipy here; the CPU default, the
+            # `edt` package, rounds to float32)
+            da, db = S.mutual_distances(a, b, spacing, budget=budget, backend="scipy")
+            np.testing.assert_allclose(da.numpy(), _nearest_brute(a, b, spacing), rtol=1e-12)
+            np.testing.assert_allclose(db.numpy(), _nearest_brute(b, a, spacing), rtol=1e-12)
+        da, db = S.mutual_distances(a, b, spacing)
+        np.testing.assert_allclose(da.numpy(), _nearest_brute(a, b, spacing), rtol=1e-6)
+        np.testing.assert_allclose(db.numpy(), _nearest_brute(b, a, spacing), rtol=1e-6)
+    assert S.mutual_distances(a, b, (1.0, 1.0))[0][0].item() == pytest.approx(math.hypot(11, 8))
+
+
+@pytest.mark.parametrize("q", [0.0, 0.03, 0.3, 0.5, 0.77, 0.95, 1.0])
+def test_segment_quantile_equals_numpy(q):
+    gen = torch.Generator().manual_seed(int(q * 100))
+    counts = torch.tensor([0, 1, 2, 7, 40, 3])
+    pair = torch.repeat_interleave(torch.arange(6), counts)
+    for values in (torch.rand(int(counts.sum()), generator=gen, dtype=torch.float64),
+                   torch.randint(0, 4, (int(counts.sum()),), generator=gen).double().sqrt()):  # ties
+        got = S._segment_quantile(values, pair, counts, q)
+        for i in range(1, 6):
+            assert got[i].item() == pytest.approx(np.quantile(values[pair == i].numpy(), q), abs=1e-12)
+
+
+def test_bounding_box_edge_cases():
+    m = torch.zeros(2, 5, 6, 4, dtype=torch.bool)
+    assert S._bounding_box(m) == (slice(None), slice(0, 1), slice(0, 1), slice(0, 1))  # nothing anywhere
+    m[1, 0, 5, 2] = True  # on the border: the box cannot grow past it
+    assert S._bounding_box(m) == (slice(None), slice(0, 2), slice(4, 6), slice(1, 4))
+    m[0, 3, 1, 0] = True
+    assert S._bounding_box(m) == (slice(None), slice(0, 5), slice(0, 6), slice(0, 4))
+
+
+def _metric_cases():
+    gen = torch.Generator().manual_seed(11)
+    for shape, spacing in [((17, 23), None), ((17, 23), (0.6, 1.7)), ((7, 9, 11), (1.0, 0.5, 2.0))]:
+        x = torch.rand((5, 3) + shape, generator=gen).softmax(1)
+        t = torch.randint(0, 3, (5,) + shape, generator=gen)
+        x[0, 2] = 0.0  # class 2 absent from image 0 (prediction and target)
+        t[0][t[0] == 2] = 0
+        x[1, 1] = 0.0  # class 1 predicted nowhere in image 1
+        t[2, :2] = 255  # ignored rows (one on the border)
+        yield x, t, spacing
+
+
+def test_point_search_equals_distance_transform_backends():
+    # backend="auto" (the point search) gives the values of the distance transform route
+    for x, t, spacing in _metric_cases():
+        kw = dict(mode="multiclass", spacing=spacing, reduction="none", ignore_index=255)
+        spec = {"hausdorff": {}, "hd95": {"percentile": 90}, "assd": {}, "surface_dice": {"tolerance": 1.5}}
+        auto = M.surface_metrics(x, t, metrics=spec, backend="auto", **kw)
+        for backend in ("scipy", "torch"):
+            other = M.surface_metrics(x, t, metrics=spec, backend=backend, **kw)
+            for k in spec:
+                torch.testing.assert_close(auto[k], other[k], msg=f"{k} {backend}")
+        pooled = M.hd95(x, t, convention="pooled", **kw)
+        torch.testing.assert_close(pooled, M.hd95(x, t, convention="pooled", backend="scipy", **kw))
+
+
+def test_point_search_against_brute_force_metrics():
+    # hausdorff, hd95 (both conventions), assd and surface dice from brute-force surface distances
+    for x, t, spacing in _metric_cases():
+        sp = spacing or (1.0,) * (x.dim() - 2)
+        kw = dict(mode="multiclass", spacing=spacing, reduction="none")
+        t = t.clamp_max(2)
+        got = M.surface_metrics(x, t, metrics={"hausdorff": {}, "hd95": {}, "assd": {},
+                                               "surface_dice": {"tolerance": 1.25}}, **kw)
+        pooled = M.hd95(x, t, convention="pooled", **kw)
+        pred = x.argmax(1)
+        for b in range(x.shape[0]):
+            for c in range(3):
+                pm, tm = (pred[b] == c).numpy(), (t[b] == c).numpy()
+                if not (R.surface(pm).any() and R.surface(tm).any()):
+                    continue
+                dp, dg = R.surface_distances(pm, tm, sp)
+                both = np.concatenate([dp, dg])
+                assert got["hausdorff"][b, c].item() == pytest.approx(both.max(), rel=1e-6)
+                assert got["hd95"][b, c].item() == pytest.approx(
+                    max(np.percentile(dp, 95), np.percentile(dg, 95)), rel=1e-6)
+                assert pooled[b, c].item() == pytest.approx(np.percentile(both, 95), rel=1e-6)
+                assert got["assd"][b, c].item() == pytest.approx(both.mean(), rel=1e-6)
+                assert got["surface_dice"][b, c].item() == pytest.approx((both <= 1.25).mean(), rel=1e-6)
 
 
 # ---------------------------------------------------------------- seed 000 eq. 7

@@ -12,8 +12,12 @@ the predicted and true foreground masks of the class):
 * **surface distance** of a point :math:`x`:
   :math:`d(x, \partial Y) = \min_{y \in \partial Y} \lVert (x - y) \odot s \rVert_2` with
   the pixel ``spacing`` :math:`s`. The distances of all points of one surface to the
-  other come from one exact Euclidean distance transform of the other surface's
-  complement (:func:`seglosses.distance.edt`), batched over every (image, class) pair.
+  other are exact and batched over every (image, class) pair: by default
+  (``backend="auto"``) from a search that visits only the lines of pixels near each
+  surface point (:func:`mutual_distances`; a mask pair with many far points gets a
+  distance transform for that direction instead); with an explicit ``backend``, from
+  one Euclidean distance transform of each surface's complement
+  (:func:`seglosses.distance.edt`), read at the other surface's points.
 
 The surfaces of a call are extracted once and every metric of the call reuses them
 (:func:`surface_metrics` computes several at once; so does the streaming
@@ -38,15 +42,17 @@ TMI 28(8) (average symmetric surface distance); Nikolov et al. 2018, arXiv:1809.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .._options import check_nonnegative, lookup_option
 from .._reduce import reduce_items
-from ..distance import _check_spacing, edt
+from ..distance import BACKENDS, _check_spacing, edt
 from ._hard import check_empty, hard_pair
 
 __all__ = ["hausdorff", "hd95", "assd", "surface_dice", "modified_hausdorff", "surface_metrics", "surface_mask"]
@@ -97,16 +103,18 @@ class Surfaces:
     """Masks and surfaces of every (image, class) pair of a call, extracted once.
 
     ``pred`` / ``target``: foreground ``[P, N]``; ``sp`` / ``sg``: surface points
-    ``[P, N]`` (ignored pixels removed); the distances ``dp`` (of every pixel to the
-    target surface, read at ``sp``) and ``dg`` (to the predicted surface, read at
-    ``sg``) are computed on first use, with one distance transform call for both.
+    ``[P, N]`` (ignored pixels removed), ``n_p`` / ``n_g`` their counts ``[P]``. The
+    distances are computed on first use (:meth:`distances`), for the surface points
+    only: of every predicted surface point to the true surface and of every true
+    surface point to the predicted one.
 
-    On the CPU the pixels are first cropped to the bounding box of every mask of the
-    call, grown by one pixel (as MONAI's ``get_mask_edges(crop=True)``): every surface
-    point lies inside it, a pixel just outside is background in the full image too, and
-    distances do not depend on the origin, so every value is unchanged while the
-    distance transforms and sorts shrink. (Elsewhere the crop would need a device sync,
-    so the full image is used.) ``N`` is the number of pixels after the crop.
+    The pixels are first cropped to the bounding box of every mask of the call, grown by
+    one pixel (as MONAI's ``get_mask_edges(crop=True)``): every surface point lies inside
+    it, a pixel just outside is background in the full image too, and distances do not
+    depend on the origin, so every value is unchanged while the work shrinks. The crop
+    needs a device sync; it is taken on the CPU, and on other devices when the default
+    ``backend="auto"`` (whose point search synchronises anyway) is used. ``N`` is the
+    number of pixels after the crop.
     """
 
     def __init__(self, pred: Tensor, target: Tensor, valid: Optional[Tensor], spacing, backend: str,
@@ -115,12 +123,13 @@ class Surfaces:
         self.shape = (b, c)
         self.image_shape = tuple(pred.shape[2:])
         self.spacing = _check_spacing(spacing, len(self.image_shape))
+        self.backend = lookup_option("backend", backend, BACKENDS)
         p = b * c
         pred = pred.reshape((p,) + self.image_shape)
         target = target.reshape((p,) + self.image_shape)
         if valid is not None:
             valid = valid.unsqueeze(1).expand((b, c) + self.image_shape).reshape((p,) + self.image_shape)
-        if pred.device.type == "cpu":
+        if pred.device.type == "cpu" or self.backend == "auto":
             box = _bounding_box(pred | target)
             pred, target = pred[box], target[box]
             valid = None if valid is None else valid[box]
@@ -134,22 +143,38 @@ class Surfaces:
         self.sp, self.sg = sp.reshape(p, -1), sg.reshape(p, -1)
         self.n_p = self.sp.sum(1)
         self.n_g = self.sg.sum(1)
-        self.backend = backend
         self.out_dtype = out_dtype
-        self._d: Optional[Tuple[Tensor, Tensor]] = None
+        self._d: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None
 
     @property
     def diagonal(self) -> float:
         """Length of the image diagonal between the centres of two corner pixels."""
         return math.sqrt(sum(((n - 1) * s) ** 2 for n, s in zip(self.image_shape, self.spacing)))
 
-    def distances(self) -> Tuple[Tensor, Tensor]:
+    def distances(self) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(dp, pair_p, dg, pair_g)``: float64 distances of the surface points and their pair.
+
+        ``dp`` holds :math:`d(x, \\partial Y)` for every predicted surface point ``x`` (in
+        the order of ``sp.nonzero()``, so grouped by pair), ``pair_p`` its pair index in
+        ``[0, P)``; ``dg`` / ``pair_g`` the same for the true surface points. A distance
+        to an empty surface is ``inf``.
+        """
         if self._d is None:
             p = self.sp.shape[0]
-            # background of each transform = the other surface: edt gives the distance to it
-            fg = torch.cat([~self.sg, ~self.sp]).view((2 * p,) + self.spatial)
-            d = edt(fg, self.spacing, backend=self.backend).reshape(2 * p, -1)
-            self._d = (d[:p], d[p:])
+            shape = (p,) + self.spatial
+            sp, sg = self.sp.view(shape), self.sg.view(shape)
+            if self.backend == "auto":
+                dp, dg = mutual_distances(sp, sg, self.spacing)
+            else:  # one distance transform call for both directions, read at the surface points
+                # background of each transform = the other surface: edt gives the distance to it
+                d = edt(torch.cat([~sg, ~sp]), self.spacing, backend=self.backend).view(2, -1)
+                dp = d[0][self.sp.view(-1)].double()
+                dg = d[1][self.sg.view(-1)].double()
+                empty_g, empty_p = self.n_g == 0, self.n_p == 0
+                dp = torch.where(empty_g.repeat_interleave(self.n_p), math.inf, dp)
+                dg = torch.where(empty_p.repeat_interleave(self.n_g), math.inf, dg)
+            pairs = torch.arange(p, device=self.sp.device)
+            self._d = (dp, pairs.repeat_interleave(self.n_p), dg, pairs.repeat_interleave(self.n_g))
         return self._d
 
     def apply_empty(self, values: Tensor, empty: float, missing: Union[float, str],
@@ -170,10 +195,11 @@ class Surfaces:
 
 def _bounding_box(union: Tensor) -> Tuple[slice, ...]:
     """Index of ``[P, *S]`` masks cropped to the bounding box of all their pixels, plus one pixel."""
+    flags = union.view(torch.uint8)  # max over uint8: much faster than any() over bool on the CPU
     box = [slice(None)]
     for d in range(1, union.dim()):
         n = union.shape[d]
-        idx = union.movedim(d, 0).reshape(n, -1).any(1).nonzero().flatten()
+        idx = flags.amax(dim=tuple(a for a in range(union.dim()) if a != d)).nonzero().flatten()
         if idx.numel() == 0:  # nothing anywhere: one pixel is enough
             box.append(slice(0, 1))
         else:
@@ -181,49 +207,297 @@ def _bounding_box(union: Tensor) -> Tuple[slice, ...]:
     return tuple(box)
 
 
-def _masked_quantile(values: Tensor, mask: Tensor, q: float) -> Tensor:
-    """Per-row quantile (linear interpolation, as numpy and torch.quantile) of ``values[mask]``."""
-    v = torch.where(mask, values, torch.full_like(values, math.inf)).sort(dim=-1).values
-    n = mask.sum(-1)
-    pos = (n - 1).clamp_min(0).to(torch.float64) * q
+# ----------------------------------------------------------------------------- nearest surface points
+
+_FAR = 1 << 62  # sentinel flat index, farther than any pixel
+# A mask whose search would look at more than this many lines per pixel (counted as
+# the bounding box of each point's disc of lines) gets a distance transform instead:
+# on the CPU a line lookup costs about as much as 4 pixels of the `edt` package.
+_SEARCH_BUDGET = 0.25
+
+
+class _PointSet:
+    """The true pixels of a batch of masks ``[P, *S]``, for lookups along the last axis.
+
+    ``keys``: their flat (row-major) indices, sorted; ``rank[k]``: how many lie before
+    flat index ``k``. Lookups use *spread* indices, ``k + (k // L) L`` for lines of
+    ``L`` pixels, which leave a gap of ``L`` between consecutive lines: two points are
+    on the same line exactly when their spread indices differ by less than ``L``.
+    ``before[rank[k]]`` and ``after[rank[k]]`` are the spread indices of the points just
+    before ``k`` and from ``k`` on (far sentinels past the ends).
+    """
+
+    def __init__(self, mask: Tensor) -> None:
+        flat = mask.reshape(-1)
+        self.line = mask.shape[-1]
+        rank = torch.empty(flat.numel() + 1, dtype=torch.int32 if flat.numel() < 2**31 else torch.int64,
+                           device=flat.device)
+        rank[:1] = 0
+        if flat.device.type == "cpu":  # numpy's scans are about twice as fast here
+            bits = flat.numpy()
+            self.keys = torch.from_numpy(np.flatnonzero(bits))
+            np.cumsum(bits, dtype=rank.numpy().dtype, out=rank.numpy()[1:])
+        else:
+            self.keys = flat.nonzero().squeeze(1)
+            torch.cumsum(flat, 0, dtype=rank.dtype, out=rank[1:])
+        self.rank = rank
+        self.spread = self.keys + self.keys // self.line * self.line
+        far = torch.full((1,), _FAR, dtype=torch.long, device=flat.device)
+        self.before = torch.cat([-far, self.spread])
+        self.after = torch.cat([self.spread, far])
+
+    def line_distance(self, k: Tensor, spread: Tensor) -> Tensor:
+        """Pixels from flat index ``k`` (spread index ``spread``) to the nearest point on its line.
+
+        ``>= L`` where the line has none.
+        """
+        r = self.rank.index_select(0, k)
+        return torch.minimum(spread - self.before.index_select(0, r), self.after.index_select(0, r) - spread)
+
+
+def _expand(counts: Tensor) -> Tuple[Tensor, Tensor]:
+    """Ragged ``arange``: for groups of ``counts`` (>= 0) items, each item's group and rank in it."""
+    total = int(counts.sum())
+    owner = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts,
+                                    output_size=total)
+    start = counts.cumsum(0) - counts
+    return owner, torch.arange(total, device=counts.device) - start.index_select(0, owner)
+
+
+def _window(u: Tensor, s: float) -> Tensor:
+    """Largest offset ``o`` along an axis of spacing ``s`` with ``(s o)^2 <= u`` (rounded up a hair)."""
+    return torch.floor(torch.sqrt(u) / s * (1 + 1e-12)).clamp_max(2**62).long()
+
+
+def _nearest_sq(query: _PointSet, ref: _PointSet, ref_mask: Tensor, spacing: Tuple[float, ...], backend: str,
+                budget: float) -> Tensor:
+    """Squared distances of the points of ``query`` to the nearest point of ``ref`` (same mask).
+
+    The masks ``[P, *S]`` have an empty border along every axis but the last, so the
+    adjacent lines of a point are inside its mask. See :func:`mutual_distances`.
+    """
+    p, spatial = ref_mask.shape[0], tuple(ref_mask.shape[1:])
+    dims, line = len(spatial), spatial[-1]
+    n = math.prod(spatial)
+    strides = [math.prod(spatial[a + 1:]) for a in range(dims)]
+    device = ref_mask.device
+    k, spread = query.keys, query.spread
+    inf = torch.full((), math.inf, dtype=torch.float64, device=device)
+    absent = torch.full((), 2**31, dtype=torch.long, device=device)
+    # farther than any two pixels of a mask: no point found
+    none = sum((m * s) ** 2 for m, s in zip(spatial, spacing)) + 1.0
+
+    def sq(h: Tensor, extra: float) -> Tensor:
+        d2 = torch.where(h < line, h, absent).double().square_()
+        if spacing[-1] != 1.0:
+            d2.mul_(spacing[-1] ** 2)
+        return d2.add_(extra) if extra else d2
+
+    # Own line, then the adjacent lines in groups of equal offset cost, each group only for
+    # the points it can still bring closer.
+    best = sq(ref.line_distance(k, spread), 0.0)
+    groups: Dict[float, list] = {}
+    for offset in itertools.product((-1, 0, 1), repeat=dims - 1):
+        if any(offset):
+            cost = sum((o * spacing[a]) ** 2 for a, o in enumerate(offset))
+            groups.setdefault(cost, []).append(sum(o * strides[a] for a, o in enumerate(offset)))
+    for cost in sorted(groups):
+        idx = (best > cost).nonzero().squeeze(1)
+        if not idx.numel():
+            break
+        k_i, spread_i = k.index_select(0, idx), spread.index_select(0, idx)
+        near = best.index_select(0, idx)
+        for shift in groups[cost]:
+            near = torch.minimum(near, sq(ref.line_distance(k_i + shift, spread_i + 2 * shift), cost))
+        best.index_copy_(0, idx, near)
+    best = torch.where(best > none, inf, best)
+    if dims == 1:
+        return best
+
+    # No point on those lines: a bound from the points just before and after in memory order.
+    idx = torch.isinf(best).nonzero().squeeze(1)
+    if idx.numel() and ref.keys.numel():
+        ks = k.index_select(0, idx)
+        r = ref.rank.index_select(0, ks).long()
+        bound = torch.full(idx.shape, math.inf, dtype=torch.float64, device=device)
+        for i, ok in ((r - 1, r > 0), (r, r < ref.keys.numel())):
+            nb = ref.keys.index_select(0, i.clamp(0, ref.keys.numel() - 1))
+            d2 = sum(((nb // strides[a]) % spatial[a] - (ks // strides[a]) % spatial[a]).double()
+                     .mul_(spacing[a]).square_() for a in range(dims))
+            bound = torch.minimum(bound, torch.where(ok & (nb // n == ks // n), d2, inf))
+        best[idx] = bound
+
+    # Points whose bound reaches past the adjacent lines: every line within the bound.
+    windows = [_window(best, spacing[a]) for a in range(dims - 1)]
+    idx = (torch.isfinite(best) & torch.stack(windows).gt(1).any(0)).nonzero().squeeze(1)
+    if not idx.numel():
+        return best
+    k_i = k.index_select(0, idx)
+    pair = k_i // n
+    lines = torch.ones(idx.shape, dtype=torch.float64, device=device)
+    for a in range(dims - 1):
+        lines *= (2 * windows[a].index_select(0, idx) + 1).clamp_max(spatial[a]).double()
+    cost = torch.zeros(p, dtype=torch.float64, device=device).index_add_(0, pair, lines)
+    heavy = cost > budget * n
+    if bool(heavy.any()):
+        rows = heavy.nonzero().squeeze(1)
+        by_edt = heavy.index_select(0, pair)
+        row_of = torch.full((p,), -1, dtype=torch.long, device=device)
+        row_of[rows] = torch.arange(rows.numel(), device=device)
+        # float64 from scipy; the `edt` package (the CPU default) works in float32
+        dtype = torch.float64 if backend == "scipy" else torch.float32
+        d = edt(~ref_mask.index_select(0, rows), spacing, backend=backend, dtype=dtype).reshape(-1)
+        ks = k_i[by_edt]
+        best[idx[by_edt]] = d.index_select(0, row_of.index_select(0, ks // n) * n + ks % n).double().square_()
+        keep = ~by_edt
+        idx, k_i = idx[keep], k_i[keep]
+    owner = torch.arange(idx.numel(), device=device)
+    acc = torch.zeros(idx.shape, dtype=torch.float64, device=device)
+    key, key_spread = k_i, spread.index_select(0, idx)
+    bound = best.index_select(0, idx)
+    for a in range(dims - 1):
+        w = _window((bound.index_select(0, owner) - acc).clamp_min_(0), spacing[a])
+        c = (key // strides[a]) % spatial[a]
+        lo = torch.maximum(-w, -c)
+        hi = torch.minimum(w, spatial[a] - 1 - c)
+        grp, rank = _expand(hi - lo + 1)
+        o = lo.index_select(0, grp) + rank
+        owner = owner.index_select(0, grp)
+        acc = acc.index_select(0, grp) + (o.double() * spacing[a]).square_()
+        shift = o * strides[a]
+        key = key.index_select(0, grp) + shift
+        key_spread = key_spread.index_select(0, grp) + 2 * shift
+    d2 = acc + sq(ref.line_distance(key, key_spread), 0.0)
+    found = torch.full(idx.shape, math.inf, dtype=torch.float64, device=device)
+    found.scatter_reduce_(0, owner, torch.where(d2 > none, inf, d2), "amin")
+    best[idx] = torch.minimum(bound, found)
+    return best
+
+
+def _pad_lines(mask: Tensor) -> Tensor:
+    """``[P, *S]`` with one empty pixel added on both sides of every spatial axis but the last."""
+    if mask.dim() <= 2:
+        return mask
+    shape = (mask.shape[0],) + tuple(m + 2 for m in mask.shape[1:-1]) + (mask.shape[-1],)
+    out = torch.zeros(shape, dtype=torch.bool, device=mask.device)
+    out[(slice(None),) + (slice(1, -1),) * (mask.dim() - 2)] = mask
+    return out
+
+
+def mutual_distances(a: Tensor, b: Tensor, spacing: Sequence[float], *, backend: str = "auto",
+                     budget: float = _SEARCH_BUDGET) -> Tuple[Tensor, Tensor]:
+    r"""Distances of every true pixel of ``a`` to the nearest of ``b``, and of ``b`` to ``a``, per mask.
+
+    Exact, with the work spent on the points rather than on every pixel. With
+    :math:`h(y)` the distance along the last axis from pixel ``y`` to the nearest point
+    of the other set on its line, the squared distance of a point ``x`` is
+
+    .. math::
+        d^2(x) = \min_{o} \Big( \sum_{a < D-1} (s_a o_a)^2 + s_{D-1}^2\, h(x + o)^2 \Big)
+
+    over offsets ``o`` of the other axes (the first pass of the separable distance
+    transform, read at the needed lines only). Any value found bounds the answer, so
+    only offsets with :math:`\sum_a (s_a o_a)^2 < d^2` need a look: first every point
+    looks at its own and the adjacent lines, which settles the points near the other
+    set; the rest (with a bound from the points next to them in memory order where
+    those lines are empty) look at every line within their bound, all of them batched
+    as one ragged list. A mask whose remaining lines would outnumber ``budget`` times
+    its pixels gets a distance transform (:func:`seglosses.distance.edt` with
+    ``backend``) for that direction instead. ``h`` comes from the sorted flat indices
+    of the points and a running count of them: no loop over masks, no per-pixel pass
+    other than that count.
+
+    Args:
+        a, b: bool ``[P, *S]``, one or more spatial dims.
+        spacing: one pixel size per spatial dim.
+        backend: the :func:`~seglosses.distance.edt` backend of the fallback.
+        budget: lines per pixel before the fallback (``inf``: never; ``0``: for every
+            mask with points that the adjacent lines do not settle).
+
+    Returns:
+        float64 ``[M_a]`` and ``[M_b]``: one distance per true pixel, in the order of
+        ``a.reshape(-1).nonzero()`` (resp. ``b``); ``inf`` where the other mask is empty.
+    """
+    a, b = _pad_lines(a), _pad_lines(b)
+    pa, pb = _PointSet(a), _PointSet(b)
+    spacing = tuple(float(s) for s in spacing)
+    return (_nearest_sq(pa, pb, b, spacing, backend, budget).sqrt_(),
+            _nearest_sq(pb, pa, a, spacing, backend, budget).sqrt_())
+
+
+# ----------------------------------------------------------------------------- values per pair
+
+
+def _segment_quantile(values: Tensor, pair: Tensor, counts: Tensor, q: float) -> Tensor:
+    """Per-pair quantile (linear interpolation, as numpy and torch.quantile) of ``values`` grouped by ``pair``.
+
+    ``values`` are grouped by pair in increasing order (``counts`` per pair). Each group
+    goes to a row of a ``[P, max count]`` table; the two order statistics of the
+    interpolation come from a ``topk`` from the nearer end (a full sort near the median).
+    """
+    p = counts.numel()
+    width = max(int(counts.max()), 1) if p else 1
+    pos = (counts - 1).clamp_min(0).to(torch.float64) * q
     lo = pos.floor().long()
-    hi = torch.minimum(lo + 1, (n - 1).clamp_min(0))
-    frac = (pos - lo).to(v.dtype)
-    v_lo = v.gather(-1, lo.unsqueeze(-1)).squeeze(-1)
-    v_hi = v.gather(-1, hi.unsqueeze(-1)).squeeze(-1)
+    hi = torch.minimum(lo + 1, (counts - 1).clamp_min(0))
+    frac = (pos - lo).to(values.dtype)
+    top = q >= 0.5  # rank from the largest
+    if top:
+        lo, hi = (counts - 1).clamp_min(0) - lo, (counts - 1).clamp_min(0) - hi
+    k = min(int(torch.maximum(lo, hi).max()) + 1 if p else 1, width)
+    start = counts.cumsum(0) - counts
+    rank = torch.arange(values.numel(), device=values.device) - start.index_select(0, pair)
+    table = torch.full((p, width), -math.inf if top else math.inf, dtype=values.dtype, device=values.device)
+    table.view(-1).index_copy_(0, pair * width + rank, values)
+    if 4 * k > width:
+        v = table.sort(dim=1, descending=top).values
+    else:
+        v = table.topk(k, dim=1, largest=top, sorted=True).values
+    lo, hi = lo.clamp(0, k - 1), hi.clamp(0, k - 1)
+    v_lo = v.gather(1, lo.unsqueeze(1)).squeeze(1)
+    v_hi = v.gather(1, hi.unsqueeze(1)).squeeze(1)
     return torch.where(frac > 0, v_lo + (v_hi - v_lo) * frac, v_lo)
 
 
+def _segment_sum(values: Tensor, pair: Tensor, p: int) -> Tensor:
+    return torch.zeros(p, dtype=values.dtype, device=values.device).index_add_(0, pair, values)
+
+
+def _segment_max(values: Tensor, pair: Tensor, p: int) -> Tensor:
+    out = torch.full((p,), -math.inf, dtype=values.dtype, device=values.device)
+    return out.scatter_reduce_(0, pair, values, "amax")
+
+
 def _hausdorff_values(s: Surfaces) -> Tensor:
-    dp, dg = s.distances()
-    neg = torch.full_like(dp, -math.inf)
-    return torch.maximum(torch.where(s.sp, dp, neg).amax(1), torch.where(s.sg, dg, neg).amax(1))
+    dp, ip, dg, ig = s.distances()
+    p = s.n_p.numel()
+    return torch.maximum(_segment_max(dp, ip, p), _segment_max(dg, ig, p))
 
 
 def _percentile_values(s: Surfaces, percentile: float, convention: str) -> Tensor:
-    dp, dg = s.distances()
+    dp, ip, dg, ig = s.distances()
     q = percentile / 100.0
     if convention == "max_of_directed":
-        return torch.maximum(_masked_quantile(dp, s.sp, q), _masked_quantile(dg, s.sg, q))
-    return _masked_quantile(torch.cat([dp, dg], 1), torch.cat([s.sp, s.sg], 1), q)
+        return torch.maximum(_segment_quantile(dp, ip, s.n_p, q), _segment_quantile(dg, ig, s.n_g, q))
+    pair, order = torch.cat([ip, ig]).sort(stable=True)
+    return _segment_quantile(torch.cat([dp, dg])[order], pair, s.n_p + s.n_g, q)
 
 
 def _assd_values(s: Surfaces) -> Tensor:
-    dp, dg = s.distances()
-    zero = torch.zeros((), dtype=dp.dtype, device=dp.device)
-    total = torch.where(s.sp, dp, zero).sum(1) + torch.where(s.sg, dg, zero).sum(1)
-    count = (s.n_p + s.n_g).clamp_min(1).to(total.dtype)
-    return total / count
+    dp, ip, dg, ig = s.distances()
+    p = s.n_p.numel()
+    total = _segment_sum(dp, ip, p) + _segment_sum(dg, ig, p)
+    return total / (s.n_p + s.n_g).clamp_min(1).to(total.dtype)
 
 
 def _surface_dice_values(s: Surfaces, tolerance: Tensor) -> Tensor:
-    dp, dg = s.distances()
-    tol = tolerance.view(1, -1).expand(s.shape).reshape(-1, 1).to(dp.dtype)
-    within = (s.sp & (dp <= tol)).sum(1) + (s.sg & (dg <= tol)).sum(1)
+    dp, ip, dg, ig = s.distances()
+    p = s.n_p.numel()
+    tol = tolerance.view(1, -1).expand(s.shape).reshape(-1).to(dp.dtype)
+    within = _segment_sum((dp <= tol[ip]).to(dp.dtype), ip, p) + _segment_sum((dg <= tol[ig]).to(dg.dtype), ig, p)
     count = (s.n_p + s.n_g).clamp_min(1)
     one_empty = (s.n_p == 0) ^ (s.n_g == 0)
-    return torch.where(one_empty, torch.zeros((), dtype=dp.dtype, device=dp.device),
-                       within.to(dp.dtype) / count.to(dp.dtype))
+    return torch.where(one_empty, torch.zeros((), dtype=dp.dtype, device=dp.device), within / count.to(dp.dtype))
 
 
 def _coordinates(mask: Tensor, k: int, spatial: Tuple[int, ...], spacing: Tuple[float, ...]) -> Tensor:
@@ -398,8 +672,10 @@ COMMON_ARGS = """
             distances are in its unit.
         reduction: ``"mean"`` over images and classes (NaN left out; an ``inf`` value
             makes the mean ``inf``), ``"sum"``, or ``"none"`` for ``[B, C]``.
-        backend: distance transform backend of :func:`seglosses.distance.edt`
-            (``"auto"``, ``"torch"``, ``"scipy"``, ``"edt"``).
+        backend: ``"auto"``: the point search of :func:`mutual_distances` (its
+            fallback for far points uses :func:`seglosses.distance.edt` with
+            ``"auto"``); ``"torch"``, ``"scipy"``, ``"edt"``: a distance transform of
+            every mask with that :func:`seglosses.distance.edt` backend.
         check_values: as for the losses.
 """
 
