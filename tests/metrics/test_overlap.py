@@ -229,6 +229,113 @@ def test_label_moments_equal_one_hot_moments():
                 torch.testing.assert_close(got[k], ref[k])
 
 
+def _layouts(x):
+    """The same tensor as [B, C, *S] contiguous and as channels-last (class axis innermost in memory)."""
+    cl = x.movedim(1, -1).contiguous().movedim(-1, 1)
+    assert cl.stride(1) == 1 and torch.equal(cl, x)
+    return {"contiguous": x.contiguous(), "channels_last": cl}
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_argmax_classes_equals_argmax(layout):
+    from seglosses.metrics._hard import argmax_classes
+
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randint(0, 3, (3, 5, 7, 6), generator=gen).float()  # many ties: the first class wins
+    x = _layouts(x)[layout].reshape(3, 5, -1)
+    torch.testing.assert_close(argmax_classes(x), x.argmax(1), rtol=0, atol=0)
+    y = x.clone()
+    y[1, 2, 4] = float("nan")  # NaN counts as the maximum, as in torch.argmax
+    torch.testing.assert_close(argmax_classes(y), y.argmax(1), rtol=0, atol=0)
+
+
+def _label_reference(x, target, valid=None):
+    """The moments of the arg-max label map through the label-map helper (float64)."""
+    canon = canonicalize(x, target, mode="multiclass", from_logits=False)
+    if valid is not None:
+        from dataclasses import replace
+
+        canon = replace(canon, valid=valid)
+    return label_moments(x.reshape(x.shape[0], x.shape[1], -1).argmax(1), canon)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_dense_moments_equal_label_moments(monkeypatch, layout, dtype):
+    # scores against a dense target without a label map: the moments of the arg-max label map,
+    # with the pixels split into several chunks
+    from seglosses.metrics import _hard as H
+
+    monkeypatch.setattr(H, "_CHUNK_ELEMENTS", 50)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(3, 4, 6, 7, generator=gen).to(dtype)
+    x = x + torch.arange(4).view(1, 4, 1, 1).to(dtype) * 1e-3  # no tied maxima, even in half precision
+    labels = torch.randint(0, 4, (3, 6, 7), generator=gen)
+    onehot = torch.nn.functional.one_hot(labels, 4).movedim(-1, 1).to(dtype)
+    soft = torch.rand(3, 4, 6, 7, generator=gen).softmax(1).to(dtype)
+    valid = torch.rand(3, 42, generator=gen) > 0.3
+    for target in (onehot, soft):
+        for v in (None, valid):
+            xs, ts = _layouts(x)[layout], _layouts(target)[layout]
+            got = H.dense_moments(xs.reshape(3, 4, -1), ts.reshape(3, 4, -1), v)
+            ref = _label_reference(x.float(), target.float(), v)
+            exact = target is onehot
+            for k in ("p", "g", "pg", "n"):
+                assert got[k].dtype == torch.float64
+                tol = dict(rtol=0, atol=0) if exact else dict(rtol=1e-6, atol=1e-6)
+                torch.testing.assert_close(got[k], ref[k], **tol, msg=k)
+
+
+def test_dense_moments_leave_ties_to_the_argmax():
+    from seglosses.metrics import _hard as H
+
+    x = torch.zeros(2, 3, 5)
+    x[0, 1, :] = 1.0
+    x[1, :, 2] = 0.5  # a pixel of image 1 with three tied maxima (the rest picks class 0)
+    t = torch.nn.functional.one_hot(torch.tensor([[1, 1, 0, 2, 1], [0, 2, 1, 1, 0]]), 3).movedim(-1, 1).float()
+    assert H.dense_moments(x, t, None) is None
+    # the metric then counts with the arg-max label map (ties to the first class)
+    expected = M.dice(x.argmax(1), t, mode="multiclass", reduction="none")
+    torch.testing.assert_close(M.dice(x, t, mode="multiclass", reduction="none"), expected)
+    nan = x.clone()
+    nan[0, 0, 0] = float("nan")
+    assert H.dense_moments(nan, t, None) is None
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_multiclass_scores_in_any_layout(layout):
+    # one-hot and soft-score predictions, one-hot / label targets, in both memory layouts:
+    # the values of the label-map prediction
+    gen = torch.Generator().manual_seed(8)
+    scores = torch.rand(2, 4, 9, 5, generator=gen).softmax(1)
+    labels = torch.randint(0, 4, (2, 9, 5), generator=gen)
+    labels[1, :, :2] = 255
+    onehot_t = torch.nn.functional.one_hot(labels.clamp_max(3), 4).movedim(-1, 1).float()
+    for pred in (scores, torch.nn.functional.one_hot(scores.argmax(1), 4).movedim(-1, 1).float()):
+        p = _layouts(pred)[layout]
+        for fn in (M.dice, M.jaccard, M.specificity, M.pixel_accuracy):
+            for t, ii in ((_layouts(onehot_t)[layout], None), (labels, 255)):
+                got = fn(p, t, mode="multiclass", ignore_index=ii, reduction="none")
+                ref = fn(pred.argmax(1), t, mode="multiclass", num_classes=4, ignore_index=ii, reduction="none")
+                torch.testing.assert_close(got, ref, rtol=0, atol=0)
+
+
+def test_value_checks_read_channels_last_inputs():
+    # the bounds are taken in memory order; the checks and their messages are unchanged
+    p = _layouts(torch.rand(2, 3, 4, 5).softmax(1))["channels_last"]
+    t = _layouts(torch.nn.functional.one_hot(torch.randint(0, 3, (2, 4, 5)), 3).movedim(-1, 1).float())[
+        "channels_last"]
+    M.dice(p, t, mode="multiclass")
+    with pytest.raises(ValueError, match=r"`input` must hold probabilities in \[0, 1\]"):
+        M.dice(p * 2, t, mode="multiclass")
+    with pytest.raises(ValueError, match=r"`input` must be finite"):
+        M.dice(p * float("nan"), t, mode="multiclass")
+    with pytest.raises(ValueError, match=r"`target` must hold probabilities in \[0, 1\]"):
+        M.dice(p, t - 1, mode="multiclass")
+    with pytest.raises(ValueError, match=r"`target` labels must lie in \[0, 2\]"):
+        M.dice(p.argmax(1), t.argmax(1) + 1, mode="multiclass", num_classes=3)
+
+
 @pytest.mark.parametrize("mode", ["binary", "multiclass", "multilabel"])
 def test_range_and_maximum_at_truth(mode):
     gen = torch.Generator().manual_seed(9)

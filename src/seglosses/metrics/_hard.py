@@ -16,14 +16,18 @@ multilabel    float ``[B, C, *S]``; integer or bool         ``p >= threshold`` p
 ============  ===========================================  ==============================
 
 The target side is validated by :func:`seglosses._inputs.canonicalize` (the same
-checks and messages as the losses). Binary and multilabel hard predictions become a
-float {0, 1} prediction inside the canonical pair, so the statistics kernel
-(:func:`seglosses._stats.moments`) computes their confusion; a multiclass prediction
-stays a label map and goes through :func:`seglosses._stats.label_moments`.
+checks and messages as the losses; the bounds its value checks judge are computed
+here, in memory order). Binary and multilabel hard predictions are kept as a bool
+mask; for the confusion they become a float {0, 1} prediction for the statistics
+kernel (:func:`seglosses._stats.moments`). A multiclass label map goes through
+:func:`seglosses._stats.label_moments`; multiclass scores against a dense (one-hot
+or soft) target are counted without a label map (:func:`dense_moments`), and the
+arg-max is taken only where a label map is needed (:func:`argmax_classes`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -41,29 +45,120 @@ def stat_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+def argmax_classes(x: Tensor) -> Tensor:
+    """Arg-max over the class axis of scores ``[B, C, N]``: ``[B, N]`` int64, the first maximal class.
+
+    Equals ``x.argmax(1)``. On the CPU that reduction is slow when the class axis is not
+    the innermost one in memory (tens of times slower than a pass over the data), so
+    there the index comes from the maxima: ``C - max_c([x_c = max x] (C - c))`` over
+    uint8 flags, which picks the first maximal class too. NaN scores (no class equals
+    the maximum) go to ``argmax``, which treats NaN as the maximum.
+    """
+    c = x.shape[1]
+    if x.device.type != "cpu" or x.stride(1) == 1 or c > 255 or x.shape[2] <= 1:
+        return x.argmax(1)
+    top = torch.eq(x, x.amax(1, keepdim=True)).view(torch.uint8)
+    top.mul_(torch.arange(c, 0, -1, dtype=torch.uint8, device=x.device).view(1, c, 1))
+    top = top.amax(1)
+    if bool((top == 0).any()):
+        return x.argmax(1)
+    return c - top.long()
+
+
+# Elements of [B, C, N] per chunk of pixels in dense_moments: the float temporaries of a
+# chunk (4 MB each in float32) stay below the sizes the C library hands back to the
+# system after each call, so they are reused instead of being faulted in afresh.
+_CHUNK_ELEMENTS = 1 << 20
+
+
+def dense_moments(x: Tensor, dense: Tensor, valid: Optional[Tensor]) -> Optional[Dict[str, Tensor]]:
+    r"""Moments ``p, g, pg, n`` ``[B, C]`` (float64) of the arg-max of scores ``x`` against a dense target.
+
+    With :math:`a_{ic} = [x_{ic} = \max_k x_{ik}]` (the one-hot arg-max when every
+    pixel has one maximal class) and the validity weights :math:`w`:
+    :math:`p_c = \sum_i w_i a_{ic}`, :math:`g_c = \sum_i w_i g_{ic}`,
+    :math:`pg_c = \sum_i w_i a_{ic} g_{ic}`, the moments of
+    :func:`seglosses._stats.label_moments` for the arg-max label map, from a few passes
+    over the data in its own memory layout (``[B, N, C]`` views for channels-last
+    data), in chunks of pixels, and no label map. The sums run in float32 (float64 for
+    float64 data or images of 2**24 pixels or more): exact for {0, 1} values. Returns
+    ``None`` when some pixel has tied maxima (or NaN): the caller then takes the
+    arg-max, which breaks ties by the first class.
+    """
+    b, c, n = x.shape
+    wide = x.dtype == torch.float64 or dense.dtype == torch.float64 or n >= 2**24
+    work = torch.float64 if wide and x.device.type != "mps" else torch.float32
+    if x.stride(1) == 1 and c > 1:  # class axis innermost in memory
+        x, dense, cdim, pdim = x.transpose(1, 2), dense.transpose(1, 2), 2, 1
+    else:
+        cdim, pdim = 1, 2
+    sums = torch.zeros(4, b, c, dtype=work, device=x.device)  # count, p, g, pg
+    step = max(1, _CHUNK_ELEMENTS // max(1, b * c))
+    for start in range(0, n, step):  # chunks of pixels (every image in each)
+        size = min(step, n - start)
+        xs, gs = x.narrow(pdim, start, size), dense.narrow(pdim, start, size)
+        a = torch.sub(xs, xs.amax(cdim, keepdim=True)).eq_(0)
+        if a.dtype != work:
+            a = a.to(work)
+        if gs.dtype != work:
+            gs = gs.to(work)
+        count = a.sum(pdim)
+        sums[0] += count
+        if valid is None:
+            sums[1] += count
+        else:
+            w = valid[:, start:start + size].to(work).unsqueeze(cdim)
+            sums[1] += a.mul_(w).sum(pdim)
+            gs = gs * w
+        sums[2] += gs.sum(pdim)
+        sums[3] += a.mul_(gs).sum(pdim)
+    if not bool((sums[0].sum(1) == n).all()):
+        return None
+    if valid is None:
+        n_valid = torch.full((b, c), float(n), dtype=work, device=x.device)
+    else:
+        n_valid = valid.sum(-1, keepdim=True).to(work).expand(b, c)
+    dtype = stat_dtype(x.device)
+    return {k: v.to(dtype) for k, v in zip(("p", "g", "pg", "n"), (sums[1], sums[2], sums[3], n_valid))}
+
+
 @dataclass(frozen=True)
 class HardPair:
     """A validated (hard prediction, target) pair.
 
-    ``canon`` holds the target, the validity mask and, for binary and multilabel mode,
-    the hard prediction as a float {0, 1} tensor ``x`` ``[B, C, N]``; for multiclass
-    mode ``pred_labels`` ``[B, N]`` holds the predicted class of every pixel and
-    ``canon.x`` is not to be read.
+    ``canon`` holds the target and the validity mask. For binary and multilabel mode
+    ``mask`` ``[B, C, N]`` (bool) is the hard prediction. For multiclass mode
+    :attr:`pred_labels` ``[B, N]`` holds the predicted class of every pixel: the given
+    label map (``labels``), or the arg-max of the scores ``canon.x``, taken on first
+    use. ``canon.x`` is otherwise not to be read.
     """
 
     canon: Canonical
-    pred_labels: Optional[Tensor]
+    labels: Optional[Tensor] = None
+    mask: Optional[Tensor] = None
 
     @property
     def num_classes(self) -> int:
         return self.canon.num_channels
 
+    @cached_property
+    def pred_labels(self) -> Optional[Tensor]:
+        """The multiclass label map ``[B, N]`` (``None`` in binary and multilabel mode)."""
+        if self.canon.mode != "multiclass":
+            return None
+        return self.labels if self.labels is not None else argmax_classes(self.canon.x)
+
     def all_moments(self) -> Dict[str, Tensor]:
         """Moments ``p, g, pg, n`` of every channel (background included), ``[B, C]``."""
         full = replace(self.canon, include_background=True)
-        if self.pred_labels is not None:
-            return label_moments(self.pred_labels, full, stat_dtype(self.pred_labels.device))
-        return moments(full, ("p", "g", "pg", "n"))
+        if full.mode == "multiclass":
+            if self.labels is None and full.dense is not None:
+                out = dense_moments(full.x, full.dense, full.valid)
+                if out is not None:
+                    return out
+            return label_moments(self.pred_labels, full, stat_dtype(full.x.device))
+        dtype = stat_dtype(self.mask.device)
+        return moments(replace(full, x=self.mask.to(dtype), from_logits=False), ("p", "g", "pg", "n"))
 
     def masks(self) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """Boolean masks of the kept classes, ``[B, C_kept, *S]`` each, and the validity ``[B, *S]``.
@@ -75,14 +170,14 @@ class HardPair:
         canon = self.canon
         b, c = canon.batch_size, canon.num_channels
         classes = torch.arange(c, device=canon.x.device).view(1, c, 1)
-        if self.pred_labels is not None:
-            pred = self.pred_labels.unsqueeze(1) == classes
+        if self.mask is not None:
+            pred = self.mask
         else:
-            pred = canon.x > 0.5
+            pred = self.pred_labels.unsqueeze(1) == classes
         if canon.labels is not None:
             target = canon.labels.unsqueeze(1) == classes
         elif canon.mode == "multiclass":
-            target = canon.dense.argmax(1, keepdim=True) == classes
+            target = argmax_classes(canon.dense).unsqueeze(1) == classes
         else:
             target = canon.dense >= 0.5
         if canon.valid is not None:
@@ -91,6 +186,36 @@ class HardPair:
         shape = (b, c - first) + tuple(canon.spatial_shape)
         valid = None if canon.valid is None else canon.valid.view((b,) + tuple(canon.spatial_shape))
         return pred[:, first:].reshape(shape), target[:, first:].reshape(shape), valid
+
+
+def _memory_order(t: Tensor) -> Tensor:
+    """The elements of ``t`` for a min-max reduction: broadcast dims cut to one element, the rest
+    permuted into memory order (contiguous when ``t`` is dense, e.g. channels-last)."""
+    for d in range(t.dim()):
+        if t.stride(d) == 0 and t.shape[d] > 1:
+            t = t.narrow(d, 0, 1)
+    if t.is_contiguous():
+        return t
+    order = sorted(range(t.dim()), key=lambda d: (-t.stride(d), -t.shape[d]))
+    return t.permute(order)
+
+
+def _checked(canon: Canonical) -> Canonical:
+    """Judge the value checks left on ``canon`` (``canonicalize(defer_checks=True)``); see :class:`ValueCheck`.
+
+    The bounds are the same ``[min, max]`` as :meth:`ValueCheck.run` takes, with each
+    tensor read in memory order: a min-max reduction over a tensor whose dims are not
+    in memory order (e.g. a channels-last one-hot tensor) is several times slower.
+    """
+    check = canon.pending_check
+    if check is None:
+        return canon
+    bounds = []
+    for t in check.tensors():
+        lo, hi = torch.aminmax(_memory_order(t.detach()))
+        bounds.append(torch.stack([lo, hi]).to(torch.float64))
+    check.judge(torch.cat(bounds).tolist())
+    return replace(canon, pending_check=None)
 
 
 def _is_hard(t: Tensor) -> bool:
@@ -127,17 +252,17 @@ def hard_pair(
     common = dict(include_background=include_background, ignore_index=ignore_index, check_values=check_values)
 
     if not _is_hard(input):
-        canon = canonicalize(input, target, mode=mode, from_logits=from_logits, **common)
+        canon = _checked(canonicalize(input, target, mode=mode, from_logits=from_logits, defer_checks=True,
+                                      **common))
         c = canon.num_channels
         if num_classes is not None and num_classes != c:
             raise ValueError(
                 f"`num_classes` must equal the prediction's {c} channels; got {num_classes}"
             )
         if mode == "multiclass":
-            return HardPair(canon, canon.x.argmax(1))
-        dtype = stat_dtype(canon.x.device)
+            return HardPair(canon)  # the arg-max (or the dense counts) when needed
         hard = canon.probs(torch.float64 if canon.x.dtype == torch.float64 else torch.float32) >= threshold
-        return HardPair(replace(canon, x=hard.to(dtype), from_logits=False), None)
+        return HardPair(canon, mask=hard)
 
     if not isinstance(from_logits, bool):
         raise TypeError(f"`from_logits` must be a bool; got {type(from_logits).__name__}")
@@ -146,7 +271,6 @@ def hard_pair(
             f"`from_logits` must be False for a hard (integer or bool) prediction; got True with "
             f"`input` of dtype {input.dtype}"
         )
-    dtype = stat_dtype(input.device)
     if mode == "multiclass":
         if input.dim() < 2:
             raise ValueError(
@@ -175,24 +299,24 @@ def hard_pair(
         stand_in = torch.zeros((), dtype=torch.float32, device=input.device).expand(
             (input.shape[0], c) + tuple(input.shape[1:])
         )
-        canon = canonicalize(stand_in, target, mode=mode, from_logits=False, **common)
+        canon = _checked(canonicalize(stand_in, target, mode=mode, from_logits=False, defer_checks=True,
+                                      **common))
         if check_values:
             check_labels("input", input, c, None)
-        return HardPair(canon, input.reshape(input.shape[0], -1).long())
+        return HardPair(canon, labels=input.reshape(input.shape[0], -1).long())
 
     x = input
     if mode == "binary" and x.dim() == target.dim() and not (x.dim() >= 3 and x.shape[1] == 1):
         x = x.unsqueeze(1)  # [B, *S] -> [B, 1, *S]
     if check_values:
         check_labels("input", x, 2, None)
-    canon = canonicalize(x.to(dtype), target, mode=mode, from_logits=False,
-                         include_background=include_background, ignore_index=ignore_index,
-                         check_values=check_values)
+    canon = _checked(canonicalize(x.to(torch.float32), target, mode=mode, from_logits=False, defer_checks=True,
+                                  **common))
     if num_classes is not None and num_classes != canon.num_channels:
         raise ValueError(
             f"`num_classes` must equal the prediction's {canon.num_channels} channels; got {num_classes}"
         )
-    return HardPair(canon, None)
+    return HardPair(canon, mask=canon.x > 0.5)
 
 
 def check_empty(name: str, value: object, extra: Tuple[str, ...] = ()) -> object:
