@@ -382,6 +382,156 @@ def test_dpce_without_boundary_is_ce_and_ignore_is_not_a_boundary():
                                F.cross_entropy_loss(x, t2, mode="multiclass", ignore_index=255))
 
 
+# ------------------------------------------------------------------ fused Bernoulli kernel
+# Binary/multilabel logits go through the fused kernel (_BernoulliNLL: closed-form gradient,
+# in-place steps); with `_fused_bernoulli` patched to False the same call takes the autograd
+# form. Every branch of the kernel (gamma = 0 with and without weights, gamma > 0, pixel
+# weights of DPCE) is compared with it on values and gradients.
+
+FUSED_CASES = {
+    "ce": (F.cross_entropy_loss, "binary", {}),
+    "ce-weights-smoothing": (F.cross_entropy_loss, "binary", {"class_weights": [0.3, 2.0], "label_smoothing": 0.1}),
+    "ce-zero-negative-weight": (F.cross_entropy_loss, "binary", {"class_weights": [0.0, 1.5]}),
+    "ce-one-weight-sum": (F.cross_entropy_loss, "binary", {"class_weights": [2.5], "reduction": "sum"}),
+    "ce-frequency-weights-norm": (F.cross_entropy_loss, "binary",
+                                  {"class_weights": "inverse_frequency", "weight_norm": "weights"}),
+    "ce-ignore-none": (F.cross_entropy_loss, "binary", {"ignore_index": 255, "reduction": "none"}),
+    "ce-multilabel": (F.cross_entropy_loss, "multilabel",
+                      {"class_weights": [1.0, 0.0, 3.0], "ignore_index": 255, "label_smoothing": 0.2}),
+    "ce-multilabel-sum": (F.cross_entropy_loss, "multilabel", {"reduction": "sum"}),
+    "focal": (F.focal_loss, "binary", {}),
+    "focal-alpha-ignore": (F.focal_loss, "binary", {"gamma": 0.5, "alpha": 0.25, "ignore_index": 255}),
+    "focal-gamma0-alpha": (F.focal_loss, "binary", {"gamma": 0.0, "alpha": 0.7}),
+    "focal-multilabel-none": (F.focal_loss, "multilabel",
+                              {"gamma": 1.5, "class_weights": "sqrt_inverse_frequency", "reduction": "none"}),
+    "focal-multilabel-ignore": (F.focal_loss, "multilabel", {"alpha": 0.4, "class_weights": [2.0, 0.0, 1.0],
+                                                            "ignore_index": 255}),
+    "topk": (F.topk_loss, "binary", {"k": 30, "class_weights": [0.5, 2.0]}),
+    "topk-threshold-multilabel": (F.topk_loss, "multilabel", {"threshold": 0.6, "ignore_index": 255,
+                                                              "class_weights": [1.0, 2.0, 0.5]}),
+    "dpce": (F.distance_penalized_ce_loss, "binary", {"class_weights": [0.4, 1.0]}),
+    "dpce-multilabel-ignore": (F.distance_penalized_ce_loss, "multilabel", {"ignore_index": 255}),
+}
+
+
+def _bernoulli_target(mode, kind, ignore, shape=(2, 3, 5, 7), seed=1):
+    g = torch.Generator().manual_seed(seed)
+    tshape = (shape[0],) + shape[2:] if mode == "binary" else shape
+    t = torch.rand(tshape, generator=g, dtype=torch.float64)
+    if kind == "labels":
+        t = (t > 0.6).long()
+    if ignore:
+        t.view(-1)[::9] = 255
+    return t
+
+
+def _value_and_grad(fn, x, t, kw, fused, monkeypatch):
+    """Value and input gradient, through the fused kernel or (fused=False) the autograd form."""
+    real = F.distribution._fused_bernoulli
+    taken = []
+    with monkeypatch.context() as m:
+        m.setattr(F.distribution, "_fused_bernoulli",
+                  (lambda *a: taken.append(real(*a)) or taken[-1]) if fused else (lambda *a: False))
+        z = x.detach().clone().requires_grad_(True)
+        v = fn(z, t, **kw)
+        # a non-uniform upstream gradient, so that the "none" maps are checked pixel by pixel
+        up = torch.linspace(0.5, 1.5, v.numel(), dtype=v.dtype).reshape(v.shape)
+        (v * up).sum().backward()
+    if fused:
+        assert taken and all(taken), "the fused kernel did not run"
+    return v.detach(), z.grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("kind", ["labels", "soft"])
+@pytest.mark.parametrize("case", sorted(FUSED_CASES))
+def test_fused_bernoulli_equals_autograd_form(case, kind, dtype, monkeypatch):
+    fn, mode, kw = FUSED_CASES[case]
+    x, _ = _pair((2, 3, 5, 7), mode, dtype=torch.float64, seed=2)
+    x = (3 * x).to(dtype)
+    t = _bernoulli_target(mode, kind, "ignore_index" in kw)
+    kw = dict(kw, mode=mode)
+    v1, g1 = _value_and_grad(fn, x, t, kw, True, monkeypatch)
+    v0, g0 = _value_and_grad(fn, x, t, kw, False, monkeypatch)
+    assert v1.dtype == v0.dtype == dtype and g1.dtype == dtype
+    tol = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6),
+           torch.bfloat16: dict(rtol=1e-2, atol=1e-3)}[dtype]
+    torch.testing.assert_close(v1, v0, **tol)
+    torch.testing.assert_close(g1, g0, **tol)
+    assert float(g1.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("case", ["ce-weights-smoothing", "ce-zero-negative-weight", "ce-ignore-none",
+                                  "ce-multilabel", "focal-alpha-ignore", "focal-multilabel-none", "dpce"])
+def test_fused_bernoulli_gradcheck(case):
+    fn, mode, kw = FUSED_CASES[case]
+    x, _ = _pair((2, 3, 2, 3), mode, seed=3)
+    t = _bernoulli_target(mode, "soft", "ignore_index" in kw, shape=(2, 3, 2, 3))
+    x.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda z: fn(z, t, mode=mode, check_values=False, **kw), (x,))
+
+
+def test_fused_bernoulli_hand_values():
+    # x = 0: q = 1/2. CE: ln 2 per outcome; focal gamma=2: (1/2)^2 ln 2; weights scale
+    # the outcome they belong to; the gradient of CE is q - g = -1/2 (g = 1) or +1/2 (g = 0)
+    x = torch.zeros(1, 1, 2, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([[1, 0]])
+    v = F.cross_entropy_loss(x, y, class_weights=[0.5, 3.0], reduction="none")
+    torch.testing.assert_close(v, torch.tensor([[3 * math.log(2), 0.5 * math.log(2)]], dtype=torch.float64))
+    v.sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([[[-1.5, 0.25]]], dtype=torch.float64))
+    x.grad = None
+    # focal gamma=2, positive: d/dx [-(1-q)^2 log q] = 2 q (1-q)^2 log q - (1-q)^3, at q = 1/2
+    # 2 (1/2)(1/4)(-ln 2) - 1/8 = -(ln 2)/4 - 1/8; the negative outcome, -q^2 log(1-q), mirrors it
+    v = F.focal_loss(x, y, reduction="sum")
+    assert float(v.detach()) == pytest.approx(2 * 0.25 * math.log(2), rel=1e-12)
+    v.backward()
+    d = -math.log(2) / 4 - 1 / 8
+    torch.testing.assert_close(x.grad, torch.tensor([[[d, -d]]], dtype=torch.float64))
+
+
+def test_fused_bernoulli_retain_graph_no_grad_and_saturation():
+    x, t = _pair((2, 3, 4, 5), "multilabel", dtype=torch.float32)
+    z = x.clone().requires_grad_(True)
+    v = F.focal_loss(z, t, mode="multilabel", alpha=0.3)
+    v.backward(retain_graph=True)
+    first = z.grad.clone()
+    v.backward()  # the kept gradient is not consumed by the first backward
+    torch.testing.assert_close(z.grad, 2 * first)
+    with torch.no_grad():
+        torch.testing.assert_close(F.focal_loss(z, t, mode="multilabel", alpha=0.3), v.detach())
+    # the "none" map is an ordinary tensor: an in-place change keeps the gradient right
+    for mode, tt, zz in (("multilabel", t, z), ("binary", t[:, 0], z[:, :1])):
+        for fn in (F.cross_entropy_loss, F.focal_loss):
+            zl = zz.detach().clone().requires_grad_(True)
+            m = fn(zl, tt, mode=mode, reduction="none")
+            m.mul_(2).sum().backward()
+            ref = zl.grad.clone()
+            zl.grad = None
+            fn(zl, tt, mode=mode, reduction="none").sum().backward()
+            torch.testing.assert_close(ref, 2 * zl.grad)
+    # saturated logits: finite values and gradients in every branch
+    for kw in ({}, {"class_weights": [0.0, 2.0]}, {"gamma": 0.5}, {"gamma": 2.0, "alpha": 0.25}):
+        fn = F.focal_loss if "gamma" in kw else F.cross_entropy_loss
+        xs = (torch.sign(x[:, :1]) * 1e4).requires_grad_(True)
+        out = fn(xs, t[:, 0], **kw)
+        out.backward()
+        assert torch.isfinite(out) and torch.isfinite(xs.grad).all()
+
+
+def test_fused_bernoulli_not_used_for_a_target_with_gradient():
+    # a soft target that requires grad (e.g. a teacher's output) keeps its gradient: the
+    # autograd form runs, and its input gradient equals the kernel's
+    x, _ = _pair((2, 1, 4, 5), "binary")
+    soft = torch.rand(2, 4, 5, dtype=torch.float64, requires_grad=True)
+    z = x.clone().requires_grad_(True)
+    F.cross_entropy_loss(z, soft, class_weights=[0.5, 2.0]).backward()
+    assert soft.grad is not None and float(soft.grad.abs().sum()) > 0
+    z2 = x.clone().requires_grad_(True)
+    F.cross_entropy_loss(z2, soft.detach(), class_weights=[0.5, 2.0]).backward()
+    torch.testing.assert_close(z.grad, z2.grad)
+
+
 # ------------------------------------------------------------------ shared behaviour
 
 

@@ -14,7 +14,10 @@ Outcomes per pixel:
 
 Log-probabilities come from ``log_softmax`` / ``logsigmoid`` of the logits
 (``from_logits=True``), or from ``log(p)`` clamped at the dtype's smallest normal number for
-probabilities. Statistics are computed in float32 for half inputs; the result has the
+probabilities. Binary/multilabel logits take a fused kernel (:class:`_BernoulliNLL`): one
+``logsigmoid`` gives both logs (:math:`\\log(1-q) = \\log q - x`, the form of
+``F.binary_cross_entropy_with_logits``), the steps run in place and the gradient is written
+in closed form. Statistics are computed in float32 for half inputs; the result has the
 input's dtype.
 
 Sources: seed 001 = Ma, "Segmentation Loss Odyssey" (2020), eqs. 2-6; Lin et al., "Focal
@@ -33,7 +36,7 @@ from torch import Tensor
 from .._inputs import Canonical, canonicalize, check_class_weights
 from .._options import check_fraction, check_nonnegative, check_positive, lookup_option
 from .._reduce import reduce_pixels
-from .._stats import compute_dtype
+from .._stats import _compiling, compute_dtype
 
 __all__ = [
     "cross_entropy_loss",
@@ -210,6 +213,85 @@ def _resolve_class_weights(class_weights: ClassWeights, canon: Canonical, dtype:
 # --------------------------------------------------------------------------- the per-pixel kernel
 
 
+class _BernoulliNLL(torch.autograd.Function):
+    r"""Per-pixel Bernoulli NLL of logits, summed over channels: ``[B, C, N]`` → ``[B, 1, N]``.
+
+    .. math::
+        \ell = -\sum_c \big[u \log q + v \log(1-q)\big],\qquad
+        u = w_1\, g\, (1-q)^γ,\quad v = w_0\, (1-g)\, q^γ,\quad q = σ(x)
+
+    and, since :math:`\partial_x \log q = 1-q`, :math:`\partial_x \log(1-q) = -q`,
+    :math:`\partial_x u = -γ q u`, :math:`\partial_x v = γ (1-q) v`:
+
+    .. math::
+        \partial_x \ell = q\,(γ u \log q + v) - (1-q)\,(u + γ v \log(1-q))
+
+    (γ = 0: :math:`q (u + v) - u`, i.e. :math:`q - g` without weights). One ``logsigmoid``
+    gives both logs (:math:`\log(1-q) = \log q - x`, as
+    ``F.binary_cross_entropy_with_logits`` computes it) and every other step runs in place
+    on fresh temporaries. For γ > 0 the gradient is built in the forward (it shares the
+    modulating factors) and kept for the backward; for γ = 0 the backward rebuilds it from
+    ``x`` and ``g`` (a sigmoid and one or two passes), so nothing input-sized is kept.
+
+    ``g`` (target, possibly smoothed or soft), ``w0`` / ``w1`` (negative / positive
+    outcome weights, ``None`` or broadcastable to ``x``, both given or neither) are
+    constants.
+    """
+
+    @staticmethod
+    def forward(ctx, x, g, w0, w1, gamma, need_grad):  # type: ignore[override]
+        lq = F.logsigmoid(x)
+        if gamma == 0 and w0 is None:
+            # -(g log q + (1-g) log(1-q)) = x - (log q + g x), written over log q
+            per = torch.sub(x, lq.addcmul_(g, x), out=lq)
+        elif gamma == 0:
+            lnq = torch.sub(lq, x).mul_(w0)  # w0 log(1-q)
+            lnq.addcmul_(g, lnq, value=-1)  # w0 (1-g) log(1-q)
+            per = lq.mul_(g).mul_(w1).add_(lnq).neg_()
+        else:
+            lnq = torch.sub(lq, x)
+            u = torch.mul(lnq, gamma).exp_().mul_(g)  # g (1-q)^γ
+            v = torch.mul(lq, gamma).exp_()
+            v.addcmul_(g, v, value=-1)  # (1-g) q^γ
+            if w0 is not None:
+                u.mul_(w1)
+                v.mul_(w0)
+            per = torch.mul(u, lq).addcmul_(v, lnq).neg_()
+            if need_grad:
+                a = torch.addcmul(v, u, lq, value=gamma, out=lq)  # γ u log q + v
+                d = torch.addcmul(u, v, lnq, value=gamma, out=lnq)  # u + γ v log(1-q)
+                q = torch.sigmoid(x, out=u)
+                del v
+                ctx.save_for_backward(a.add_(d).mul_(q).sub_(d))  # q a - (1-q) d
+        ctx.gamma = gamma
+        if not gamma:
+            ctx.save_for_backward(x, g, w0, w1)
+        return per if per.shape[1] == 1 else per.sum(1, keepdim=True)  # a fresh tensor, not a view
+
+    @staticmethod
+    def backward(ctx, go):  # type: ignore[override]
+        if ctx.gamma:
+            (grad,) = ctx.saved_tensors
+            return grad * go, None, None, None, None, None
+        x, g, w0, w1 = ctx.saved_tensors
+        grad = torch.sigmoid(x)
+        if w0 is None:
+            grad.sub_(g)
+        else:
+            # q (u + v) - u with u = w1 g, v = w0 (1-g): w0 q + g (q (w1 - w0) - w1)
+            t = torch.mul(grad, w1 - w0).sub_(w1).mul_(g)
+            grad.mul_(w0).add_(t)
+        return grad.mul_(go), None, None, None, None, None
+
+
+def _fused_bernoulli(canon: Canonical, factor: Optional[Tensor], pixel_weight: Optional[Tensor]) -> bool:
+    """Whether :class:`_BernoulliNLL` computes this case: binary/multilabel logits with
+    constant target and weights, outside ``torch.compile`` (which fuses the plain form)."""
+    if canon.mode == "multiclass" or not canon.from_logits or _compiling():
+        return False
+    return not any(t is not None and t.requires_grad for t in (canon.dense, factor, pixel_weight))
+
+
 def _pixel_nll(
     canon: Canonical,
     *,
@@ -225,11 +307,25 @@ def _pixel_nll(
     :math:`\tilde g` the target smoothed by ``smoothing`` (ε/C multiclass, ε/2 Bernoulli).
     ``pixel_weight`` multiplies the per-pixel (multiclass, ``[B, N]``) or per-channel
     (``[B, C, N]``) values. A label map is never expanded to one-hot unless smoothing needs
-    every class.
+    every class. Binary/multilabel logits go through :class:`_BernoulliNLL` (one
+    ``logsigmoid``, in-place steps, the gradient in closed form); the rest through autograd.
     """
+    eps = smoothing
+    if _fused_bernoulli(canon, factor, pixel_weight):
+        dt = compute_dtype(canon.x.dtype)
+        g = canon.dense.to(dt)
+        if eps:
+            g = torch.mul(g, 1 - eps).add_(eps / 2)  # (1 - ε) g + ε/2, one fresh tensor
+        w0 = w1 = pixel_weight
+        if factor is not None:
+            a0, a1 = factor[:, 0].view(1, -1, 1), factor[:, 1].view(1, -1, 1)
+            w0 = a0 if pixel_weight is None else pixel_weight * a0
+            w1 = a1 if pixel_weight is None else pixel_weight * a1
+        x = canon.x.to(dt)
+        need_grad = torch.is_grad_enabled() and x.requires_grad
+        return _BernoulliNLL.apply(x, g, w0, w1, float(gamma), need_grad).squeeze(1)
     lp, lnq = _log_probs(canon)
     dt = lp.dtype
-    eps = smoothing
     if canon.mode == "multiclass":
         c = lp.shape[1]
         if canon.labels is not None:
@@ -520,7 +616,7 @@ def focal_loss(
 
     over the classes (multiclass) or the two outcomes of each channel (binary/multilabel,
     where the negative outcome has :math:`p = 1 - q`). The modulating factor is computed in
-    log space: :math:`(1-p)^γ = \exp(γ \log(1-p))` with :math:`\log(1-q) =` ``logsigmoid(-x)``
+    log space: :math:`(1-p)^γ = \exp(γ \log(1-p))` with :math:`\log(1-q) =` ``logsigmoid(x) - x``
     and :math:`\log(1-p_c) = \log(1 - e^{\log p_c})` (the stable ``log1mexp``), so saturated
     logits give finite values and gradients for every γ >= 0. γ = 0 is the cross entropy.
 
