@@ -286,13 +286,15 @@ def test_dense_moments_equal_label_moments(monkeypatch, layout, dtype):
                 torch.testing.assert_close(got[k], ref[k], **tol, msg=k)
 
 
-def test_dense_moments_leave_ties_to_the_argmax():
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_dense_moments_leave_ties_to_the_argmax(layout):
     from seglosses.metrics import _hard as H
 
     x = torch.zeros(2, 3, 5)
     x[0, 1, :] = 1.0
     x[1, :, 2] = 0.5  # a pixel of image 1 with three tied maxima (the rest picks class 0)
     t = torch.nn.functional.one_hot(torch.tensor([[1, 1, 0, 2, 1], [0, 2, 1, 1, 0]]), 3).movedim(-1, 1).float()
+    x, t = _layouts(x)[layout], _layouts(t)[layout]
     assert H.dense_moments(x, t, None) is None
     # the metric then counts with the arg-max label map (ties to the first class)
     expected = M.dice(x.argmax(1), t, mode="multiclass", reduction="none")
@@ -300,6 +302,7 @@ def test_dense_moments_leave_ties_to_the_argmax():
     nan = x.clone()
     nan[0, 0, 0] = float("nan")
     assert H.dense_moments(nan, t, None) is None
+    assert H.dense_moments(nan[:1], t[:1], None) is None  # the only irregular pixel
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])

@@ -66,9 +66,22 @@ def argmax_classes(x: Tensor) -> Tensor:
 
 
 # Elements of [B, C, N] per chunk of pixels in dense_moments: the float temporaries of a
-# chunk (4 MB each in float32) stay below the sizes the C library hands back to the
+# chunk (8 MB each in float32) stay below the sizes the C library hands back to the
 # system after each call, so they are reused instead of being faulted in afresh.
-_CHUNK_ELEMENTS = 1 << 20
+_CHUNK_ELEMENTS = 1 << 21
+
+
+def _class_max(x: Tensor, cdim: int) -> Tensor:
+    """Maximum over the class axis ``cdim`` of ``[B, C, n]`` (``cdim=1``) or ``[B, n, C]`` (``cdim=2``), kept as a size-1 dim.
+
+    With the classes innermost in memory (``[B, n, C]``, each image contiguous), a max
+    pooling of the flat memory with window and stride ``C`` gives the same values (NaN
+    included) about twice as fast as ``amax`` over the short last dim.
+    """
+    if cdim == 2 and x.dtype in (torch.float32, torch.float64) and x.stride(2) == 1 and x.stride(1) == x.shape[2]:
+        b, n, c = x.shape
+        return torch.nn.functional.max_pool1d(x.reshape(b, 1, n * c), c).view(b, n, 1)
+    return x.amax(cdim, keepdim=True)
 
 
 def dense_moments(x: Tensor, dense: Tensor, valid: Optional[Tensor]) -> Optional[Dict[str, Tensor]]:
@@ -97,7 +110,7 @@ def dense_moments(x: Tensor, dense: Tensor, valid: Optional[Tensor]) -> Optional
     for start in range(0, n, step):  # chunks of pixels (every image in each)
         size = min(step, n - start)
         xs, gs = x.narrow(pdim, start, size), dense.narrow(pdim, start, size)
-        a = torch.sub(xs, xs.amax(cdim, keepdim=True)).eq_(0)
+        a = torch.sub(xs, _class_max(xs, cdim)).eq_(0)
         if a.dtype != work:
             a = a.to(work)
         if gs.dtype != work:

@@ -141,8 +141,7 @@ class Surfaces:
             self.valid = valid.reshape(p, -1)
         self.pred, self.target = pred.reshape(p, -1), target.reshape(p, -1)
         self.sp, self.sg = sp.reshape(p, -1), sg.reshape(p, -1)
-        self.n_p = self.sp.sum(1)
-        self.n_g = self.sg.sum(1)
+        self.n_p, self.n_g = _count(self.sp), _count(self.sg)
         self.out_dtype = out_dtype
         self._d: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None
 
@@ -191,6 +190,12 @@ class Surfaces:
             miss = float(missing)
         values = torch.where(one, torch.full_like(values, miss), values)
         return torch.where(both, torch.full_like(values, empty), values)
+
+
+def _count(mask: Tensor) -> Tensor:
+    """True pixels per row of a bool ``[P, N]`` (int64), summed as uint8 into int32 (a bool sum makes an
+    int64 copy of the mask first)."""
+    return mask.view(torch.uint8).sum(1, dtype=torch.int32).long()
 
 
 def _bounding_box(union: Tensor) -> Tuple[slice, ...]:
