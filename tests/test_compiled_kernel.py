@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
@@ -127,8 +128,9 @@ def _kernel_state(monkeypatch):
 @pytest.fixture(scope="module", autouse=True)
 def _recompile_limit():
     """This file compiles about a hundred signatures of the kernel's two functions in one
-    process, more than dynamo's default of 8 per function (the kernel at that default is
-    checked by ``test_many_signatures_in_one_process``)."""
+    process. Each signature has its own compile cache (so the default limit of 8 variants
+    per cache binds only on shapes, see ``test_many_signatures_in_one_process``); the limits
+    are raised here so that shape variants of a signature never fall back."""
     torch._dynamo.reset()
     with torch._dynamo.config.patch(recompile_limit=1024, accumulated_recompile_limit=4096):
         yield
@@ -629,13 +631,6 @@ def _nine_signatures():
     return calls
 
 
-@pytest.mark.xfail(
-    strict=True, raises=RuntimeError,
-    reason="kernel: every signature (moment names, activation, dtype, target layout, ignore mask, C) "
-           "is one more dynamo cache entry of the same fused_forward/fused_backward; at dynamo's default "
-           "recompile_limit (8) the 9th raises under fullgraph=True (FailOnRecompileLimitHit, wrapped as "
-           "'failed to compile')",
-)
 def test_many_signatures_in_one_process() -> None:
     """At dynamo's default recompile limit, a script may use more than eight signatures."""
     torch._dynamo.reset()
@@ -648,4 +643,33 @@ def test_many_signatures_in_one_process() -> None:
                     got = loss(x.clone().requires_grad_(), t, **kw)  # the 9th signature fails
                 torch.testing.assert_close(got, expected, **TOL[torch.float64])
     finally:
+        torch._dynamo.reset()
+
+
+def test_past_the_recompile_limit_the_fused_form_runs_uncompiled() -> None:
+    """More shape variants of one signature than the compiler keeps: a warning, then the
+    fused functions run uncompiled, with the same values."""
+    torch._dynamo.reset()
+    _fused._warned.clear()
+    try:
+        with torch._dynamo.config.patch(recompile_limit=1, automatic_dynamic_shapes=False):
+            for spatial in ((4, 5), (5, 6), (6, 7)):
+                x = torch.randn(2, 3, *spatial, dtype=torch.float64)
+                t = torch.randint(0, 3, (2, *spatial))
+                with seglosses.use_kernel("eager"):
+                    xe = x.clone().requires_grad_()
+                    expected = dice_loss(xe, t, mode="multiclass")
+                    ge, = torch.autograd.grad(expected, xe)
+                with seglosses.use_kernel("compiled"), warnings.catch_warnings(record=True) as rec:
+                    warnings.simplefilter("always")
+                    xc = x.clone().requires_grad_()
+                    got = dice_loss(xc, t, mode="multiclass")
+                    gc, = torch.autograd.grad(got, xc)
+                torch.testing.assert_close(got, expected, **TOL[torch.float64])
+                torch.testing.assert_close(gc, ge, **TOL[torch.float64])
+                if spatial != (4, 5):
+                    assert any("run the fused form uncompiled" in str(w.message) for w in rec) or _fused._warned
+        assert _fused._warned
+    finally:
+        _fused._warned.clear()
         torch._dynamo.reset()

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import types
+import warnings
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -46,7 +48,10 @@ def set_kernel(name: str) -> None:
     metric through ``torch.compile``; it needs what inductor needs on the device (a C++
     compiler on the CPU, Triton on CUDA) and compiles on the first call of each input
     signature. Values agree with ``"eager"`` to rounding (the sums are taken in another
-    order). The environment variable ``SEGLOSSES_KERNEL`` sets the default.
+    order). For float16/bfloat16 input the compiled kernel keeps the probabilities in
+    float32, where the eager one rounds them to the input's dtype; the soft form's
+    ``sign(p - g)`` can then differ where ``|p - g|`` is below that rounding. The
+    environment variable ``SEGLOSSES_KERNEL`` sets the default.
     """
     _state["kernel"] = lookup_option("kernel", name, KERNELS)
 
@@ -249,33 +254,64 @@ def fused_backward(x: Tensor, labels: Optional[Tensor], dense: Optional[Tensor],
 
 # --------------------------------------------------------------------------- compiled entry points
 
-_compiled: Dict[str, Callable] = {}
+_compiled: Dict[tuple, Callable] = {}
+_warned: Dict[str, bool] = {}
 
 
-def _compile(fn: Callable) -> Callable:
-    key = fn.__name__
-    if key not in _compiled:
-        _compiled[key] = torch.compile(fn, fullgraph=True)
-    return _compiled[key]
+def _signature(x: Tensor, labels, dense, valid, activation: str, names, extra) -> tuple:
+    """What the compiled code specialises on besides shapes: one compile cache per value."""
+    return (activation, tuple(names), labels is None, dense is None, valid is None, x.dtype, x.device.type, extra)
 
 
-def _run_compiled(fn: Callable, *args):
+def _compile(fn: Callable, key: tuple) -> Callable:
+    """``torch.compile`` of a copy of ``fn`` for one signature ``key``.
+
+    The compiler keeps its compiled variants per code object, at most
+    ``torch._dynamo.config.recompile_limit`` (8) of them. Each signature (moments,
+    activation, target kind, mask, dtype, device) gets its own copy of the code, so a
+    process that uses many losses does not run into that limit; within a signature only
+    the shapes vary (static at first, dynamic after a change of shape).
+    """
+    k = (fn.__name__,) + key
+    if k not in _compiled:
+        code = fn.__code__.replace()  # a distinct code object: a compile cache of its own
+        clone = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+        clone.__doc__ = fn.__doc__
+        _compiled[k] = torch.compile(clone, fullgraph=True)
+    return _compiled[k]
+
+
+def _run_compiled(fn: Callable, key: tuple, *args):
     try:
-        return _compile(fn)(*args)
+        return _compile(fn, key)(*args)
     except Exception as err:  # noqa: BLE001 - re-raised with the setting that caused it
-        if type(err).__module__.startswith("torch._dynamo") or type(err).__module__.startswith("torch._inductor"):
+        name = type(err).__name__
+        if "RecompileLimit" in name or "CacheLimit" in name:
+            # more shapes in one signature than the compiler keeps: the same fused
+            # functions run uncompiled (same values, eager speed)
+            if not _warned.get(name):
+                _warned[name] = True
+                warnings.warn(f"seglosses' compiled statistics kernel: {name} ({err}); "
+                              f"calls past the limit run the fused form uncompiled", RuntimeWarning, stacklevel=3)
+            return fn(*args)
+        if type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
             raise RuntimeError(
                 f"the compiled statistics kernel (seglosses.set_kernel('compiled')) failed to compile "
-                f"on {args[0].device.type}: {type(err).__name__}: {err}. Use seglosses.set_kernel('eager')."
+                f"on {args[0].device.type}: {name}: {err}. Use seglosses.set_kernel('eager')."
             ) from err
         raise
 
 
-def compiled_forward(*args) -> Tensor:
+def compiled_forward(x, labels, dense, valid, activation, names, dtype, bounds=0):
     """:func:`fused_forward` through ``torch.compile``."""
-    return _run_compiled(fused_forward, *args)
+    key = _signature(x, labels, dense, valid, activation, names, (dtype, bounds))
+    return _run_compiled(fused_forward, key, x, labels, dense, valid, activation, names, dtype, bounds)
 
 
-def compiled_backward(*args) -> Tensor:
-    """:func:`fused_backward` through ``torch.compile``."""
-    return _run_compiled(fused_backward, *args)
+def compiled_backward(x, labels, dense, valid, activation, names, grads):
+    """:func:`fused_backward` through ``torch.compile``. The upstream gradients are made
+    contiguous first (a batch-domain sum hands down stride-0 expansions, which would
+    otherwise compile a second variant)."""
+    grads = tuple(None if g is None else g.contiguous() for g in grads)
+    key = _signature(x, labels, dense, valid, activation, names, tuple(g is None for g in grads))
+    return _run_compiled(fused_backward, key, x, labels, dense, valid, activation, names, grads)
