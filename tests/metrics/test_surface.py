@@ -252,6 +252,21 @@ def test_mutual_distances_against_brute_force(shape, budget):
                 np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12, atol=1e-12)
 
 
+def test_mutual_distances_torch_scans_equal_numpy_scans(monkeypatch):
+    # off the CPU the point sets come from torch's nonzero and cumsum: the same values
+    gen = torch.Generator().manual_seed(12)
+    for shape in [(5, 9), (4, 5, 6)]:
+        a = torch.rand((3,) + shape, generator=gen) < 0.2
+        b = torch.rand((3,) + shape, generator=gen) < 0.05
+        spacing = (0.7,) + (1.2,) * (len(shape) - 1)
+        ref = S.mutual_distances(a, b, spacing)
+        monkeypatch.setattr(S, "_numpy_scans", lambda t: False)
+        got = S.mutual_distances(a, b, spacing)
+        monkeypatch.undo()
+        for g, r in zip(got, ref):
+            torch.testing.assert_close(g, r, rtol=0, atol=0)
+
+
 def test_mutual_distances_far_and_border_cases():
     # a point with no other point on its own or the adjacent lines (the bound from the
     # points next to it in memory order), points on the image border, one point per mask

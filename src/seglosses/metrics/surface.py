@@ -221,6 +221,12 @@ _FAR = 1 << 62  # sentinel flat index, farther than any pixel
 _SEARCH_BUDGET = 0.25
 
 
+def _numpy_scans(t: Tensor) -> bool:
+    """Whether the scans of a CPU mask run in numpy (``flatnonzero`` and ``cumsum`` are about twice
+    as fast as torch's there); elsewhere they stay in torch, on the mask's device."""
+    return t.device.type == "cpu"
+
+
 class _PointSet:
     """The true pixels of a batch of masks ``[P, *S]``, for lookups along the last axis.
 
@@ -238,7 +244,7 @@ class _PointSet:
         rank = torch.empty(flat.numel() + 1, dtype=torch.int32 if flat.numel() < 2**31 else torch.int64,
                            device=flat.device)
         rank[:1] = 0
-        if flat.device.type == "cpu":  # numpy's scans are about twice as fast here
+        if _numpy_scans(flat):
             bits = flat.numpy()
             self.keys = torch.from_numpy(np.flatnonzero(bits))
             np.cumsum(bits, dtype=rank.numpy().dtype, out=rank.numpy()[1:])
