@@ -265,6 +265,33 @@ def test_signed_distance_empty_and_full(backend):
     assert torch.equal(signed_distance(1 - empty, backend=backend), -border)
 
 
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+@pytest.mark.parametrize(
+    "shape, spacing",
+    [((4, 17, 23), None), ((3, 17, 23), (0.5, 2.0)), ((2, 6, 7, 8), (1.0, 0.7, 2.5)), ((3, 31), (1.7,))],
+)
+def test_two_sided_distance_is_the_sum_of_both_transforms(backend, shape, spacing, p):
+    """The edt package's one-call form (labels m + 1) equals edt(m) + edt(~m) of scipy,
+    including images without a boundary (empty and full)."""
+    mask = random_mask(shape, p, seed=11)
+    mask[0] = False
+    mask[-1] = True
+    d = distance.two_sided_distance(mask, spacing, backend=backend)
+    assert d.shape == mask.shape and d.dtype == torch.float32
+    assert_matches(d, reference(mask, spacing) + reference(~mask, spacing))
+
+
+def test_two_sided_distance_hand_computed(backend):
+    mask = torch.tensor([[0, 0, 1, 1, 1, 0]])
+    assert torch.equal(distance.two_sided_distance(mask, backend=backend),
+                       torch.tensor([[2.0, 1, 1, 2, 1, 1]]))
+    empty = torch.zeros(2, 3, 4, dtype=torch.bool)
+    border = torch.tensor([[1.0, 1, 1, 1], [1, 2, 2, 1], [1, 1, 1, 1]]).expand(2, 3, 4)
+    assert torch.equal(distance.two_sided_distance(empty, backend=backend), border)
+    assert torch.equal(distance.two_sided_distance(~empty, backend=backend), border)
+    assert distance.two_sided_distance(empty[:0], backend=backend).shape == (0, 3, 4)
+
+
 # ----------------------------------------------------------------------------- errors
 
 

@@ -24,7 +24,7 @@ from .._inputs import Canonical, canonicalize, check_class_weights
 from .._options import check_domain, check_positive
 from .._reduce import reduce_items
 from .._stats import compute_dtype, safe_ratio
-from ..distance import edt, signed_distance
+from ..distance import signed_distance, two_sided_distance
 
 __all__ = ["boundary_loss", "hausdorff_dt_loss"]
 
@@ -193,9 +193,7 @@ def boundary_loss(
 
 def _boundary_distance(mask: Tensor, spacing, dtype: torch.dtype) -> Tensor:
     """``edt(m) + edt(~m)`` per mask ``[M, *S]``, 0 for masks without a boundary (empty or full)."""
-    both = edt(torch.cat([mask, ~mask]), spacing, dtype=dtype)
-    inside, outside = both.split(mask.shape[0])
-    d = inside + outside
+    d = two_sided_distance(mask, spacing, dtype=dtype)
     flat = mask.flatten(1)
     has_boundary = flat.any(1) & ~flat.all(1)
     return d * has_boundary.view((-1,) + (1,) * (mask.dim() - 1)).to(dtype)
