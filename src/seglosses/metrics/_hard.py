@@ -72,7 +72,7 @@ _CHUNK_ELEMENTS = 1 << 21
 
 
 def _class_max(x: Tensor, cdim: int) -> Tensor:
-    """Maximum over the class axis ``cdim`` of ``[B, C, n]`` (``cdim=1``) or ``[B, n, C]`` (``cdim=2``), kept as a size-1 dim.
+    """Maximum over the class axis of ``[B, C, n]`` (``cdim=1``) or ``[B, n, C]`` (``cdim=2``), kept as a dim.
 
     With the classes innermost in memory (``[B, n, C]``, each image contiguous), a max
     pooling of the flat memory with window and stride ``C`` gives the same values (NaN
