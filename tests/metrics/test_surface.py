@@ -157,17 +157,18 @@ def test_ignore_index_drops_surface_points():
 
 @pytest.mark.parametrize("backend", ["auto", "scipy"])
 def test_surface_metrics_extracts_once(monkeypatch, backend):
-    # "auto": one point search for both directions of every pair; an EDT backend: one
-    # distance transform call for both directions of all pairs
+    # "auto": the surface points of all pairs indexed once per surface and searched once per
+    # direction; an EDT backend: one distance transform call for both directions of all pairs
     calls = []
-    name = "mutual_distances" if backend == "auto" else "edt"
-    real = getattr(S, name)
+    names = ["_PointSet", "_nearest_sq"] if backend == "auto" else ["edt"]
+    for name in names:
+        real = getattr(S, name)
 
-    def counting(*args, **kwargs):
-        calls.append(args[0].shape)
-        return real(*args, **kwargs)
+        def counting(*args, real=real, name=name, **kwargs):
+            calls.append((name, tuple(args[0].shape) if name != "_nearest_sq" else None))
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(S, name, counting)
+        monkeypatch.setattr(S, name, counting)
     gen = torch.Generator().manual_seed(1)
     x = torch.rand(2, 3, 5, 6, 7, generator=gen).softmax(1)
     t = torch.randint(0, 3, (2, 5, 6, 7), generator=gen)
@@ -177,8 +178,10 @@ def test_surface_metrics_extracts_once(monkeypatch, backend):
         metrics={"hausdorff": {}, "hd95": {"percentile": 90}, "assd": {}, "surface_dice": {"tolerance": [1, 2, 3]},
                  "modified_hausdorff": {"points": "surface"}},
     )
-    assert len(calls) == 1
-    assert calls[0] == ((2 * 3, 5, 6, 7) if backend == "auto" else (2 * 2 * 3, 5, 6, 7))
+    if backend == "auto":  # both surfaces of the 6 pairs, with an empty margin on the first two axes
+        assert calls == [("_PointSet", (6, 7, 8, 7))] * 2 + [("_nearest_sq", None)] * 2
+    else:
+        assert calls == [("edt", (2 * 2 * 3, 5, 6, 7))]
     torch.testing.assert_close(out["hausdorff"], M.hausdorff(x, t, mode="multiclass", spacing=sp, reduction="none"))
     torch.testing.assert_close(out["hd95"], M.hd95(x, t, mode="multiclass", spacing=sp, reduction="none",
                                                    percentile=90))

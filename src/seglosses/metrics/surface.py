@@ -113,8 +113,11 @@ class Surfaces:
     it, a pixel just outside is background in the full image too, and distances do not
     depend on the origin, so every value is unchanged while the work shrinks. The crop
     needs a device sync; it is taken on the CPU, and on other devices when the default
-    ``backend="auto"`` (whose point search synchronises anyway) is used. ``N`` is the
-    number of pixels after the crop.
+    ``backend="auto"`` (whose point search synchronises anyway) is used. With
+    ``backend="auto"`` the cropped masks also get an empty pixel on both sides of every
+    axis but the last (the point search steps to the adjacent lines without bounds
+    checks), and the surface points are indexed once for the counts and the search.
+    ``N`` is the number of pixels after the crop (and that margin).
     """
 
     def __init__(self, pred: Tensor, target: Tensor, valid: Optional[Tensor], spacing, backend: str,
@@ -133,6 +136,9 @@ class Surfaces:
             box = _bounding_box(pred | target)
             pred, target = pred[box], target[box]
             valid = None if valid is None else valid[box]
+        if self.backend == "auto":  # an empty margin on the axes the point search steps across
+            pred, target = _pad_lines(pred), _pad_lines(target)
+            valid = None if valid is None else _pad_lines(valid)
         self.spatial = tuple(pred.shape[1:])
         sp, sg = surface_mask(pred), surface_mask(target)
         self.valid = None
@@ -141,7 +147,13 @@ class Surfaces:
             self.valid = valid.reshape(p, -1)
         self.pred, self.target = pred.reshape(p, -1), target.reshape(p, -1)
         self.sp, self.sg = sp.reshape(p, -1), sg.reshape(p, -1)
-        self.n_p, self.n_g = _count(self.sp), _count(self.sg)
+        self._sets: Optional[Tuple[_PointSet, _PointSet]] = None
+        if self.backend == "auto":
+            self._sets = (_PointSet(sp), _PointSet(sg))
+            n = math.prod(self.spatial)
+            self.n_p, self.n_g = (torch.bincount(q.keys // n, minlength=p) for q in self._sets)
+        else:
+            self.n_p, self.n_g = _count(self.sp), _count(self.sg)
         self.out_dtype = out_dtype
         self._d: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None
 
@@ -163,7 +175,9 @@ class Surfaces:
             shape = (p,) + self.spatial
             sp, sg = self.sp.view(shape), self.sg.view(shape)
             if self.backend == "auto":
-                dp, dg = mutual_distances(sp, sg, self.spacing)
+                pa, pg = self._sets
+                dp = _nearest_sq(pa, pg, sg, self.spacing, "auto", _SEARCH_BUDGET).sqrt_()
+                dg = _nearest_sq(pg, pa, sp, self.spacing, "auto", _SEARCH_BUDGET).sqrt_()
             else:  # one distance transform call for both directions, read at the surface points
                 # background of each transform = the other surface: edt gives the distance to it
                 d = edt(torch.cat([~sg, ~sp]), self.spacing, backend=self.backend).view(2, -1)
