@@ -12,7 +12,7 @@ the predicted and true foreground masks of the class):
 * **surface distance** of a point :math:`x`:
   :math:`d(x, \partial Y) = \min_{y \in \partial Y} \lVert (x - y) \odot s \rVert_2` with
   the pixel ``spacing`` :math:`s`. The distances of all points of one surface to the
-  other are exact and batched over every (image, class) pair: by default
+  other are exact (up to float rounding) and batched over every (image, class) pair: by default
   (``backend="auto"``) from a search that visits only the lines of pixels near each
   surface point (:func:`mutual_distances`; a mask pair with many far points gets a
   distance transform for that direction instead); with an explicit ``backend``, from
@@ -428,7 +428,8 @@ def mutual_distances(a: Tensor, b: Tensor, spacing: Sequence[float], *, backend:
     those lines are empty) look at every line within their bound, all of them batched
     as one ragged list. A mask whose remaining lines would outnumber ``budget`` times
     its pixels gets a distance transform (:func:`seglosses.distance.edt` with
-    ``backend``) for that direction instead. ``h`` comes from the sorted flat indices
+    ``backend``; float64 from scipy, float32 from the ``edt`` package, the CPU
+    default) for that direction instead. ``h`` comes from the sorted flat indices
     of the points and a running count of them: no loop over masks, no per-pixel pass
     other than that count.
 
