@@ -130,3 +130,26 @@ def test_all_validation_lives_in_one_module():
     for path in list(src.glob("functional/*.py")) + list(src.glob("losses/*.py")):
         text = path.read_text()
         assert not re.search(r"^\s*assert ", text, re.M), f"assert used for validation in {path.name}"
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_last_3d", "permuted", "sliced"])
+def test_value_checks_on_non_contiguous_layouts(layout):
+    """The bounds are read in memory order; the checks see the same values in any layout."""
+    from seglosses._inputs import _bounds, _in_memory_order
+
+    if layout == "channels_last":
+        x = torch.randn(2, 3, 5, 6).to(memory_format=torch.channels_last)
+    elif layout == "channels_last_3d":
+        x = torch.randn(2, 3, 4, 5, 6).to(memory_format=torch.channels_last_3d)
+    elif layout == "permuted":
+        x = torch.randn(2, 5, 6, 3).permute(0, 3, 1, 2)
+    else:
+        x = torch.randn(2, 3, 10, 6)[:, :, ::2]
+    if layout != "sliced":
+        assert _in_memory_order(x).is_contiguous()
+    assert _bounds(x).tolist() == [float(x.min()), float(x.max())]
+    x = x.clone(memory_format=torch.preserve_format)
+    x[(1, 2, 3, 4) + (1,) * (x.dim() - 4)] = float("nan")
+    t = torch.randint(0, 3, (x.shape[0],) + tuple(x.shape[2:]))
+    with pytest.raises(ValueError, match=r"`input` must be finite; got 1 NaN and 0 Inf values"):
+        sl._inputs.canonicalize(x, t, mode="multiclass")

@@ -109,9 +109,19 @@ def check_tensor(name: str, value: object) -> Tensor:
     return value
 
 
+def _in_memory_order(t: Tensor) -> Tensor:
+    """``t`` with its dims permuted into memory order (a contiguous view for a dense
+    tensor in any layout, e.g. channels-last), for reductions over all elements: the
+    CPU reduction kernels run several times slower across strides."""
+    if t.is_contiguous() or t.dim() < 2:
+        return t
+    order = sorted(range(t.dim()), key=lambda d: (-t.stride(d), -t.shape[d]))
+    return t.permute(order)
+
+
 def _bounds(t: Tensor) -> Tensor:
     """``[min, max]`` of ``t`` in float64, one pass (NaN propagates into both)."""
-    lo, hi = torch.aminmax(t.detach())
+    lo, hi = torch.aminmax(_in_memory_order(t.detach()))
     return torch.stack([lo, hi]).to(torch.float64)
 
 
