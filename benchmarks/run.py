@@ -891,36 +891,42 @@ def run_overlap(args, timer: Timer, report: Report, log) -> None:
 
 
 def run_profile(args, timer: Timer, report: Report, log) -> None:
-    """torch.profiler op tables of seglosses' Dice (image domain) per case: where the time goes."""
+    """torch.profiler op tables of seglosses' Dice (image domain) per case and kernel: where the time goes
+    (with the compiled kernel, each compiled graph is one row, ``## Call CompiledFxGraph ...``)."""
     if args.device != "cpu":
         return
     from torch.profiler import ProfilerActivity, profile
 
     import seglosses.functional as F
 
+    from seglosses import use_kernel
+
     cases = QUICK_LOSS_CASES if args.quick else LOSS_CASES
+    kernels = ("eager", "compiled") if KERNEL_ROWS else ("eager",)
     for case_name in args.cases:
         case = make_loss_case(case_name, cases[case_name], torch.float32, args.device)
-        run = fwd_bwd(lambda a, b: F.dice_loss(a, b, mode=case.mode), case.x, case.target)
-        for _ in range(3):
-            case.x.grad = None
-            run()
-        reps = 10
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                for _ in range(reps):
+        for kernel in kernels:
+            run = fwd_bwd(lambda a, b: F.dice_loss(a, b, mode=case.mode), case.x, case.target)
+            with use_kernel(kernel), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for _ in range(3):
                     case.x.grad = None
                     run()
-        stats = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-        total = sum(e.self_cpu_time_total for e in stats)
-        lines = ["| op | calls per step | self ms per step | share |", "|---|---:|---:|---:|"]
-        for e in stats[:12]:
-            lines.append(f"| `{e.key}` | {e.count / reps:g} | {e.self_cpu_time_total / reps / 1e3:.3f} "
-                         f"| {100 * e.self_cpu_time_total / max(total, 1):.0f} % |")
-        lines.append(f"| total (profiled) | | {total / reps / 1e3:.3f} | 100 % |")
-        report.tables.append(("profile", f"dice_loss forward+backward, {case.title}", lines))
-        log(f"  profile {case.title}: {total / reps / 1e3:.3f} ms per step (profiled)")
+                reps = 10
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    for _ in range(reps):
+                        case.x.grad = None
+                        run()
+            stats = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+            total = sum(e.self_cpu_time_total for e in stats)
+            lines = ["| op | calls per step | self ms per step | share |", "|---|---:|---:|---:|"]
+            for e in stats[:12]:
+                key = e.key if len(e.key) <= 60 else e.key[:57] + "..."
+                lines.append(f"| `{key}` | {e.count / reps:g} | {e.self_cpu_time_total / reps / 1e3:.3f} "
+                             f"| {100 * e.self_cpu_time_total / max(total, 1):.0f} % |")
+            lines.append(f"| total (profiled) | | {total / reps / 1e3:.3f} | 100 % |")
+            report.tables.append(("profile", f"dice_loss forward+backward, kernel={kernel}, {case.title}", lines))
+            log(f"  profile kernel={kernel} {case.title}: {total / reps / 1e3:.3f} ms per step (profiled)")
 
 
 # --------------------------------------------------------------------------- targets
