@@ -13,9 +13,11 @@ Two uses:
 * under an outer ``torch.compile`` (the user compiles the model and the loss), the
   kernel's autograd function traces these functions instead of the eager ones;
 * with ``seglosses.set_kernel("compiled")`` eager calls run them through
-  ``torch.compile`` (inductor: C++/OpenMP on the CPU, Triton on CUDA). The first call of
-  each (shape, moments, dtype) combination compiles, which takes seconds; later calls
-  reuse the compiled code. A changed image size recompiles once with dynamic shapes.
+  ``torch.compile`` (inductor: C++/OpenMP on the CPU, Triton on CUDA). Each signature
+  (moments, activation, target kind, mask, dtype, device) has its own compile cache; its
+  first call compiles, which takes seconds, and later calls reuse the compiled code. A
+  changed image size recompiles once with dynamic shapes; past the compiler's limit of
+  variants per cache the functions run uncompiled (a warning says so).
 
 The softmax over a small class axis (``C <= UNROLL_MAX``) is written per class, so that
 the compiled loop runs over the pixels with the classes in registers; a wider class axis
