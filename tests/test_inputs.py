@@ -147,6 +147,9 @@ def test_value_checks_on_non_contiguous_layouts(layout):
         x = torch.randn(2, 3, 10, 6)[:, :, ::2]
     if layout != "sliced":
         assert _in_memory_order(x).is_contiguous()
+    wide = x[:, :1].expand(x.shape[0], 5, *x.shape[2:])  # a broadcast dim is read once
+    assert _in_memory_order(wide).numel() == x[:, :1].numel()
+    assert _bounds(wide).tolist() == [float(x[:, :1].min()), float(x[:, :1].max())]
     assert _bounds(x).tolist() == [float(x.min()), float(x.max())]
     x = x.clone(memory_format=torch.preserve_format)
     x[(1, 2, 3, 4) + (1,) * (x.dim() - 4)] = float("nan")

@@ -110,9 +110,13 @@ def check_tensor(name: str, value: object) -> Tensor:
 
 
 def _in_memory_order(t: Tensor) -> Tensor:
-    """``t`` with its dims permuted into memory order (a contiguous view for a dense
-    tensor in any layout, e.g. channels-last), for reductions over all elements: the
-    CPU reduction kernels run several times slower across strides."""
+    """The elements of ``t`` for a reduction over all of them (min/max): broadcast dims
+    (stride 0) cut to one element, the rest permuted into memory order (a contiguous view
+    for a dense tensor in any layout, e.g. channels-last). The CPU reduction kernels run
+    several times slower across strides."""
+    for d in range(t.dim()):
+        if t.stride(d) == 0 and t.shape[d] > 1:
+            t = t.narrow(d, 0, 1)
     if t.is_contiguous() or t.dim() < 2:
         return t
     order = sorted(range(t.dim()), key=lambda d: (-t.stride(d), -t.shape[d]))

@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from ._fused import compiled_backward, compiled_forward, fused_backward, fused_forward, get_kernel
-from ._inputs import Canonical, _bounds, canonicalize
+from ._inputs import Canonical, canonicalize
 from ._options import check_domain
 
 MOMENTS = ("p", "g", "pg", "pp", "gg", "ppg", "pgg", "ggg", "absdiff", "n")
@@ -346,10 +346,7 @@ class _Moments(torch.autograd.Function):
             p = activate(x, activation)
             out = _moments_forward(p, labels, dense, valid, names, compute_dtype(x.dtype),
                                    p_is_scratch=activation != "none")
-            lohi = None
-            if bounds:
-                target = labels if labels is not None else dense
-                lohi = torch.cat([_bounds(t) for t in ((x,) if bounds == 1 else (x, target))])
+            lohi = None  # (the eager kernel's checks run before it: ``bounds`` is 0 here)
         else:
             run = fused_forward if kernel == "traced" else compiled_forward
             # (one fresh [B, C] tensor per moment: each is its own sum)

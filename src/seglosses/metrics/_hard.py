@@ -16,8 +16,7 @@ multilabel    float ``[B, C, *S]``; integer or bool         ``p >= threshold`` p
 ============  ===========================================  ==============================
 
 The target side is validated by :func:`seglosses._inputs.canonicalize` (the same
-checks and messages as the losses; the bounds its value checks judge are computed
-here, in memory order). Binary and multilabel hard predictions are kept as a bool
+checks and messages as the losses, their bounds read in memory order). Binary and multilabel hard predictions are kept as a bool
 mask; for the confusion they become a float {0, 1} prediction for the statistics
 kernel (:func:`seglosses._stats.moments`). A multiclass label map goes through
 :func:`seglosses._stats.label_moments`; multiclass scores against a dense (one-hot
@@ -201,36 +200,6 @@ class HardPair:
         return pred[:, first:].reshape(shape), target[:, first:].reshape(shape), valid
 
 
-def _memory_order(t: Tensor) -> Tensor:
-    """The elements of ``t`` for a min-max reduction: broadcast dims cut to one element, the rest
-    permuted into memory order (contiguous when ``t`` is dense, e.g. channels-last)."""
-    for d in range(t.dim()):
-        if t.stride(d) == 0 and t.shape[d] > 1:
-            t = t.narrow(d, 0, 1)
-    if t.is_contiguous():
-        return t
-    order = sorted(range(t.dim()), key=lambda d: (-t.stride(d), -t.shape[d]))
-    return t.permute(order)
-
-
-def _checked(canon: Canonical) -> Canonical:
-    """Judge the value checks left on ``canon`` (``canonicalize(defer_checks=True)``); see :class:`ValueCheck`.
-
-    The bounds are the same ``[min, max]`` as :meth:`ValueCheck.run` takes, with each
-    tensor read in memory order: a min-max reduction over a tensor whose dims are not
-    in memory order (e.g. a channels-last one-hot tensor) is several times slower.
-    """
-    check = canon.pending_check
-    if check is None:
-        return canon
-    bounds = []
-    for t in check.tensors():
-        lo, hi = torch.aminmax(_memory_order(t.detach()))
-        bounds.append(torch.stack([lo, hi]).to(torch.float64))
-    check.judge(torch.cat(bounds).tolist())
-    return replace(canon, pending_check=None)
-
-
 def _is_hard(t: Tensor) -> bool:
     return t.dtype == torch.bool or not (t.dtype in _FLOATS or t.is_complex())
 
@@ -265,8 +234,7 @@ def hard_pair(
     common = dict(include_background=include_background, ignore_index=ignore_index, check_values=check_values)
 
     if not _is_hard(input):
-        canon = _checked(canonicalize(input, target, mode=mode, from_logits=from_logits, defer_checks=True,
-                                      **common))
+        canon = canonicalize(input, target, mode=mode, from_logits=from_logits, **common)
         c = canon.num_channels
         if num_classes is not None and num_classes != c:
             raise ValueError(
@@ -312,8 +280,7 @@ def hard_pair(
         stand_in = torch.zeros((), dtype=torch.float32, device=input.device).expand(
             (input.shape[0], c) + tuple(input.shape[1:])
         )
-        canon = _checked(canonicalize(stand_in, target, mode=mode, from_logits=False, defer_checks=True,
-                                      **common))
+        canon = canonicalize(stand_in, target, mode=mode, from_logits=False, **common)
         if check_values:
             check_labels("input", input, c, None)
         return HardPair(canon, labels=input.reshape(input.shape[0], -1).long())
@@ -323,8 +290,7 @@ def hard_pair(
         x = x.unsqueeze(1)  # [B, *S] -> [B, 1, *S]
     if check_values:
         check_labels("input", x, 2, None)
-    canon = _checked(canonicalize(x.to(torch.float32), target, mode=mode, from_logits=False, defer_checks=True,
-                                  **common))
+    canon = canonicalize(x.to(torch.float32), target, mode=mode, from_logits=False, **common)
     if num_classes is not None and num_classes != canon.num_channels:
         raise ValueError(
             f"`num_classes` must equal the prediction's {canon.num_channels} channels; got {num_classes}"
