@@ -279,6 +279,12 @@ def canonicalize(
         raise ValueError(f"`input` must hold at least one image; got batch size 0, shape {_shape(input)}")
     b, c = input.shape[:2]
     spatial = tuple(input.shape[2:])
+    if c == 0:
+        raise ValueError(f"`input` must have at least one channel; got 0 channels, shape {_shape(input)}")
+    if 0 in spatial:
+        raise ValueError(
+            f"`input` must hold at least one pixel per image; got a spatial size of 0, shape {_shape(input)}"
+        )
     is_float_target = target.dtype in _FLOAT_DTYPES
     is_int_target = target.dtype == torch.bool or not (is_float_target or target.is_complex())
     if not (is_float_target or is_int_target):
@@ -353,6 +359,17 @@ def canonicalize(
         raise ValueError(
             f"`ignore_index` must not be a class index in [0, {c - 1}] (it would remove class "
             f"{ignore_index}); got {ignore_index} (use e.g. 255 or -100)"
+        )
+    if ignore_index in (0, 1) and (mode != "multiclass" or labels is None):
+        # binary / multilabel targets, and dense multiclass targets, hold the values 0 and 1:
+        # an ignore index among them would remove a class (or, for a one-hot target, every pixel)
+        what = {"binary": "the background" if ignore_index == 0 else "the foreground",
+                "multilabel": "every pixel where a label is " + ("off" if ignore_index == 0 else "on"),
+                "multiclass": "every pixel of a one-hot target"}[mode]
+        kind = "a one-hot / soft target's value" if mode == "multiclass" else f"a target value in {mode} mode"
+        raise ValueError(
+            f"`ignore_index` must not be {kind} (0 or 1: it would remove {what}); "
+            f"got {ignore_index} (use e.g. 255 or -100)"
         )
 
     # ---- ignore mask (before the value checks, which read the cleaned target) ----

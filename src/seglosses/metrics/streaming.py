@@ -257,7 +257,7 @@ class SegmentationMetrics:
 
     def _state_shapes(self) -> Dict[str, Tuple[int, ...]]:
         c = self.kept
-        shapes: Dict[str, Tuple[int, ...]] = {}
+        shapes: Dict[str, Tuple[int, ...]] = {"images": (1,)}  # images seen (compute() needs one)
         overlap = [m for m in self.metrics if m in OVERLAP]
         if overlap and "dataset" in self.aggregation:
             for k in ("tp", "fp", "fn", "tn"):
@@ -310,6 +310,7 @@ class SegmentationMetrics:
             for m in surface:
                 out[f"{m}/image_sum"], out[f"{m}/image_count"] = _sum_and_count(
                     surface_values(s, m, names[m]).to(dtype))
+        out["images"] = torch.full((1,), float(pred.shape[0]), dtype=stat_dtype(pred.device), device=pred.device)
         return out
 
     def _overlap_sums(self, pair, out: Dict[str, Tensor]) -> None:
@@ -398,11 +399,21 @@ class SegmentationMetrics:
 
         Under an initialised ``torch.distributed`` this is a collective: every process
         must call it; the state itself is not changed.
+
+        Raises:
+            ValueError: no image was added (on any process) since construction or the
+                last :meth:`reset`: there is nothing to score, and the 0/0 convention
+                would report a perfect score.
         """
         return self.finalize(self._global_state())
 
     def finalize(self, sums: Mapping[str, Tensor]) -> Dict[str, Tensor]:
         """The results from (already reduced) sums; :meth:`compute` = all-reduce + this."""
+        if not float(sums["images"].sum()) > 0:
+            raise ValueError(
+                "`update` must be called before `compute`: no image was added since the metrics were made or "
+                "last reset (on any process); got 0 images"
+            )
         out: Dict[str, Tensor] = {}
         conf = None
         if "confusion/tp" in sums:
