@@ -9,6 +9,7 @@ Kervadec et al.).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
 import torch
@@ -20,7 +21,12 @@ Weight = Union[float, Callable[[int], float]]
 
 
 def _weight_value(w: Weight, step: int) -> float:
-    return float(w(step)) if callable(w) else float(w)
+    if not callable(w):
+        return float(w)
+    value = float(w(step))
+    if not math.isfinite(value):
+        raise ValueError(f"`weight` schedule {w!r} must give a finite number; got {value} at step {step}")
+    return value
 
 
 class _Scaled:
@@ -34,6 +40,13 @@ class _Scaled:
 
     def __repr__(self) -> str:
         return f"{self.factor}*{self.inner!r}"
+
+
+def _is_finite(w: Any) -> bool:
+    try:
+        return math.isfinite(w)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def _mul(a: Weight, b: Weight) -> Weight:
@@ -76,6 +89,8 @@ class WeightedSum(SegLoss):
                 raise TypeError(f"`terms[{i}]` loss must be a loss module; got {type(loss).__name__}")
             if not callable(w) and (isinstance(w, bool) or not isinstance(w, (int, float))):
                 raise TypeError(f"`terms[{i}]` weight must be a number or a callable schedule; got {type(w).__name__}")
+            if not callable(w) and not _is_finite(w):
+                raise ValueError(f"`terms[{i}]` weight must be a finite number; got {w!r}")
         self.losses = nn.ModuleList([loss for _, loss in terms])
         self._weights: List[Weight] = [w if callable(w) else float(w) for w, _ in terms]
         self.config: Dict[str, Any] = {}
@@ -99,7 +114,14 @@ class WeightedSum(SegLoss):
         self.current_step += n
 
     def scaled(self, factor: Weight) -> "WeightedSum":
-        return WeightedSum([(_mul(factor, w), l) for w, l in self.terms()])
+        if not callable(factor) and not _is_finite(factor):
+            raise ValueError(f"`weight` must be a finite number; got {factor!r}")
+        terms = [(_mul(factor, w), l) for w, l in self.terms()]
+        for (w, _), (product, _) in zip(self.terms(), terms):
+            if not callable(product) and not _is_finite(product):
+                raise ValueError(f"`weight` must be a finite number, also times each term's weight; got {factor!r} "
+                                 f"times {w!r} = {product!r}")
+        return WeightedSum(terms)
 
     def __add__(self, other: SegLoss) -> "WeightedSum":
         if not isinstance(other, SegLoss):
@@ -109,11 +131,15 @@ class WeightedSum(SegLoss):
     def term_names(self) -> List[str]:
         """Unique names of the terms, for logging (``dice``, ``dice_2``, ...)."""
         names: List[str] = []
+        taken: set = set()
+        next_k: Dict[str, int] = {}  # (sets: linear in the number of terms)
         for loss in self.losses:
             base = getattr(loss, "registry_name", None) or type(loss).__name__
-            name, k = base, 2
-            while name in names:
+            name, k = base, next_k.get(base, 2)
+            while name in taken:
                 name, k = f"{base}_{k}", k + 1
+            next_k[base] = k
+            taken.add(name)
             names.append(name)
         return names
 
