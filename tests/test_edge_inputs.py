@@ -231,3 +231,50 @@ def _takes_mode(name: str, mode: str) -> bool:
     except ValueError as e:
         return "mode" not in str(e)
     return True
+
+
+# ----------------------------------------------------------------------------- class weights of the wrong kind
+
+def _cls(name):
+    from seglosses.registry import resolve
+
+    return resolve(name).cls
+
+
+_SCHEME_LOSSES = {"cross_entropy", "topk", "focal", "distance_penalized_ce", "exp_log", "margin_calibration"}
+
+
+@pytest.mark.parametrize("name", [e.name for e in ENTRIES if "class_weights" in _accepts(e.name)])
+def test_class_weights_of_the_wrong_kind_name_the_argument(name):
+    mode = dict(mode="multiclass") if "mode" in _accepts(name) else {}
+    x, t = _pair("multiclass")
+    if name in _SCHEME_LOSSES:  # these take weight scheme names: the message lists them
+        with pytest.raises(ValueError, match=r"^`class_weights` must be one of 'inverse_frequency'.*; got 'foo'$"):
+            _cls(name)(class_weights="foo", **mode)(x, t)
+    else:
+        with pytest.raises(TypeError, match=_exact(
+                "`class_weights` must be None or one weight per class (a sequence of numbers or a tensor) for this "
+                "loss, which takes no weight scheme name; got 'foo'")):
+            _cls(name)(class_weights="foo", **mode)(x, t)
+    for bad in (["a", "b", "c"], {"a": 1.0}, [1.0, None, 2.0], object()):
+        with pytest.raises(TypeError, match=r"^`class_weights` must be a sequence of real numbers; got "):
+            _cls(name)(class_weights=bad, **mode)(x, t)
+    with pytest.raises(TypeError, match=r"^`class_weights` must "):
+        _cls(name)(class_weights=torch.ones(3, dtype=torch.complex64), **mode)(x, t)
+    with pytest.raises(ValueError, match=_exact("`class_weights` must be one-dimensional (one value per class or "
+                                                "dim); got shape (3, 1)")):
+        _cls(name)(class_weights=[[1.0], [2.0], [3.0]], **mode)(x, t)
+
+
+def test_other_sequence_arguments_name_themselves():
+    x, t = _pair("multiclass")
+    with pytest.raises(TypeError, match=r"^`class_counts` must be a sequence of real numbers; got 'foo'$"):
+        sl.MarginCalibrationLoss(mode="multiclass", class_counts="foo")(x, t)
+    with pytest.raises(TypeError, match=r"^`class_counts` must be a sequence of real numbers; got \['a', 'b', 'c'\]$"):
+        sl.MarginCalibrationLoss(mode="multiclass", class_counts=["a", "b", "c"])
+    with pytest.raises(TypeError, match=r"^`spacing` must be a sequence of real numbers; got \{'x': 1\}$"):
+        sl.BoundaryLoss(spacing={"x": 1})
+    from seglosses.functional.margin import margin_offsets
+
+    with pytest.raises(TypeError, match=r"^`class_counts` must be a sequence of real numbers; got 'ab'$"):
+        margin_offsets("ab")

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Optional, Sequence, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -424,13 +424,48 @@ def canonicalize(
     )
 
 
+def float_tuple(name: str, value: object) -> Tuple[float, ...]:
+    """A sequence of real numbers (list, tuple, 1-D tensor or array) as a tuple of floats.
+
+    Raises a ``TypeError`` naming ``name`` for anything else (a string, a mapping,
+    non-numeric items, complex values) and a ``ValueError`` for nested sequences.
+    """
+    bad = TypeError(f"`{name}` must be a sequence of real numbers; got {_short_repr(value)}")
+    if isinstance(value, (str, Mapping, bytes, bytearray)) or isinstance(value, bool):
+        raise bad
+    try:
+        t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise bad from None
+    if t.is_complex() or t.dtype == torch.bool:
+        raise bad
+    if t.dim() > 1:
+        raise ValueError(f"`{name}` must be one-dimensional (one value per class or dim); got shape {tuple(t.shape)}")
+    return tuple(float(v) for v in t.reshape(-1).tolist())
+
+
+def _short_repr(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def check_class_weights(class_weights: Optional[Sequence[float] | Tensor], num: int, like: Tensor) -> Optional[Tensor]:
     """Validate per-class weights against the number of classes the loss keeps.
 
-    Returns a float tensor on ``like``'s device, or ``None``.
+    Returns a float tensor on ``like``'s device, or ``None``. A string is refused here:
+    only the distribution losses take weight scheme names (their own check lists them).
     """
     if class_weights is None:
         return None
+    if isinstance(class_weights, str):
+        raise TypeError(
+            f"`class_weights` must be None or one weight per class (a sequence of numbers or a tensor) for this loss, "
+            f"which takes no weight scheme name; got {class_weights!r}"
+        )
+    if not isinstance(class_weights, Tensor):
+        class_weights = float_tuple("class_weights", class_weights)
+    elif class_weights.is_complex() or class_weights.dtype == torch.bool:
+        raise TypeError(f"`class_weights` must hold real numbers; got a tensor of {class_weights.dtype}")
     w = torch.as_tensor(class_weights, dtype=torch.float64 if like.dtype == torch.float64 else torch.float32)
     w = w.to(like.device)
     if w.dim() != 1 or w.numel() != num:
