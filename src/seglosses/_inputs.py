@@ -477,6 +477,21 @@ def check_class_weights(class_weights: Optional[Sequence[float] | Tensor], num: 
     return w
 
 
+def check_constant_target(target: Optional[Tensor], why: str) -> None:
+    """Refuse a target that requires grad where the loss reads it through a transform
+    without a gradient (a distance map, a label map, class counts): its gradient would
+    otherwise be dropped, or be only the share of the other terms, without a word.
+
+    ``target`` is the target as given or as canonicalised (``Canonical.dense``); integer
+    targets never require grad.
+    """
+    if target is not None and target.requires_grad and torch.is_grad_enabled():
+        raise ValueError(
+            f"`target` must not require grad here: {why}, which has no gradient; got a target with "
+            f"requires_grad=True (pass target.detach() to use it as a constant)"
+        )
+
+
 def with_valid(canon: Canonical, valid: Optional[Tensor]) -> Canonical:
     """A copy of ``canon`` with another validity mask (used by compound losses)."""
     return replace(canon, valid=valid)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._inputs import Canonical, canonicalize, check_class_weights, check_tensor, float_tuple
+from .._inputs import Canonical, canonicalize, check_class_weights, check_constant_target, check_tensor, float_tuple
 from .._options import check_positive, lookup_option
 from .._reduce import reduce_pixels
 from .._stats import compute_dtype
@@ -265,6 +265,8 @@ def margin_calibration_loss(
     mode = lookup_option("mode", mode, ("binary", "multiclass"))
     canon = canonicalize(input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
                          check_values=check_values)
+    check_constant_target(canon.dense, "the margin loss reads the target as a label map (and its margin offsets "
+                                       "from the label counts)")
     dt = compute_dtype(canon.x.dtype)
     s, labels = _scores_and_labels(canon, dt)
     b, c, n = s.shape
