@@ -344,6 +344,11 @@ def canonicalize(
                 f"for input {_shape(input)}; got {_shape(target)}"
             )
     else:  # multilabel
+        if c == 1 and not include_background:
+            raise ValueError(
+                f"`include_background` must be True for a single-channel input in multilabel mode (leaving channel "
+                f"0 out would leave no class to score); got False with shape {_shape(input)}"
+            )
         if tuple(target.shape) != tuple(input.shape):
             raise ValueError(
                 f"`target` must have shape {_shape(input)} in multilabel mode (one channel per label); "

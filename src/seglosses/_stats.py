@@ -39,7 +39,8 @@ of which is the returned gradient.
 
 Statistics are accumulated in float32 for float16/bfloat16 input, in the input's
 dtype otherwise; the pixel-sized intermediates (the probabilities and ``∂L/∂p``) stay
-in the input's dtype.
+in the input's dtype, except in the backward of the quadratic moments (``pp, ppg``, the
+soft form of a dense target), whose cancelling terms are combined in float32.
 """
 from __future__ import annotations
 
@@ -242,6 +243,7 @@ def _moments_backward(
     grads: Sequence[Optional[Tensor]],
     dtype: torch.dtype,
     device: torch.device,
+    scale: Optional[Tensor] = None,
 ) -> Tensor:
     """``∂L/∂p`` ``[B, C, N]`` in ``dtype`` (the input's) from the upstream gradients
     ``grads`` (``[B, C]`` or ``None`` for an unused moment, in the order of ``names``).
@@ -253,8 +255,13 @@ def _moments_backward(
     and may be ``None`` otherwise.
     """
     # the coefficients in the gradient's dtype: every op below then runs in one dtype and
-    # writes its result in place (mixed dtypes would make CPU ops allocate a temporary)
-    coef = {k: g.to(dtype).unsqueeze(-1) for k, g in zip(names, grads) if g is not None and k in _P_MOMENTS}
+    # writes its result in place (mixed dtypes would make CPU ops allocate a temporary).
+    # In half precision they are first scaled by ``scale`` (a power of two, exact) so that
+    # none overflows (coefficients reach 1/smooth); the caller undoes it (:func:`unscale`)
+    used = {k: g for k, g in zip(names, grads) if g is not None and k in _P_MOMENTS}
+    if scale is not None:
+        used = {k: g * scale for k, g in used.items()}
+    coef = {k: g.to(dtype).unsqueeze(-1) for k, g in used.items()}
     b = coef.get("p")
     if "absdiff" in coef and labels is not None:
         # d|p - g|/dp = +1 off the true class, -1 at it: +1 everywhere, -2 scattered below
@@ -310,9 +317,28 @@ def _moments_backward(
                 qt = _gather(q.squeeze(-1), 1, labels).mul_(_gather(p, 1, labels.unsqueeze(1)).squeeze(1))
                 vals.add_(qt, alpha=2)  # + 2 (q + c_ppg)_t p_t
             _scatter_(v, 1, labels.unsqueeze(1), vals.unsqueeze(1))
-    if valid is not None:
-        v.mul_(valid.unsqueeze(1))
+    if valid is not None:  # (a fill, not a product: an overflowed coefficient gives no NaN here)
+        v.masked_fill_(~valid.unsqueeze(1), 0)
     return v
+
+
+_HALF_EXP = 8  # scaled coefficients stay below 2**8: sums of a few terms fit any half type
+
+
+def half_scale(grads: Sequence[Optional[Tensor]]) -> Tuple[Tensor, Tensor]:
+    """``(2**-k, k)`` for the upstream gradients of a half-precision backward: ``k >= 0``
+    the smallest integer (at most 30) that brings every coefficient below ``2**8``. A
+    device computation without a host sync."""
+    peak = torch.stack([g.detach().abs().amax().float() for g in grads if g is not None]).amax()
+    k = torch.ceil(torch.log2(peak.clamp_min(1.0))).sub(_HALF_EXP).clamp(0, 30)
+    return torch.exp2(-k), k
+
+
+def unscale(t: Tensor, k: Tensor) -> Tensor:
+    """``t * 2**k`` in place, in two factors of at most ``2**15`` (each exact and in range in
+    half precision); overflows only where the result itself leaves the dtype's range."""
+    lo = torch.floor(k / 2)
+    return t.mul_(torch.exp2(lo).to(t.dtype)).mul_(torch.exp2(k - lo).to(t.dtype))
 
 
 def _activation_backward(p: Tensor, v: Tensor, activation: str) -> Tensor:
@@ -427,12 +453,23 @@ class _Moments(torch.autograd.Function):
             return (run(x, labels, dense, valid, ctx.activation, names, used), None, d_target,
                     None, None, None, None, None)
         p = None
+        xw = x
         if _backward_reads_p(names, dense is not None):
-            p = activate(x, ctx.activation)
-        v = _moments_backward(p, x.shape, labels, dense, valid, names, grads, x.dtype, x.device)
+            # the quadratic forms (Σp², Σp²g, soft form) combine terms that cancel, with
+            # coefficients up to 1/smooth: in half precision they overflow (NaN) or lose
+            # every digit, so their backward runs in float32 and is cast back at the end
+            xw = x.to(compute_dtype(x.dtype))
+            p = activate(xw, ctx.activation)
+        scale = k = None
+        if xw.dtype != compute_dtype(xw.dtype):
+            scale, k = half_scale(grads)
+        v = _moments_backward(p, xw.shape, labels, dense, valid, names, grads, xw.dtype, xw.device, scale)
         if p is None:  # recomputed after v: its temporaries are gone, the peak is v and p
-            p = activate(x, ctx.activation)
-        return _activation_backward(p, v, ctx.activation), None, d_target, None, None, None, None, None
+            p = activate(xw, ctx.activation)
+        dx = _activation_backward(p, v, ctx.activation)
+        if k is not None:
+            dx = unscale(dx, k)
+        return dx.to(x.dtype), None, d_target, None, None, None, None, None
 
 
 def moments(canon: Canonical, names: Sequence[str]) -> Dict[str, Tensor]:
