@@ -111,10 +111,24 @@ def test_binary_ignore_index_that_is_a_class_is_refused_by_every_metric(fn, igno
 
 @pytest.mark.parametrize("ignore_index", [0, 1])
 def test_streaming_metrics_refuse_a_class_ignore_index(ignore_index):
-    x, t = _pair("binary")
-    m = M.SegmentationMetrics(["dice", "ap", "hd95"], ignore_index=ignore_index)
+    # at construction, before any data: a bad setting does not wait for the first batch
     with pytest.raises(ValueError, match=_exact(_BINARY_MSG[ignore_index])):
-        m.update(x.sigmoid(), t)
+        M.SegmentationMetrics(["dice", "ap", "hd95"], ignore_index=ignore_index)
+    with pytest.raises(ValueError, match=_exact(
+            f"`ignore_index` must not be a class index in [0, 2] (it would remove class {ignore_index}); got "
+            f"{ignore_index} (use e.g. 255 or -100)")):
+        M.SegmentationMetrics(["dice"], 3, mode="multiclass", ignore_index=ignore_index)
+    with pytest.raises(ValueError, match="`ignore_index` must not be a target value in multilabel mode"):
+        M.SegmentationMetrics(["dice"], 3, mode="multilabel", ignore_index=ignore_index)
+
+
+def test_streaming_metrics_check_their_settings_at_construction():
+    with pytest.raises(ValueError, match=_exact("`threshold` must lie in [0, 1]; got 2.0")):
+        M.SegmentationMetrics(["dice"], threshold=2)
+    with pytest.raises(TypeError, match=_exact("`from_logits` must be a bool; got int")):
+        M.SegmentationMetrics(["dice"], from_logits=1)
+    with pytest.raises(TypeError, match=_exact("`ignore_index` must be an int or None; got float")):
+        M.SegmentationMetrics(["dice"], ignore_index=1.5)
 
 
 def test_non_class_ignore_index_still_works_in_binary_mode():

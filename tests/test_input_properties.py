@@ -204,3 +204,10 @@ def test_distance_transforms_give_finite_maps_or_a_named_error(case, fn_name):
         _check_error(err)
         return
     assert d.shape == mask.shape and torch.isfinite(d).all()
+
+
+@pytest.mark.slow
+@LARGE
+@given(pairs(with_loss=False), st.sampled_from(_METRICS))
+def test_metrics_input_contract_large_profile(case, fn):
+    _run_metric(case, fn)

@@ -203,3 +203,20 @@ def test_canonical_target_keeps_its_graph():
         assert canon.dense.requires_grad
         m = moments(canon, ("pg", "g"))
         assert m["pg"].requires_grad and m["g"].requires_grad
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("soft_form", [False, True])
+def test_compiled_kernel_passes_the_same_target_gradient(soft_form):
+    """``set_kernel("compiled")``: the fused forward/backward through torch.compile, and the
+    target's gradient from the same expression as the eager kernel."""
+    x, t = _soft_pair("multiclass", shape=(2, 6, 5))
+    loss = sl.TverskyLoss(mode="multiclass", alpha=0.4, beta=0.6, soft_form=soft_form)
+    grads = {}
+    for kernel in ("eager", "compiled"):
+        with sl.use_kernel(kernel):
+            xg, tg = x.clone().requires_grad_(), t.clone().requires_grad_()
+            loss(xg, tg).backward()
+            grads[kernel] = (xg.grad, tg.grad)
+    for a, b in zip(grads["eager"], grads["compiled"]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

@@ -225,6 +225,28 @@ class ValueCheck:
                 check_probabilities("target", self.target)
 
 
+def check_ignore_index(ignore_index: Optional[int], mode: str, num_classes: int, *, label_map: bool) -> None:
+    """Refuse an ``ignore_index`` that is a value the target holds for a class: a class
+    index of a multiclass label map (``label_map=True``), or 0 / 1 of a binary, multilabel
+    or dense (one-hot / soft) multiclass target. It would remove a class, or every pixel."""
+    if ignore_index is None:
+        return
+    if mode == "multiclass" and label_map and 0 <= ignore_index < num_classes:
+        raise ValueError(
+            f"`ignore_index` must not be a class index in [0, {num_classes - 1}] (it would remove class "
+            f"{ignore_index}); got {ignore_index} (use e.g. 255 or -100)"
+        )
+    if ignore_index in (0, 1) and (mode != "multiclass" or not label_map):
+        what = {"binary": "the background" if ignore_index == 0 else "the foreground",
+                "multilabel": "every pixel where a label is " + ("off" if ignore_index == 0 else "on"),
+                "multiclass": "every pixel of a one-hot target"}[mode]
+        kind = "a one-hot / soft target's value" if mode == "multiclass" else f"a target value in {mode} mode"
+        raise ValueError(
+            f"`ignore_index` must not be {kind} (0 or 1: it would remove {what}); "
+            f"got {ignore_index} (use e.g. 255 or -100)"
+        )
+
+
 def canonicalize(
     input: Tensor,
     target: Tensor,
@@ -360,22 +382,7 @@ def canonicalize(
         else:
             dense = target
 
-    if ignore_index is not None and mode == "multiclass" and 0 <= ignore_index < c and labels is not None:
-        raise ValueError(
-            f"`ignore_index` must not be a class index in [0, {c - 1}] (it would remove class "
-            f"{ignore_index}); got {ignore_index} (use e.g. 255 or -100)"
-        )
-    if ignore_index in (0, 1) and (mode != "multiclass" or labels is None):
-        # binary / multilabel targets, and dense multiclass targets, hold the values 0 and 1:
-        # an ignore index among them would remove a class (or, for a one-hot target, every pixel)
-        what = {"binary": "the background" if ignore_index == 0 else "the foreground",
-                "multilabel": "every pixel where a label is " + ("off" if ignore_index == 0 else "on"),
-                "multiclass": "every pixel of a one-hot target"}[mode]
-        kind = "a one-hot / soft target's value" if mode == "multiclass" else f"a target value in {mode} mode"
-        raise ValueError(
-            f"`ignore_index` must not be {kind} (0 or 1: it would remove {what}); "
-            f"got {ignore_index} (use e.g. 255 or -100)"
-        )
+    check_ignore_index(ignore_index, mode, c, label_map=labels is not None)
 
     # ---- ignore mask (before the value checks, which read the cleaned target) ----
     valid = None

@@ -28,7 +28,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .._options import check_nonnegative, did_you_mean, lookup_option
+from .._inputs import check_ignore_index
+from .._options import check_fraction, check_nonnegative, did_you_mean, lookup_option
 from .._stats import Confusion, safe_ratio
 from ._hard import check_empty, hard_pair, stat_dtype
 from .overlap import (
@@ -207,8 +208,17 @@ class SegmentationMetrics:
         self.kept = num_classes - (0 if include_background or self.mode == "binary" else 1)
         if self.kept < 1:
             raise ValueError("`include_background` must be True when the only class is the background; got False")
+        # the per-batch checks that do not depend on the data, made here: a bad setting
+        # fails at construction, not at the first update of an evaluation run
+        if not isinstance(from_logits, bool):
+            raise TypeError(f"`from_logits` must be a bool; got {type(from_logits).__name__}")
+        if not isinstance(include_background, bool):
+            raise TypeError(f"`include_background` must be a bool; got {type(include_background).__name__}")
+        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+            raise TypeError(f"`ignore_index` must be an int or None; got {type(ignore_index).__name__}")
+        check_ignore_index(ignore_index, self.mode, num_classes, label_map=True)
         self.from_logits = from_logits
-        self.threshold = threshold
+        self.threshold = check_fraction("threshold", threshold)
         self.include_background = include_background
         self.ignore_index = ignore_index
         if isinstance(aggregation, str):
