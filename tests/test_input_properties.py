@@ -31,7 +31,7 @@ NAMES = [e.name for e in ENTRIES]
 FLOATS = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 ARG = re.compile(r"`\w+`")
 
-FAST = settings(max_examples=60, deadline=None, derandomize=True,
+FAST = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 LARGE = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                          HealthCheck.data_too_large])
