@@ -43,6 +43,11 @@ Runs live in ``OUT/<study>/runs/<data set>/<label>-s<seed>-<hash>``; the hash co
 setting that changes the result, so an edited study gets new folders and an unchanged one
 finds its finished runs (skipped) and its interrupted ones (resumed from the last checkpoint).
 ``OUT/<study>/study.json`` lists the runs in the study's order, for the report.
+``OUT/<study>/.locks/`` holds one lock file per run (see :class:`~seglosses.bench.runfiles.RunLock`).
+
+Checks: :func:`parse_study` checks the top-level settings and :func:`apply_overrides` the
+command-line values; :func:`run_study` then checks the whole study
+(:mod:`seglosses.bench.checks`) before its first run. Each step lists all its problems at once.
 """
 from __future__ import annotations
 
