@@ -188,10 +188,13 @@ def load_runs(study_dir: str | Path, skipped: Optional[List[str]] = None
     Example:
         >>> import tempfile
         >>> root = Path(tempfile.mkdtemp()); (root / "r").mkdir()
-        >>> _ = (root / "r" / "final.json").write_text('{"config": {"kind": "run"}}')
-        >>> index, runs = load_runs(root)
-        >>> index, len(runs), runs[0]["dir"] == str(root / "r")
-        ({}, 1, True)
+        >>> run = '{"config": {"kind": "run", "seed": 0}, "dataset": "d", "results": {}}'
+        >>> _ = (root / "r" / "final.json").write_text(run)
+        >>> (root / "q").mkdir(); _ = (root / "q" / "final.json").write_text(run[:20])
+        >>> skipped = []
+        >>> index, runs = load_runs(root, skipped)
+        >>> index, len(runs), runs[0]["dir"] == str(root / "r"), "(truncated JSON)" in skipped[0]
+        ({}, 1, True, True)
     """
     study_dir = Path(study_dir)
     index: Dict[str, Any] = {}
