@@ -351,12 +351,8 @@ def test_truncated_checkpoint_fails_the_run_with_its_path(tmp_path, capsys):
 
 def test_lock_names_its_holder_and_a_dead_holder_is_taken_over(tmp_path):
     path = tmp_path / "locks" / "run.lock"
-    code = (f"import sys, time; sys.path.insert(0, {str(Path(__file__).parents[2] / 'src')!r})\n"
-            "from seglosses.bench.runfiles import RunLock\n"
-            f"RunLock({str(path)!r}).acquire(); print('locked', flush=True); time.sleep(60)\n")
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    holder = _holder(path)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         lock = RunLock(path)
         assert not lock.acquire(blocking=False)
         assert lock.holder() == f"process {holder.pid}"
@@ -365,6 +361,48 @@ def test_lock_names_its_holder_and_a_dead_holder_is_taken_over(tmp_path):
         holder.wait()
     assert lock.acquire(blocking=False)  # the dead process's lock is taken over
     lock.release()
+
+
+def _holder(path):
+    """A process that takes the lock at ``path`` and keeps it until it is killed."""
+    code = (f"import sys, time; sys.path.insert(0, {str(Path(__file__).parents[2] / 'src')!r})\n"
+            "from seglosses.bench.runfiles import RunLock\n"
+            f"RunLock({str(path)!r}).acquire(); print('locked', flush=True); time.sleep(300)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_bench_leaves_a_held_run_for_later_waits_and_takes_over_a_dead_holder(tmp_path):
+    from seglosses.bench.study import build_data, plan_runs, resolve_dataset
+
+    study_file = _write_study(tmp_path, losses=["dice", "ce"], epochs=1)
+    study = parse_study(json.loads(study_file.read_text()))
+    runs = plan_runs(study, SYNTH, resolve_dataset(SYNTH), build_data(resolve_dataset(SYNTH)))
+    out = tmp_path / "out"
+    lock_path = out / "r" / ".locks" / f"{runs[0].id}.lock"
+    holder = _holder(lock_path)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    bench = subprocess.Popen([sys.executable, "-m", "seglosses.cli", "bench", str(study_file), "--out", str(out),
+                              "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    try:
+        for line in bench.stdout:
+            lines.append(line)
+            if "waiting for" in line:
+                holder.send_signal(signal.SIGKILL)  # the holder dies: its lock is stale
+    finally:
+        holder.kill()
+        holder.wait()
+        bench.wait(timeout=300)
+    text = "".join(lines)
+    assert bench.returncode == 0, text
+    assert (f"[tiny 1/2] dice seed 0: process {holder.pid} holds `{lock_path}`; coming back to it after the "
+            "other runs") in text
+    assert f"[tiny 1/2] dice seed 0: waiting for process {holder.pid}, which holds `{lock_path}`" in text
+    order = [ln.split("  epoch")[0] for ln in lines if "  epoch 1/1" in ln]
+    assert order == ["ce", "dice"]  # the free run first, then the one taken over
+    assert all(read_final(f)["epochs_trained"] == 1 for f in (out / "r" / "runs").rglob("final.json"))
 
 
 def test_two_bench_processes_on_one_out_share_no_run(tmp_path):
@@ -382,12 +420,11 @@ def test_two_bench_processes_on_one_out_share_no_run(tmp_path):
     first_out = first.communicate(timeout=300)[0]
     assert first.returncode == 0 and second.returncode == 0, (first_out, second.stdout)
     both = first_out + second.stdout
-    assert f"process {first.pid} holds `" in second.stdout  # the second saw the first's lock, named its PID
-    # every epoch of every run was trained exactly once, by one of the two processes
+    # every epoch of every run was trained exactly once, by one of the two processes, however they interleaved
     for label in ("dice", "ce"):
         for epoch in (1, 2, 3):
             lines = [ln for ln in both.splitlines() if ln.startswith(f"{label}  epoch {epoch}/3 ")]
             assert len(lines) == 1, both
     assert "resuming" not in both
-    for final in out.rglob("final.json"):
-        assert read_final(final)["epochs_trained"] == 3
+    finals = list((out / "r" / "runs").rglob("final.json"))
+    assert len(finals) == 2 and all(read_final(f)["epochs_trained"] == 3 for f in finals)
