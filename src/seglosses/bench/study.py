@@ -903,22 +903,26 @@ def run_study(
                 log(f"{prefix}: --redo: removed its folder, training it again")
         if world > 1:
             dist.barrier()  # every process sees what rank 0 removed
-        if not (r_dir / FINAL).is_file():
+        damage: Optional[DamagedFile] = None
+        if (r_dir / FINAL).is_file():
+            advice = redo_advice(r.id)
+            try:
+                read_final(r_dir / FINAL, advice=advice)
+                if int((r.config.get("eval") or {}).get("samples", 4)) > 0 and (r_dir / SAMPLES).is_file():
+                    load_samples(r_dir / SAMPLES, advice=advice)
+            except DamagedFile as err:
+                damage = err
+        else:
             return False
-        advice = redo_advice(r.id)
-        try:
-            read_final(r_dir / FINAL, advice=advice)
-            if int((r.config.get("eval") or {}).get("samples", 4)) > 0 and (r_dir / SAMPLES).is_file():
-                load_samples(r_dir / SAMPLES, advice=advice)
-            return True
-        except DamagedFile as err:
-            if main:
-                log(f"{prefix}: `{err.path}` is damaged ({err.reason}); running it again")
-                for name in (FINAL, SAMPLES, "per_image.csv"):
-                    (r_dir / name).unlink(missing_ok=True)
-            if world > 1:
-                dist.barrier()
-            return False
+        if world > 1:
+            dist.barrier()  # every process has read the files before rank 0 removes any
+        if damage is not None and main:
+            log(f"{prefix}: `{damage.path}` is damaged ({damage.reason}); running it again")
+            for name in (FINAL, SAMPLES, "per_image.csv"):
+                (r_dir / name).unlink(missing_ok=True)
+        if damage is not None and world > 1:
+            dist.barrier()  # removed before any process looks again
+        return damage is None
 
     def locked(r: RunSpec, prefix: str, blocking: bool) -> Optional[RunLock]:
         """``r``'s lock, taken; ``None`` when another process holds it and ``blocking`` is off."""
