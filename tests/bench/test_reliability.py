@@ -27,7 +27,7 @@ from seglosses.bench.runfiles import (
     rng_state,
     set_rng_state,
 )
-from seglosses.bench.study import StudyError, apply_overrides, parse_study, run_study
+from seglosses.bench.study import StudyError, apply_overrides, parse_study
 from seglosses.bench.train import RunInterrupted, train_run
 from seglosses.cli import main
 

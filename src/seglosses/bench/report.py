@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+import json  # noqa: F401 - the doctests use it
 import math
 import warnings
 from collections import OrderedDict

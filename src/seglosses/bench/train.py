@@ -56,9 +56,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
 import math
-import os
 import random
 import sys
 import time
