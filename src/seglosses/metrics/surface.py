@@ -581,8 +581,9 @@ def _directed_percentile_mean(cx: Tensor, nx: Tensor, cy: Tensor, ny: Tensor, q:
     return total / nx.clamp_min(1).to(torch.float64)
 
 
-# Above this many point pairs (masks x |X| x |Y|, padded), eq. 7 takes the path that forms none.
-_ALL_PAIRS_MAX = 1 << 20
+# Above this many point pairs (masks x |X| x |Y|, padded), eq. 7 takes the path that forms none
+# (measured crossover on the CPU: 3e5 to 4e5; above it the pair-free path wins, 14x at 2.5e7).
+_ALL_PAIRS_MAX = 1 << 18
 
 
 def _modified_hausdorff_values(s: Surfaces, percentile: float, points: str, normalize: bool
