@@ -65,6 +65,8 @@ class WeightedSum(SegLoss):
     Built by ``+`` and ``*`` on loss modules or by :func:`seglosses.build_loss`. Each
     term sees the same ``(input, target)``. ``forward(input, target, return_terms=True)``
     also returns each term's (unweighted, detached) value for logging.
+    The schedule position (``current_step``, advanced by :meth:`step`) is part of
+    ``state_dict()``, so a checkpoint of the loss resumes its weight schedules where they were.
 
     Args:
         terms: ``(weight, loss)`` pairs; a weight is a float or a schedule
@@ -112,6 +114,19 @@ class WeightedSum(SegLoss):
     def step(self, n: int = 1) -> None:
         """Advance the schedule step (e.g. once per epoch)."""
         self.current_step += n
+
+    def get_extra_state(self) -> Dict[str, int]:
+        """The schedule position, saved by ``state_dict()`` so a resumed training continues the ramp."""
+        return {"step": int(self.current_step)}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore the schedule position saved by :meth:`get_extra_state` (``load_state_dict``)."""
+        step = state.get("step") if isinstance(state, dict) else None
+        if isinstance(step, torch.Tensor) and step.numel() == 1:
+            step = int(step)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"`state` must hold the schedule position as {{'step': int >= 0}}; got {state!r}")
+        self.current_step = step
 
     def scaled(self, factor: Weight) -> "WeightedSum":
         if not callable(factor) and not _is_finite(factor):
