@@ -1014,7 +1014,7 @@ def modified_hausdorff(
     (:mod:`seglosses.metrics._percentile_distance`: counts along the lines of the other
     set, windows around an interpolation of exactly solved anchors): about 30 operations
     per (point, line of the other set), 64x faster than all pairs on a 256x256 tile of two
-    overlapping 20,000-pixel discs (``python -m benchmarks.run --sections mhd``). Host
+    overlapping 20,000-pixel discs (``python -m benchmarks.run --sections mhd --threads 1``). Host
     syncs: a few per pass.
 
     Args:
