@@ -52,8 +52,9 @@ _GRID = 8
 _TARGET = 24
 #: A query whose bracket holds at most this many points lists it whole.
 _LIST_MAX = 256
-#: (query, line) entries per chunk of a pass; points listed per chunk.
-_CHUNK = 1 << 16
+#: (query, line) entries per chunk of a pass (large: few multi-threaded ops, which stall on a busy
+#: machine; measured 2^18 best at 1 and 2 threads); points listed per chunk.
+_CHUNK = 1 << 18
 _LIST_CHUNK = 1 << 22
 #: Points of Y sampled to place the anchors' first windows.
 _SAMPLE = 256
