@@ -26,7 +26,7 @@ from torch import nn
 
 from ._options import did_you_mean
 from .losses import SegLoss, WeightedSum
-from .losses.compound import Ramp
+from .losses._schedule import Ramp, mul_weights, scale_weight
 from .registry import ALIASES, LOSSES, resolve
 
 __all__ = ["build_loss", "loss_spec"]
@@ -72,27 +72,13 @@ def _suggest(key: str, names) -> str:
     return did_you_mean(key, names)
 
 
-def _scale(w: Any, f: float) -> Any:
-    if isinstance(w, Ramp):
-        return Ramp(w.start * f, w.end * f, w.steps)
-    return w * f
-
-
-def _mul_weights(a: Any, b: Any, where: str) -> Any:
-    if isinstance(a, Ramp) and isinstance(b, Ramp):
-        raise _fail(where, "a term can have one schedule; got a product of two ramps")
-    if isinstance(a, Ramp):
-        return _scale(a, b)
-    return _scale(b, a)
-
-
 def _weight_node(node: ast.AST, where: str) -> Optional[Any]:
     """The weight a node denotes (number or Ramp), or None when it is not a weight expression."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
         return float(node.value)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         w = _weight_node(node.operand, where)
-        return None if w is None else (_scale(w, -1.0) if isinstance(node.op, ast.USub) else w)
+        return None if w is None else (scale_weight(w, -1.0) if isinstance(node.op, ast.USub) else w)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ramp":
         if node.keywords or len(node.args) != 3:
             raise _fail(where, "`ramp` must be called as ramp(start, end, steps) with three numbers")
@@ -111,8 +97,8 @@ def _weight_node(node: ast.AST, where: str) -> Optional[Any]:
         if isinstance(node.op, ast.Div):
             if isinstance(b, Ramp) or b == 0:
                 raise _fail(where, "a weight can be divided by a non-zero number only")
-            return _scale(a, 1.0 / b)
-        return _mul_weights(a, b, where)
+            return scale_weight(a, 1.0 / b)
+        return mul_weights(a, b, where)
     return None
 
 
@@ -125,19 +111,19 @@ def _term_node(node: ast.AST, text: str, where: str) -> Tuple[Any, bool, ast.AST
         return 1.0, False, node
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         inner_w, _, inner = _term_node(node.operand, text, where)
-        return (_scale(inner_w, -1.0) if isinstance(node.op, ast.USub) else inner_w), True, inner
+        return (scale_weight(inner_w, -1.0) if isinstance(node.op, ast.USub) else inner_w), True, inner
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div)):
         wl, wr = _weight_node(node.left, where), _weight_node(node.right, where)
         if isinstance(node.op, ast.Mult) and wl is not None:
             inner_w, _, inner = _term_node(node.right, text, where)
-            return _mul_weights(wl, inner_w, where), True, inner
+            return mul_weights(wl, inner_w, where), True, inner
         if wr is not None:
             if isinstance(node.op, ast.Div):
                 if isinstance(wr, Ramp) or wr == 0:
                     raise _fail(where, "a loss can be divided by a non-zero number only")
                 wr = 1.0 / wr
             inner_w, _, inner = _term_node(node.left, text, where)
-            return _mul_weights(inner_w, wr, where), True, inner
+            return mul_weights(inner_w, wr, where), True, inner
     raise _fail(where, f"each term must be `name`, `name(key=value, ...)` or `weight*name(...)`; got {text!r}")
 
 
@@ -164,7 +150,7 @@ def _parse_string(spec: str) -> List[_Term]:
         where = f"term {i} ({seg!r} at column {node.col_offset})"
         weight, explicit, call = _term_node(node, seg, where)
         if sign < 0:
-            weight, explicit = _scale(weight, -1.0), True
+            weight, explicit = scale_weight(weight, -1.0), True
         if isinstance(call, ast.Name):
             name, kwargs = call.id, {}
         else:
@@ -345,43 +331,9 @@ def build_loss(spec: Spec, **common: Any) -> nn.Module:
 # --------------------------------------------------------------------------- specs of modules
 
 
-def _literal(value: Any, where: str) -> str:
-    text = repr(value)
-    try:
-        ok = ast.literal_eval(text) == value
-    except (ValueError, SyntaxError):
-        ok = False
-    if not ok:
-        raise ValueError(f"`loss` {where} must be a Python literal to have a spec; got {value!r}")
-    return text
-
-
-def _weight_spec(w: Any) -> str:
-    if isinstance(w, Ramp):
-        return repr(w)
-    factor, inner = getattr(w, "factor", None), getattr(w, "inner", None)
-    if isinstance(inner, Ramp) and isinstance(factor, (int, float)):
-        return repr(_scale(inner, float(factor)))
-    if callable(w):
-        raise ValueError(f"`loss` weight must be a number or a Ramp to have a spec; got the callable {w!r}")
-    return repr(float(w))
-
-
-def _flat_terms(loss: WeightedSum, factor: Any = 1.0) -> List[Tuple[Any, nn.Module]]:
-    out = []
-    for w, term in loss.terms():
-        if isinstance(term, WeightedSum):
-            if callable(w) and not isinstance(w, Ramp):
-                raise ValueError("`loss` nested sums must have numeric weights to have a spec")
-            out += _flat_terms(term, _mul_weights(factor, w, "nested sum"))
-        else:
-            out.append((_mul_weights(factor, w, "weight") if not callable(w) or isinstance(w, Ramp) else w, term))
-    return out
-
-
 def loss_spec(loss: nn.Module) -> str:
     """The spec string of a loss module: ``name(key=value, ...)`` with the non-default
-    arguments, or ``w1*a(...) + w2*b(...)`` for a :class:`WeightedSum`.
+    arguments, or ``w1*a(...) + w2*b(...)`` for a :class:`WeightedSum` (its :meth:`spec`).
 
     Raises:
         ValueError: the module (or a term) is not registered, or holds a value that is not
@@ -392,31 +344,6 @@ def loss_spec(loss: nn.Module) -> str:
         >>> loss_spec(0.5 * TverskyLoss(alpha=0.2, domain="batch"))
         "0.5*tversky(alpha=0.2, domain='batch')"
     """
-    if isinstance(loss, WeightedSum):
-        text = ""
-        for w, term in _flat_terms(loss):
-            ws = _weight_spec(w)
-            if text and ws.startswith("-"):
-                text += f" - {ws[1:]}*{loss_spec(term)}"
-            else:
-                text += f"{' + ' if text else ''}{ws}*{loss_spec(term)}"
-        return text
-    name = getattr(type(loss), "registry_name", None)
-    if name is None or not isinstance(loss, SegLoss):
+    if not isinstance(loss, SegLoss):
         raise ValueError(f"`loss` must be a registered loss module to have a spec; got {type(loss).__name__}")
-    defaults = {k: p.default for k, p in _accepted(type(loss)).items()}
-    args = []
-    for key, value in loss.config.items():
-        if key in defaults and defaults[key] is not inspect.Parameter.empty and _same(defaults[key], value):
-            continue
-        args.append(f"{key}={_literal(value, f'config {key!r}')}")
-    return f"{name}({', '.join(args)})" if args else name
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return type(a) is type(b) and bool(a == b) or (
-            isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool)
-            and not isinstance(b, bool) and float(a) == float(b))
-    except Exception:  # noqa: BLE001 - tensors and other odd defaults: not the same
-        return False
+    return loss.spec()
