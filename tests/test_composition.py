@@ -47,3 +47,21 @@ def test_bad_composition():
         WeightedSum([])
     with pytest.raises(TypeError, match=r"`terms\[0\]` weight must be a number"):
         WeightedSum([("x", d)])
+
+
+def test_schedule_step_is_in_state_dict():
+    s = sl.build_loss("dice + ramp(0.0, 1.0, 10)*iou")
+    s.step(4)
+    state = s.state_dict()
+    fresh = sl.build_loss("dice + ramp(0.0, 1.0, 10)*iou")
+    assert fresh.weights() == [1.0, 0.0]
+    fresh.load_state_dict(state)
+    assert fresh.current_step == 4 and fresh.weights() == pytest.approx([1.0, 0.4])
+    nested = WeightedSum([(1.0, sl.DiceLoss()), (2.0, s)])
+    assert set(nested.state_dict()) == {"_extra_state", "losses.1._extra_state"}
+
+
+def test_weighted_sum_is_an_initialised_module():
+    s = sl.DiceLoss() + sl.IoULoss()
+    assert s.config == {} and s.name == "WeightedSum" and s.training
+    assert [m.name for m in s.losses] == ["dice", "iou"]
