@@ -44,12 +44,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import inspect
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .._arguments import with_docs
 from .._options import check_nonnegative, lookup_option
 from .._reduce import reduce_items
 from ..distance import BACKENDS, _check_spacing, edt
@@ -606,16 +608,16 @@ def _modified_hausdorff_values(s: Surfaces, percentile: float, points: str, norm
 # ----------------------------------------------------------------------------- options and dispatch
 
 
+#: the keywords of the surface metric functions that are not options of one metric
+_SHARED = ("mode", "from_logits", "threshold", "num_classes", "include_background", "ignore_index", "spacing",
+           "reduction", "backend", "check_values")
+
+
 def metric_options(name: str, opts: Mapping[str, object]) -> Dict[str, object]:
-    """Validate the options of one surface metric and fill in the defaults."""
-    allowed = {
-        "hausdorff": {"empty": 0.0, "missing": "inf"},
-        "hd95": {"percentile": 95.0, "convention": "max_of_directed", "empty": 0.0, "missing": "inf"},
-        "assd": {"empty": 0.0, "missing": "inf"},
-        "surface_dice": {"tolerance": 1.0, "empty": 1.0},
-        "modified_hausdorff": {"percentile": 95.0, "points": "foreground", "normalize": False,
-                               "empty": 0.0, "missing": "inf"},
-    }[name]
+    """Validate the options of one surface metric and fill in the defaults: the
+    metric function's own keyword arguments with their signature defaults."""
+    params = inspect.signature(globals()[name]).parameters.values()
+    allowed = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name not in _SHARED}
     for key in opts:
         if key not in allowed:
             listed = ", ".join(repr(k) for k in allowed)
@@ -711,10 +713,7 @@ _EMPTY_DOC = """
             ``"diagonal"`` (the image diagonal) or a number."""
 
 
-def _with_common_args(fn):
-    head, sep, tail = (fn.__doc__ or "").partition("    Example:")
-    fn.__doc__ = head.rstrip() + "\n" + COMMON_ARGS + ("\n" + sep + tail if sep else "")
-    return fn
+_with_common_args = with_docs(COMMON_ARGS)
 
 
 def _one(name, input, target, *, mode, from_logits, threshold, num_classes, include_background, ignore_index,
