@@ -364,7 +364,7 @@ class MicroBatches(Sequence):
         self.batch_size, self.device, self.non_blocking = batch_size, device, non_blocking
 
     def __len__(self) -> int:
-        return -(-self.input.shape[0] // self.batch_size)
+        return (self.input.shape[0] + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, i: int) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
         if not isinstance(i, int):
@@ -896,7 +896,7 @@ class BatchwiseAccumulator:
         self._check_model(model, split=not single)
         terms, sync = self._terms()
         if single:
-            return self._single(terms, sync, model, micro_batches[0], scaler)
+            return self._single(terms, sync, model, list(micro_batches)[0], scaler)
         total = self._collect(terms, sync, model, micro_batches)
         return self._accumulate(terms, model, micro_batches, total, scaler)
 

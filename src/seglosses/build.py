@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ast
 import inspect
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from torch import nn
 
@@ -102,7 +102,7 @@ def _weight_node(node: ast.AST, where: str) -> Optional[Any]:
     return None
 
 
-def _term_node(node: ast.AST, text: str, where: str) -> Tuple[Any, bool, ast.AST]:
+def _term_node(node: ast.AST, text: str, where: str) -> Tuple[Any, bool, Any]:
     """Split a term into (weight, explicit, call-or-name node)."""
     w = _weight_node(node, where)
     if w is not None:
@@ -146,13 +146,14 @@ def _parse_string(spec: str) -> List[_Term]:
                          f"{text!r}\n{' ' * (col + len('got ') + 1)}^ ({e.msg})") from None
     terms: List[_Term] = []
     for i, (sign, node) in enumerate(_split_sum(tree.body), start=1):
+        kwargs: Dict[str, Any] = {}
         seg = ast.get_source_segment(text, node) or ""
-        where = f"term {i} ({seg!r} at column {node.col_offset})"
+        where = f"term {i} ({seg!r} at column {getattr(node, 'col_offset', 0)})"
         weight, explicit, call = _term_node(node, seg, where)
         if sign < 0:
             weight, explicit = scale_weight(weight, -1.0), True
         if isinstance(call, ast.Name):
-            name, kwargs = call.id, {}
+            name = call.id
         else:
             if not isinstance(call.func, ast.Name):
                 raise _fail(where, f"a loss must be called by its name; got {ast.get_source_segment(text, call.func)!r}")
@@ -160,7 +161,6 @@ def _parse_string(spec: str) -> List[_Term]:
             if call.args:
                 raise _fail(where, f"arguments of {name!r} must be given by keyword (key=value); got "
                                    f"{len(call.args)} positional")
-            kwargs = {}
             for kw in call.keywords:
                 if kw.arg is None:
                     raise _fail(where, "`**` arguments are not allowed; write key=value")
@@ -306,7 +306,7 @@ def build_loss(spec: Spec, **common: Any) -> nn.Module:
             raise ValueError(f"`common` keyword arguments must be empty when `spec` is a module; got {sorted(common)}")
         return spec
     if isinstance(spec, str):
-        terms, extra = _parse_string(spec), {}
+        terms, extra = _parse_string(spec), dict[str, Any]()
     elif isinstance(spec, Mapping):
         terms, extra = _parse_mapping(spec)
     elif isinstance(spec, Sequence) and not isinstance(spec, (bytes, bytearray)):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 import inspect
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ClassVar, Dict, List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -188,7 +188,7 @@ class WeightedSum(SegLoss):
 
     value_range = (0.0, float("inf"))
 
-    def __init__(self, terms: Sequence[Tuple[Weight, SegLoss]]) -> None:
+    def __init__(self, terms: Sequence[Tuple[Weight, nn.Module]]) -> None:
         super().__init__()
         terms = list(terms)
         if not terms:
@@ -201,7 +201,7 @@ class WeightedSum(SegLoss):
         self.losses = nn.ModuleList([loss for _, loss in terms])
         self._weights: List[Weight] = [w if callable(w) else float(w) for w, _ in terms]
         self.current_step = 0
-        self.minimum_at_truth = all(
+        self.minimum_at_truth: bool = all(
             l.minimum_at_truth if isinstance(l, WeightedSum)
             else getattr(getattr(type(l), "info", None), "minimum_at_truth", False)
             for l in self.losses
@@ -229,7 +229,7 @@ class WeightedSum(SegLoss):
     def set_extra_state(self, state: Dict[str, int]) -> None:
         self.current_step = int(state["step"])
 
-    def scaled(self, factor: Weight) -> "WeightedSum":
+    def scaled(self, factor: Weight) -> WeightedSum:
         return WeightedSum([(mul(factor, w), l) for w, l in self.terms()])
 
     def __add__(self, other: SegLoss) -> "WeightedSum":

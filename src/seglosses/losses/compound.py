@@ -13,9 +13,9 @@ import math
 from .._contract import LossInfo
 from ..functional import compound as F
 from ._base import SegLoss, WeightedSum
-from ._schedule import Ramp, Weight
+from ._schedule import Ramp, Weight  # noqa: F401 - Weight: the type of a term weight
 
-__all__ = ["WeightedSum", "Ramp", "Weight", "ComboLoss", "ExpLogLoss"]
+__all__ = ["WeightedSum", "Ramp", "ComboLoss", "ExpLogLoss"]
 
 
 class ComboLoss(SegLoss):
