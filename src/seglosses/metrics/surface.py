@@ -45,7 +45,7 @@ from __future__ import annotations
 import itertools
 import math
 import inspect
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -364,8 +364,8 @@ def _nearest_sq(query: _PointSet, ref: _PointSet, ref_mask: Tensor, spacing: Tup
     lines = torch.ones(idx.shape, dtype=torch.float64, device=device)
     for a in range(dims - 1):
         lines *= (2 * windows[a].index_select(0, idx) + 1).clamp_max(spatial[a]).double()
-    cost = torch.zeros(p, dtype=torch.float64, device=device).index_add_(0, pair, lines)
-    heavy = cost > budget * n
+    line_cost = torch.zeros(p, dtype=torch.float64, device=device).index_add_(0, pair, lines)
+    heavy = line_cost > budget * n
     if bool(heavy.any()):
         rows = heavy.nonzero().squeeze(1)
         by_edt = heavy.index_select(0, pair)
@@ -652,7 +652,7 @@ def _tolerance(value, num: int, device) -> Tensor:
     return t
 
 
-def surface_values(s: Surfaces, name: str, opts: Mapping[str, object]) -> Tensor:
+def surface_values(s: Surfaces, name: str, opts: Mapping[str, Any]) -> Tensor:
     """Values ``[B, C]`` of one surface metric (options already validated), conventions applied."""
     if name == "hausdorff":
         v = _hausdorff_values(s)
