@@ -11,7 +11,10 @@ medical image segmentation" (2022); seed 001 = Ma, "Segmentation Loss Odyssey" (
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+import contextlib
+import dataclasses
+from contextvars import ContextVar
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -23,6 +26,7 @@ from .._inputs import Canonical, canonicalize, check_class_weights
 from .._options import check_fraction, check_nonnegative, check_positive, lookup_option
 from .._reduce import reduce_items, reduce_per_item
 from .._stats import (
+    _compiling,
     confusion_from_moments,
     confusion_names,
     moments,
@@ -43,21 +47,68 @@ __all__ = [
     "sensitivity_specificity_loss",
 ]
 
+_SHARED: ContextVar[Optional[Dict[tuple, Any]]] = ContextVar("seglosses_shared_statistics", default=None)
+
+
+@contextlib.contextmanager
+def shared_statistics() -> Iterator[None]:
+    """Within the block, region losses called on the same ``(input, target)`` objects
+    share their canonicalisation and value checks (one pass and one host sync for all)
+    and, when they ask for the same moments with the same domain and ``sync``, one
+    statistics pass. :class:`~seglosses.WeightedSum` calls its terms inside it.
+
+    Example:
+        >>> x, g = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+        >>> with shared_statistics():
+        ...     a = dice_loss(x, g, mode="multiclass")
+        ...     b = tversky_loss(x, g, mode="multiclass", alpha=0.5, beta=0.5, smooth=5e-6)
+        >>> bool(torch.allclose(a, b))
+        True
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 def region_moments(input: Tensor, target: Tensor, names: Sequence[str],
                    kw: RegionKeywords) -> Tuple[Dict[str, Tensor], Canonical]:
     """Canonicalise the pair and compute the named moments over the domain.
 
     ``kw["sync"]`` (see :func:`seglosses.distributed.resolve_sync`) is applied to the
     domain moments before they are returned: the one synchronisation point of the
-    region losses.
+    region losses. Inside :func:`shared_statistics` the canonical pair and the moments
+    are reused across calls.
     """
-    domain = kw["domain"]
-    hook = resolve_sync(kw["sync"], domain)
-    canon = canonicalize(
+    cache = _SHARED.get()
+    if cache is None or _compiling():
+        return _region_moments(_canonical(input, target, kw), names, kw)
+    ckey = (id(input), id(target), kw["mode"], kw["from_logits"], kw["include_background"], kw["ignore_index"],
+            kw["check_values"])
+    sync = kw["sync"]
+    mkey = ckey + (tuple(names), kw["domain"], sync if sync is None or isinstance(sync, str) else id(sync))
+    if mkey not in cache:
+        held = cache.get(ckey)
+        canon = held[2] if held is not None else _canonical(input, target, kw)
+        cache[mkey] = _region_moments(canon, names, kw)
+        # the deferred value checks ran with that pass: later passes skip them
+        cache[ckey] = (input, target, dataclasses.replace(canon, pending_check=None))
+    return cache[mkey]
+
+
+def _canonical(input: Tensor, target: Tensor, kw: RegionKeywords) -> Canonical:
+    return canonicalize(
         input, target, mode=kw["mode"], from_logits=kw["from_logits"],
         include_background=kw["include_background"], ignore_index=kw["ignore_index"],
         check_values=kw["check_values"], defer_checks=True,
     )
+
+
+def _region_moments(canon: Canonical, names: Sequence[str], kw: RegionKeywords
+                    ) -> Tuple[Dict[str, Tensor], Canonical]:
+    domain = kw["domain"]
+    hook = resolve_sync(kw["sync"], domain)
     m = over_domain(moments(canon, names), domain)
     return (m if hook is None else hook(m, domain)), canon
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from .._contract import LossInfo
 from .._options import did_you_mean, lookup_option, MODES, DOMAINS, REDUCTIONS, check_nonnegative
 from ..distributed import resolve_sync
+from ..functional.region import shared_statistics
 from ._schedule import Ramp, Weight, mul, mul_weights, scale_weight, weight_value
 
 # validators applied at construction to configuration keys, by name
@@ -170,7 +171,10 @@ class WeightedSum(SegLoss):
 
     Built by ``+`` and ``*`` on loss modules or by :func:`seglosses.build_loss`. Each
     term sees the same ``(input, target)``. ``forward(input, target, return_terms=True)``
-    also returns each term's (unweighted, detached) value for logging. A term's weight
+    also returns each term's (unweighted, detached) value for logging. Region terms
+    share one canonicalisation and value check (one host sync), and one statistics pass
+    when they need the same moments (:func:`~seglosses.functional.region.shared_statistics`).
+    A term's weight
     is a number or a schedule ``step -> float`` evaluated at the sum's current step
     (advance it with :meth:`step`, e.g. once per epoch); the step is part of
     ``state_dict()``, so a resumed run continues its schedules where it stopped.
@@ -251,10 +255,11 @@ class WeightedSum(SegLoss):
     def forward(self, input: Tensor, target: Tensor, return_terms: bool = False):  # type: ignore[override]
         total = None
         values: Dict[str, Tensor] = {}
-        for name, w, loss in zip(self.term_names(), self.weights(), self.losses):
-            v = loss(input, target)
-            values[name] = v.detach()
-            total = w * v if total is None else total + w * v
+        with shared_statistics():  # region terms share one canonicalisation and value check
+            for name, w, loss in zip(self.term_names(), self.weights(), self.losses):
+                v = loss(input, target)
+                values[name] = v.detach()
+                total = w * v if total is None else total + w * v
         return (total, values) if return_terms else total
 
     def extra_repr(self) -> str:
