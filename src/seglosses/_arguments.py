@@ -106,7 +106,8 @@ _CONVENTION_REGION = """    Convention:
         Empty masks: with ``smooth > 0`` a class absent from target and prediction has
         index 1 (loss 0) and a false positive on an empty target gives a loss that
         grows with FP and a non-zero gradient. With ``smooth = 0`` a 0/0 index is
-        taken as 1 with zero gradient. The target is a constant: no gradient flows into it."""
+        taken as 1 with zero gradient. A dense (soft) target that requires grad gets the
+        exact gradient of the loss (the statistics are sums; see :mod:`seglosses._stats`)."""
 
 
 class RegionKeywords(TypedDict, total=False):

@@ -319,14 +319,16 @@ def _gdl_values(input: Tensor, target: Tensor, weight_type: str, soft_form: bool
     weight_type = lookup_option("weight_type", weight_type, GDL_WEIGHTS)
     m, _ = region_moments(input, target, confusion_names(soft_form, False), kw)
     c = confusion_from_moments(m, soft_form=soft_form)
-    vol = m["g"].detach()
+    vol = m["g"]  # (differentiable: a soft target that requires grad gets the weights' share too)
     if weight_type == "uniform":
         w = torch.ones_like(vol)
     else:
-        w = 1.0 / (vol * vol if weight_type == "square" else vol)
+        power = 2 if weight_type == "square" else 1
         # guard for classes absent from the target (infinite weight): they take the
-        # largest finite weight of their item; an item with no class present uses 1
-        inf = torch.isinf(w)
+        # largest finite weight of their item; an item with no class present uses 1.
+        # (double where: the infinite weights are never formed, so no NaN gradient)
+        inf = torch.isinf(1.0 / vol.detach() ** power)
+        w = 1.0 / torch.where(inf, torch.ones_like(vol), vol) ** power
         finite = torch.where(inf, torch.zeros_like(w), w)
         wmax = finite.amax(dim=1, keepdim=True)
         wmax = torch.where(wmax > 0, wmax, torch.ones_like(wmax))

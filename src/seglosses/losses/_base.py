@@ -18,10 +18,11 @@ import torch
 from torch import Tensor, nn
 
 from .._contract import LossInfo
+from .._inputs import float_tuple
 from .._options import did_you_mean, lookup_option, MODES, DOMAINS, REDUCTIONS, check_nonnegative
 from ..distributed import resolve_sync
 from ..functional.region import shared_statistics
-from ._schedule import Ramp, Weight, mul, mul_weights, scale_weight, weight_value
+from ._schedule import Ramp, Weight, is_finite, mul, mul_weights, scale_weight, weight_value
 
 # validators applied at construction to configuration keys, by name
 _VALIDATORS: Dict[str, Callable[[str, Any], Any]] = {
@@ -92,7 +93,7 @@ class SegLoss(nn.Module):
             if key in _VALIDATORS:
                 config[key] = _VALIDATORS[key](key, value)
             if key in _FLOAT_TUPLES and value is not None and not isinstance(value, (str, int, float)):
-                config[key] = tuple(float(w) for w in torch.as_tensor(value).flatten().tolist())
+                config[key] = float_tuple(key, value)
         if config.get("sync") is not None:
             resolve_sync(config["sync"], config.get("domain"))  # raises early on a bad value
         self.config: Dict[str, Any] = config
@@ -202,6 +203,8 @@ class WeightedSum(SegLoss):
                 raise TypeError(f"`terms[{i}]` loss must be a loss module; got {type(loss).__name__}")
             if not callable(w) and (isinstance(w, bool) or not isinstance(w, (int, float))):
                 raise TypeError(f"`terms[{i}]` weight must be a number or a callable schedule; got {type(w).__name__}")
+            if not callable(w) and not is_finite(w):
+                raise ValueError(f"`terms[{i}]` weight must be a finite number; got {w!r}")
         self.losses = nn.ModuleList([loss for _, loss in terms])
         self._weights: List[Weight] = [w if callable(w) else float(w) for w, _ in terms]
         self.current_step = 0
@@ -228,13 +231,27 @@ class WeightedSum(SegLoss):
         self.current_step += n
 
     def get_extra_state(self) -> Dict[str, int]:
-        return {"step": self.current_step}
+        """The schedule position, saved by ``state_dict()`` so a resumed training continues the ramp."""
+        return {"step": int(self.current_step)}
 
-    def set_extra_state(self, state: Dict[str, int]) -> None:
-        self.current_step = int(state["step"])
+    def set_extra_state(self, state: Any) -> None:
+        """Restore the schedule position saved by :meth:`get_extra_state` (``load_state_dict``)."""
+        step = state.get("step") if isinstance(state, dict) else None
+        if isinstance(step, torch.Tensor) and step.numel() == 1:
+            step = int(step)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"`state` must hold the schedule position as {{'step': int >= 0}}; got {state!r}")
+        self.current_step = step
 
     def scaled(self, factor: Weight) -> WeightedSum:
-        return WeightedSum([(mul(factor, w), l) for w, l in self.terms()])
+        if not callable(factor) and not is_finite(factor):
+            raise ValueError(f"`weight` must be a finite number; got {factor!r}")
+        terms = [(mul(factor, w), l) for w, l in self.terms()]
+        for (w, _), (product, _) in zip(self.terms(), terms):
+            if not callable(product) and not is_finite(product):
+                raise ValueError(f"`weight` must be a finite number, also times each term's weight; got {factor!r} "
+                                 f"times {w!r} = {product!r}")
+        return WeightedSum(terms)
 
     def __add__(self, other: SegLoss) -> "WeightedSum":
         if not isinstance(other, SegLoss):
@@ -244,11 +261,15 @@ class WeightedSum(SegLoss):
     def term_names(self) -> List[str]:
         """Unique names of the terms, for logging (``dice``, ``dice_2``, ...)."""
         names: List[str] = []
+        taken: set = set()
+        next_k: Dict[str, int] = {}  # (sets: linear in the number of terms)
         for loss in self.losses:
             base = loss.name if isinstance(loss, SegLoss) else type(loss).__name__
-            name, k = base, 2
-            while name in names:
+            name, k = base, next_k.get(base, 2)
+            while name in taken:
                 name, k = f"{base}_{k}", k + 1
+            next_k[base] = k
+            taken.add(name)
             names.append(name)
         return names
 

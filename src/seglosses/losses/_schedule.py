@@ -14,7 +14,20 @@ Weight = Union[float, Callable[[int], float]]
 
 
 def weight_value(w: Weight, step: int) -> float:
-    return float(w(step)) if callable(w) else float(w)
+    """A weight at ``step``; a schedule must give a finite number."""
+    if not callable(w):
+        return float(w)
+    value = float(w(step))
+    if not math.isfinite(value):
+        raise ValueError(f"`weight` schedule {w!r} must give a finite number; got {value} at step {step}")
+    return value
+
+
+def is_finite(w: Any) -> bool:
+    try:
+        return math.isfinite(w)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 class Scaled:
