@@ -13,7 +13,8 @@ from torch import nn
 import seglosses as sl
 from seglosses.accumulate import BatchStatistics, MicroBatches
 from seglosses.distributed import StatisticsSync
-from seglosses.losses._base import make_loss_class
+from seglosses._contract import LossInfo
+from seglosses.losses import SegLoss
 
 TOL = 1e-6
 
@@ -449,7 +450,9 @@ def _no_sync_loss(input, target, *, domain: str = "batch", reduction: str = "mea
     return input.flatten().sort().values[: input.numel() // 2].mean()
 
 
-NotDecomposable = make_loss_class("NotDecomposable", _no_sync_loss)
+class NotDecomposable(SegLoss):
+    function = staticmethod(_no_sync_loss)
+    info = LossInfo("not_decomposable", "whole_batch")
 
 
 def test_refuses_a_loss_that_is_not_a_function_of_summed_statistics():

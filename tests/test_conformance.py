@@ -1,7 +1,8 @@
 """The generic suite: every registry entry, every mode it accepts, 2D and 3D.
 
-Each loss class declares ``value_range`` and ``minimum_at_truth``; this suite checks
-them, together with gradcheck, empty masks, ignore_index, half precision and the
+Each loss class declares its contract (``info``: modes, batching, ``value_range``,
+``minimum_at_truth``); this suite runs every declared mode and checks the declarations,
+together with gradcheck, empty masks, ignore_index, half precision and the
 module/function equivalence. Per-family files hold what is special about a family.
 """
 from __future__ import annotations
@@ -40,19 +41,7 @@ def _make(mode, spatial, b=2, c=3, dtype=torch.float64):
     return x, t
 
 
-def _supports(entry, mode):
-    """Whether the loss accepts a mode (it says so with a ValueError naming `mode`)."""
-    x, t = _make(mode, (3, 4))
-    try:
-        entry.cls(mode=mode)(x, t)
-    except ValueError as err:
-        if "`mode`" in str(err):
-            return False
-        raise
-    return True
-
-
-CASES = [(e, m) for e in ENTRIES for m in MODES if _supports(e, m)]
+CASES = [(e, m) for e in ENTRIES for m in e.cls.info.modes]
 IDS = [f"{e.name}-{m}" for e, m in CASES]
 
 
@@ -76,7 +65,7 @@ def test_registry_matches_exports():
     registered = {e.cls for e in ENTRIES}
     assert registered <= exported
     for e in ENTRIES:
-        assert e.cls.registry_name == e.name
+        assert e.cls.info.name == e.name and e.cls().name == e.name
         assert e.description and len(e.description) < 120
         assert getattr(sl.functional, e.cls.function.__name__) is e.cls.function
     names = [n for n, _ in sl.list_losses()]
@@ -89,7 +78,7 @@ def test_value_range_module_equals_function(entry, mode, spatial):
     x, t = _make(mode, spatial)
     v = entry.cls(mode=mode)(x, t)
     assert v.dim() == 0 and torch.isfinite(v)
-    lo, hi = entry.cls.value_range
+    lo, hi = entry.cls.info.value_range
     assert lo - 1e-9 <= v.item() <= hi + 1e-9
     torch.testing.assert_close(v, entry.cls.function(x, t, mode=mode))
 
@@ -108,11 +97,11 @@ def test_minimum_at_truth(entry, mode):
     fn = entry.cls(mode=mode)
     # logits of +-30: p = 1 - 1e-13, close enough for losses with fractional powers (ELL)
     perfect = fn(_perfect_logits(mode, t, scale=30.0), t)
-    if not entry.cls.minimum_at_truth:
+    if not entry.cls.info.minimum_at_truth:
         pytest.skip(f"{entry.name} is not minimised by the truth (a regulariser)")
     for _ in range(5):
         assert perfect.item() <= fn(torch.randn_like(x) * 3, t).item() + 1e-9
-    if entry.cls.value_range[0] == 0.0:
+    if entry.cls.info.value_range[0] == 0.0:
         assert perfect.item() == pytest.approx(0.0, abs=2e-3)
 
 
@@ -182,3 +171,39 @@ def test_docstrings_have_formula_and_source():
         assert ".. math::" in doc, e.name
         assert any(k in doc for k in ("seed 0", "et al", "20")), e.name
         assert (e.cls.__doc__ or "").strip(), e.name
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+def test_declared_modes_are_the_accepted_ones(entry):
+    """A mode outside ``info.modes`` is refused with a ValueError naming `mode`."""
+    for mode in MODES:
+        x, t = _make(mode, (3, 4))
+        if mode in entry.cls.info.modes:
+            assert torch.isfinite(entry.cls(mode=mode)(x, t))
+        else:
+            with pytest.raises(ValueError, match="`mode`"):
+                entry.cls(mode=mode)(x, t)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+def test_declared_batching_matches_the_signature(entry):
+    """Statistics losses take `domain` and `sync` (the accumulator's and DDP's hooks);
+    the others take no `sync`."""
+    params = _params(entry)
+    info = entry.cls.info
+    assert info.differentiable
+    if info.batching == "statistics":
+        assert "domain" in params and "sync" in params and "reduction" in params, entry.name
+    else:
+        assert "sync" not in params, entry.name
+
+
+def test_contract_rejects_bad_declarations():
+    from seglosses._contract import LossInfo
+
+    with pytest.raises(ValueError, match="`batching` must be one of"):
+        LossInfo("x", "pixels")
+    with pytest.raises(ValueError, match="`modes` must be one of"):
+        LossInfo("x", "statistics", modes=("binary", "multi"))
+    with pytest.raises(ValueError, match="`value_range` must be"):
+        LossInfo("x", "statistics", value_range=(1.0, 0.0))

@@ -119,7 +119,8 @@ def _in_memory_order(t: Tensor) -> Tensor:
             t = t.narrow(d, 0, 1)
     if t.is_contiguous() or t.dim() < 2:
         return t
-    order = sorted(range(t.dim()), key=lambda d: (-t.stride(d), -t.shape[d]))
+    strides = t.stride()
+    order = sorted(range(t.dim()), key=lambda d: (-strides[d], -t.shape[d]))
     return t.permute(order)
 
 
@@ -147,8 +148,7 @@ def check_probabilities(name: str, t: Tensor) -> None:
     """Raise when a float tensor leaves [0, 1] (NaN included)."""
     if not t.numel():
         return
-    lo, hi = torch.aminmax(t.detach())
-    lo, hi = float(lo), float(hi)
+    lo, hi = map(float, torch.aminmax(t.detach()))
     if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
         raise ValueError(
             f"`{name}` must hold probabilities in [0, 1] (pass from_logits=True for logits); "
@@ -163,9 +163,7 @@ def check_labels(name: str, t: Tensor, num_classes: int, ignore_index: Optional[
     if ignore_index is not None:
         # ignored pixels are replaced by 0, a valid label, so min/max see only the rest
         t = torch.where(t != ignore_index, t, torch.zeros((), dtype=t.dtype, device=t.device))
-    lo, hi = torch.aminmax(t)
-    lo = int(lo)
-    hi = int(hi)
+    lo, hi = map(int, torch.aminmax(t))
     if lo < 0 or hi >= num_classes:
         extra = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
         raise ValueError(

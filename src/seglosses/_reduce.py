@@ -75,7 +75,6 @@ def reduce_pixels(values: Tensor, reduction: str, valid: Optional[Tensor] = None
     total = values.sum()
     if reduction == "sum":
         return total
-    count = values.numel() if valid is None else valid.sum()
     if valid is None:
-        return total / max(count, 1)
-    return total / count.clamp_min(1).to(values.dtype)
+        return total / max(values.numel(), 1)
+    return total / valid.sum().clamp_min(1).to(values.dtype)

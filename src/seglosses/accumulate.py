@@ -29,15 +29,16 @@ runs without a graph, so it is cheaper than pass 2).
 What the accumulator splits exactly, term by term of a
 :class:`~seglosses.WeightedSum`:
 
-* a loss whose functional form takes ``sync`` (every region loss), in the batch
-  domain: through the statistics, as above;
+* a loss declared ``batching="statistics"`` (its :class:`~seglosses._contract.LossInfo`;
+  every region loss), in the batch domain: through the statistics, as above;
 * the same losses in the image domain: every image is its own item and the ``"mean"``
   reduction is a mean over items, so micro-batch ``m`` contributes its sum over items
   divided by the item count of the whole batch;
-* means over pixels (:func:`~seglosses.functional.label_noise_penalty`,
-  :func:`~seglosses.functional.confidence_penalty`, and the pixelwise losses listed in
-  :data:`PIXEL_MEAN_LOSSES`): the micro-batch's sum divided by the number of valid
-  pixels of the whole batch (``ignore_index`` excluded).
+* means over pixels (declared ``batching="pixel_mean"``: the regularisers, cross
+  entropy, focal, distance-penalised CE, margin calibration), when their declared
+  ``batch_dependence`` finds no per-batch rule in the configuration: the micro-batch's
+  sum divided by the number of valid pixels of the whole batch (``ignore_index``
+  excluded).
 
 Anything else (Lovász or TopK over the batch, a loss module of another library) is
 refused with an error rather than approximated.
@@ -45,7 +46,6 @@ refused with an error rather than approximated.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -66,43 +66,8 @@ __all__ = [
     "MicroBatches",
     "split_batch",
     "freeze_bn",
-    "PIXEL_MEAN_LOSSES",
 ]
 
-
-def _fixed_class_weights(cfg: Dict[str, Any]) -> Optional[str]:
-    cw = cfg.get("class_weights")
-    if isinstance(cw, str):
-        return (f"its class_weights={cw!r} are computed from the class frequencies of each batch (pass fixed "
-                f"weights, e.g. from the data set's frequencies)")
-    return None
-
-
-def _ce_weights(cfg: Dict[str, Any]) -> Optional[str]:
-    if cfg.get("class_weights") is not None and cfg.get("weight_norm", "pixels") != "pixels":
-        return (f"weight_norm={cfg.get('weight_norm')!r} divides by the class weights of the batch's pixels "
-                f"(use weight_norm='pixels', the mean over valid pixels of seed 001 eq. 3)")
-    return _fixed_class_weights(cfg)
-
-
-def _fixed_margins(cfg: Dict[str, Any]) -> Optional[str]:
-    if cfg.get("class_counts") is None:
-        return ("its margins come from the class counts of each batch (pass fixed class_counts, e.g. "
-                "seglosses.functional.count_classes over the data set)")
-    return _fixed_class_weights(cfg)
-
-
-#: Functional losses (by ``module.function`` name) whose ``reduction="mean"`` is a mean of
-#: per-pixel values over the valid pixels (``reduce_pixels``) and ``"sum"`` their sum, with
-#: the condition under which the per-pixel values do not depend on the rest of the batch.
-PIXEL_MEAN_LOSSES: Dict[str, Callable[[Dict[str, Any]], Optional[str]]] = {
-    "seglosses.functional.regularizers.label_noise_penalty": lambda cfg: None,
-    "seglosses.functional.regularizers.confidence_penalty": lambda cfg: None,
-    "seglosses.functional.distribution.cross_entropy_loss": _ce_weights,
-    "seglosses.functional.distribution.focal_loss": _fixed_class_weights,
-    "seglosses.functional.distribution.distance_penalized_ce_loss": _fixed_class_weights,
-    "seglosses.functional.margin.margin_calibration_loss": _fixed_margins,
-}
 
 BATCHNORM_OPTIONS = ("raise", "allow")
 
@@ -126,10 +91,6 @@ class _Term:
         return type(self.loss).function(output, target, **{**self.config, **override})
 
 
-def _qualname(fn: Callable) -> str:
-    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__name__', '')}"
-
-
 def _flatten(loss: nn.Module, weight: float, out: List[Tuple[float, nn.Module]]) -> None:
     if isinstance(loss, WeightedSum):
         for w, term in zip(loss.weights(), loss.losses):
@@ -149,17 +110,17 @@ def _plan(loss: nn.Module) -> Tuple[List[_Term], Optional[AllReduceSync]]:
     terms: List[_Term] = []
     syncs: List[AllReduceSync] = []
     for weight, term in flat:
-        name = getattr(term, "registry_name", None) or type(term).__name__
-        if not isinstance(term, SegLoss) or not hasattr(type(term), "function"):
+        name = term.name if isinstance(term, SegLoss) else type(term).__name__
+        info = getattr(type(term), "info", None)
+        if not isinstance(term, SegLoss) or not hasattr(type(term), "function") or info is None:
             raise TypeError(f"`loss` term {name!r} must be a seglosses loss module; got {type(term).__name__}")
-        fn = type(term).function
         cfg = dict(term.config)
         if cfg.get("reduction", "mean") == "none":
             raise ValueError(
                 f"`loss` term {name!r} must reduce to a scalar (reduction 'mean' or 'sum') to be accumulated; "
                 f"got reduction='none'"
             )
-        if "sync" in inspect.signature(fn).parameters and cfg.get("domain") in ("image", "batch"):
+        if info.batching == "statistics" and cfg.get("domain") in ("image", "batch"):
             kind = "statistics" if cfg["domain"] == "batch" else "items"
             hook = resolve_sync(cfg.get("sync"), cfg["domain"])
             if hook is not None:
@@ -170,8 +131,8 @@ def _plan(loss: nn.Module) -> Tuple[List[_Term], Optional[AllReduceSync]]:
                     )
                 syncs.append(hook)
             cfg["sync"] = None
-        elif _qualname(fn) in PIXEL_MEAN_LOSSES:
-            reason = PIXEL_MEAN_LOSSES[_qualname(fn)](cfg)
+        elif info.batching == "pixel_mean":
+            reason = info.batch_dependence(cfg)
             if reason is not None:
                 raise ValueError(
                     f"`loss` term {name!r} must not depend on the whole batch to be split exactly over "
@@ -403,7 +364,7 @@ class MicroBatches(Sequence):
         self.batch_size, self.device, self.non_blocking = batch_size, device, non_blocking
 
     def __len__(self) -> int:
-        return -(-self.input.shape[0] // self.batch_size)
+        return (self.input.shape[0] + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, i: int) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
         if not isinstance(i, int):
@@ -935,7 +896,7 @@ class BatchwiseAccumulator:
         self._check_model(model, split=not single)
         terms, sync = self._terms()
         if single:
-            return self._single(terms, sync, model, micro_batches[0], scaler)
+            return self._single(terms, sync, model, list(micro_batches)[0], scaler)
         total = self._collect(terms, sync, model, micro_batches)
         return self._accumulate(terms, model, micro_batches, total, scaler)
 

@@ -131,7 +131,7 @@ def _weight_node(node: ast.AST, where: str) -> Optional[Any]:
     return None
 
 
-def _term_node(node: ast.AST, text: str, where: str) -> Tuple[Any, bool, ast.AST]:
+def _term_node(node: ast.AST, text: str, where: str) -> Tuple[Any, bool, Any]:
     """Split a term into (weight, explicit, call-or-name node)."""
     w = _weight_node(node, where)
     if w is not None:
@@ -202,13 +202,14 @@ def _parse_string(spec: str) -> List[_Term]:
     terms: List[_Term] = []
     source = _segments(text)
     for i, (sign, node) in enumerate(_split_sum(tree.body), start=1):
+        kwargs: Dict[str, Any] = {}
         seg = source(node)
-        where = f"term {i} ({seg!r} at column {node.col_offset})"
+        where = f"term {i} ({seg!r} at column {getattr(node, 'col_offset', 0)})"
         weight, explicit, call = _term_node(node, seg, where)
         if sign < 0:
             weight, explicit = _scale(weight, -1.0, where), True
         if isinstance(call, ast.Name):
-            name, kwargs = call.id, {}
+            name = call.id
         else:
             if not isinstance(call.func, ast.Name):
                 raise _fail(where, f"a loss must be called by its name; got {source(call.func)!r}")
@@ -216,7 +217,6 @@ def _parse_string(spec: str) -> List[_Term]:
             if call.args:
                 raise _fail(where, f"arguments of {name!r} must be given by keyword (key=value); got "
                                    f"{len(call.args)} positional")
-            kwargs = {}
             for kw in call.keywords:
                 if kw.arg is None:
                     raise _fail(where, "`**` arguments are not allowed; write key=value")
@@ -365,7 +365,7 @@ def build_loss(spec: Spec, **common: Any) -> nn.Module:
             raise ValueError(f"`common` keyword arguments must be empty when `spec` is a module; got {sorted(common)}")
         return spec
     if isinstance(spec, str):
-        terms, extra = _parse_string(spec), {}
+        terms, extra = _parse_string(spec), dict[str, Any]()
     elif isinstance(spec, Mapping):
         terms, extra = _parse_mapping(spec)
     elif isinstance(spec, Sequence) and not isinstance(spec, (bytes, bytearray)):
@@ -390,43 +390,9 @@ def build_loss(spec: Spec, **common: Any) -> nn.Module:
 # --------------------------------------------------------------------------- specs of modules
 
 
-def _literal(value: Any, where: str) -> str:
-    text = repr(value)
-    try:
-        ok = ast.literal_eval(text) == value
-    except (ValueError, SyntaxError):
-        ok = False
-    if not ok:
-        raise ValueError(f"`loss` {where} must be a Python literal to have a spec; got {value!r}")
-    return text
-
-
-def _weight_spec(w: Any) -> str:
-    if isinstance(w, Ramp):
-        return repr(w)
-    factor, inner = getattr(w, "factor", None), getattr(w, "inner", None)
-    if isinstance(inner, Ramp) and isinstance(factor, (int, float)):
-        return repr(_scale(inner, float(factor)))
-    if callable(w):
-        raise ValueError(f"`loss` weight must be a number or a Ramp to have a spec; got the callable {w!r}")
-    return repr(float(w))
-
-
-def _flat_terms(loss: WeightedSum, factor: Any = 1.0) -> List[Tuple[Any, nn.Module]]:
-    out = []
-    for w, term in loss.terms():
-        if isinstance(term, WeightedSum):
-            if callable(w) and not isinstance(w, Ramp):
-                raise ValueError("`loss` nested sums must have numeric weights to have a spec")
-            out += _flat_terms(term, _mul_weights(factor, w, "nested sum"))
-        else:
-            out.append((_mul_weights(factor, w, "weight") if not callable(w) or isinstance(w, Ramp) else w, term))
-    return out
-
-
 def loss_spec(loss: nn.Module) -> str:
     """The spec string of a loss module: ``name(key=value, ...)`` with the non-default
-    arguments, or ``w1*a(...) + w2*b(...)`` for a :class:`WeightedSum`.
+    arguments, or ``w1*a(...) + w2*b(...)`` for a :class:`WeightedSum` (its :meth:`spec`).
 
     Raises:
         ValueError: the module (or a term) is not registered, or holds a value that is not
@@ -437,31 +403,6 @@ def loss_spec(loss: nn.Module) -> str:
         >>> loss_spec(0.5 * TverskyLoss(alpha=0.2, domain="batch"))
         "0.5*tversky(alpha=0.2, domain='batch')"
     """
-    if isinstance(loss, WeightedSum):
-        text = ""
-        for w, term in _flat_terms(loss):
-            ws = _weight_spec(w)
-            if text and ws.startswith("-"):
-                text += f" - {ws[1:]}*{loss_spec(term)}"
-            else:
-                text += f"{' + ' if text else ''}{ws}*{loss_spec(term)}"
-        return text
-    name = getattr(type(loss), "registry_name", None)
-    if name is None or not isinstance(loss, SegLoss):
+    if not isinstance(loss, SegLoss):
         raise ValueError(f"`loss` must be a registered loss module to have a spec; got {type(loss).__name__}")
-    defaults = {k: p.default for k, p in _accepted(type(loss)).items()}
-    args = []
-    for key, value in loss.config.items():
-        if key in defaults and defaults[key] is not inspect.Parameter.empty and _same(defaults[key], value):
-            continue
-        args.append(f"{key}={_literal(value, f'config {key!r}')}")
-    return f"{name}({', '.join(args)})" if args else name
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return type(a) is type(b) and bool(a == b) or (
-            isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool)
-            and not isinstance(b, bool) and float(a) == float(b))
-    except Exception:  # noqa: BLE001 - tensors and other odd defaults: not the same
-        return False
+    return loss.spec()

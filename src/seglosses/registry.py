@@ -1,8 +1,9 @@
 """Names of losses and regularisers: one explicit table, no import side effects.
 
-Every loss module class is registered here once, under its canonical name, with
-its aliases and a one-line description. :func:`seglosses.build_loss` and the
-command line read this table.
+Every loss module class is registered here once, with its aliases, a one-line
+description and its family; the canonical name is the one the class declares
+(``cls.info.name``, see :class:`~seglosses._contract.LossInfo`).
+:func:`seglosses.build_loss` and the command line read this table.
 """
 from __future__ import annotations
 
@@ -37,56 +38,60 @@ from .losses import BoundaryLoss, HausdorffDTLoss, LovaszLoss
 
 @dataclass(frozen=True)
 class Entry:
-    name: str
     cls: Type[SegLoss]
     description: str
     aliases: Tuple[str, ...] = field(default_factory=tuple)
     family: str = "region"
 
+    @property
+    def name(self) -> str:
+        """The canonical name the class declares."""
+        return self.cls.info.name
+
 
 ENTRIES: List[Entry] = [
-    Entry("dice", DiceLoss, "soft Dice loss 1 - (2TP+d)/(2TP+FP+FN+d) (Milletari 2016)", ("dice_loss",)),
-    Entry("iou", IoULoss, "soft IoU / Jaccard loss 1 - (TP+d)/(TP+FP+FN+d) (Rahman & Wang 2016)",
+    Entry(DiceLoss, "soft Dice loss 1 - (2TP+d)/(2TP+FP+FN+d) (Milletari 2016)", ("dice_loss",)),
+    Entry(IoULoss, "soft IoU / Jaccard loss 1 - (TP+d)/(TP+FP+FN+d) (Rahman & Wang 2016)",
           ("jaccard", "iou_loss", "jaccard_loss")),
-    Entry("tversky", TverskyLoss, "Tversky loss 1 - (TP+d)/(TP+aFP+bFN+d) (Salehi 2017; seed 000)",
+    Entry(TverskyLoss, "Tversky loss 1 - (TP+d)/(TP+aFP+bFN+d) (Salehi 2017; seed 000)",
           ("tversky_loss",)),
-    Entry("focal_tversky", FocalTverskyLoss, "focal Tversky loss (1 - T)^(1/gamma) (Abraham & Khan 2018)",
+    Entry(FocalTverskyLoss, "focal Tversky loss (1 - T)^(1/gamma) (Abraham & Khan 2018)",
           ("focal_tversky_loss", "ftl")),
-    Entry("asymmetric_similarity", AsymmetricSimilarityLoss, "F-beta loss, Tversky with a+b=1 (Hashemi 2019)",
+    Entry(AsymmetricSimilarityLoss, "F-beta loss, Tversky with a+b=1 (Hashemi 2019)",
           ("asymmetric", "asymmetric_similarity_loss")),
-    Entry("generalized_dice", GeneralizedDiceLoss, "generalised Dice loss, weights 1/(sum g)^2 (Sudre 2017)",
+    Entry(GeneralizedDiceLoss, "generalised Dice loss, weights 1/(sum g)^2 (Sudre 2017)",
           ("gdl", "generalised_dice", "generalized_dice_loss")),
-    Entry("penalty_generalized_dice", PenaltyGeneralizedDiceLoss, "penalty GDL  L/(1+k(1-L)) (Su 2019)",
+    Entry(PenaltyGeneralizedDiceLoss, "penalty GDL  L/(1+k(1-L)) (Su 2019)",
           ("pgdl", "penalty_gdl", "penalty_generalized_dice_loss")),
-    Entry("sensitivity_specificity", SensitivitySpecificityLoss,
+    Entry(SensitivitySpecificityLoss,
           "weighted squared error on positives and negatives (Brosch 2015)", ("ss", "sensitivity_specificity_loss")),
-    Entry("label_noise_penalty", LabelNoisePenalty, "KL(u || y_hat): label smoothing for any loss (seed 000)",
+    Entry(LabelNoisePenalty, "KL(u || y_hat): label smoothing for any loss (seed 000)",
           ("lnp",), "regularizer"),
-    Entry("confidence_penalty", ConfidencePenalty, "KL(y_hat || u) = log C - H(y_hat) (Pereyra 2017; seed 000)",
+    Entry(ConfidencePenalty, "KL(y_hat || u) = log C - H(y_hat) (Pereyra 2017; seed 000)",
           ("cp",), "regularizer"),
-    Entry("cross_entropy", CrossEntropyLoss,
+    Entry(CrossEntropyLoss,
           "(weighted) cross entropy -sum_c w_c g_c log p_c, label smoothing (seed 001 eqs. 2-3)",
           ("ce", "wce", "bce", "weighted_ce", "cross_entropy_loss"), "distribution"),
-    Entry("topk", TopKLoss, "CE of the k% hardest pixels or of those with p_true < t (Wu 2016; seed 001 eq. 4)",
+    Entry(TopKLoss, "CE of the k% hardest pixels or of those with p_true < t (Wu 2016; seed 001 eq. 4)",
           ("topk_loss", "topk_ce"), "distribution"),
-    Entry("focal", FocalLoss, "focal loss -(1-p)^gamma log p, alpha-balance (Lin 2017; seed 001 eq. 5)",
+    Entry(FocalLoss, "focal loss -(1-p)^gamma log p, alpha-balance (Lin 2017; seed 001 eq. 5)",
           ("focal_loss", "fl"), "distribution"),
-    Entry("distance_penalized_ce", DistancePenalizedCELoss,
+    Entry(DistancePenalizedCELoss,
           "CE weighted by 1 + inverted distance map of the truth (Caliva 2019; seed 001 eq. 6)",
           ("dpce", "distance_penalized_ce_loss"), "distribution"),
-    Entry("margin_calibration", MarginCalibrationLoss,
+    Entry(MarginCalibrationLoss,
           "distribution-aware margin calibration, rho-calibrated log loss (Li 2021; seed 003 eq. 27-29)",
           ("margin", "mc", "margin_calibration_loss"), "margin"),
-    Entry("combo", ComboLoss, "alpha * weighted BCE(beta) + (1 - alpha)(1 - Dice) (Taghanaki 2019; seed 001 eq. 15)",
+    Entry(ComboLoss, "alpha * weighted BCE(beta) + (1 - alpha)(1 - Dice) (Taghanaki 2019; seed 001 eq. 15)",
           ("combo_loss",), "compound"),
-    Entry("exp_log", ExpLogLoss, "exponential logarithmic loss, Dice and CE to powers (Wong 2018; seed 001 eq. 16)",
+    Entry(ExpLogLoss, "exponential logarithmic loss, Dice and CE to powers (Wong 2018; seed 001 eq. 16)",
           ("ell", "exp_log_loss", "exponential_logarithmic"), "compound"),
-    Entry("lovasz", LovaszLoss,
+    Entry(LovaszLoss,
           "Lovasz extension of the Jaccard loss: hinge on logits (binary) or |g - p| softmax (Berman 2018)",
           ("lovasz_loss", "lovasz_hinge", "lovasz_softmax"), "lovasz"),
-    Entry("boundary", BoundaryLoss, "mean of phi_G * s, phi_G the signed distance map (Kervadec 2019; seed 001 4.1)",
+    Entry(BoundaryLoss, "mean of phi_G * s, phi_G the signed distance map (Kervadec 2019; seed 001 4.1)",
           ("bd", "boundary_loss"), "boundary"),
-    Entry("hausdorff_dt", HausdorffDTLoss,
+    Entry(HausdorffDTLoss,
           "mean of (s - g)^2 (d_G^a + d_S^a), distance-transform HD loss (Karimi 2019; seed 001 4.2)",
           ("hd_dt", "hausdorff_dt_loss", "hddt"), "boundary"),
 ]
@@ -107,8 +112,6 @@ def _tables() -> Tuple[Dict[str, Entry], Dict[str, str]]:
 
 
 LOSSES, ALIASES = _tables()
-for _e in ENTRIES:
-    _e.cls.registry_name = _e.name  # type: ignore[attr-defined]
 
 
 def resolve(name: str) -> Entry:

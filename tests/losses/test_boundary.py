@@ -353,8 +353,8 @@ def test_modules_registry_and_schedule():
     for alias in ("hausdorff_dt", "hd_dt", "hausdorff_dt_loss"):
         assert resolve(alias).cls is sl.HausdorffDTLoss
     assert resolve("bd").family == resolve("hd_dt").family == "boundary"
-    assert sl.BoundaryLoss.value_range == (-math.inf, math.inf)
-    assert sl.HausdorffDTLoss.value_range == (0.0, math.inf)
+    assert sl.BoundaryLoss.info.value_range == (-math.inf, math.inf)
+    assert sl.HausdorffDTLoss.info.value_range == (0.0, math.inf)
     # the weight ramp of Kervadec et al.: region loss + ramped boundary loss
     loss = sl.build_loss("generalized_dice(mode='multiclass') + ramp(0.0, 1.0, 4)*boundary(mode='multiclass')")
     gdl = F.generalized_dice_loss(x, t, mode="multiclass")

@@ -209,7 +209,7 @@ def test_modules_and_errors():
                                F.combo_loss(x, t, mode="multiclass", alpha=0.7))
     torch.testing.assert_close(sl.ExpLogLoss(mode="multiclass", gamma_dice=1.0)(x, t),
                                F.exp_log_loss(x, t, mode="multiclass", gamma_dice=1.0))
-    assert sl.ComboLoss.value_range[0] == -1.0 and sl.ExpLogLoss.value_range == (0.0, math.inf)
+    assert sl.ComboLoss.info.value_range[0] == -1.0 and sl.ExpLogLoss.info.value_range == (0.0, math.inf)
     with pytest.raises(ValueError, match=r"`alpha` must lie in \[0, 1\]; got 1.5"):
         F.combo_loss(x, t, mode="multiclass", alpha=1.5)
     with pytest.raises(ValueError, match=r"`beta` must lie in \[0, 1\]; got 2.0"):

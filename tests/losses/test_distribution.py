@@ -169,7 +169,8 @@ def test_inverse_frequency_matches_sklearn_and_both_normalisations():
     torch.testing.assert_close(a, TF.cross_entropy(x, t, weight=w, ignore_index=255))
     # binary: (negatives, positives) balanced
     xb, tb = _pair((2, 1, 4, 5), "binary")
-    n1 = float(tb.sum()); n0 = tb.numel() - n1
+    n1 = float(tb.sum())
+    n0 = tb.numel() - n1
     wb = torch.tensor([tb.numel() / (2 * n0), tb.numel() / (2 * n1)], dtype=torch.float64)
     torch.testing.assert_close(F.cross_entropy_loss(xb, tb, class_weights="inverse_frequency"),
                                F.cross_entropy_loss(xb, tb, class_weights=wb))

@@ -442,7 +442,7 @@ def test_module_and_registry():
     for alias in ("lovasz", "lovasz_hinge", "lovasz_softmax", "lovasz_loss"):
         assert resolve(alias).cls is sl.LovaszLoss
     assert resolve("lovasz").family == "lovasz"
-    assert sl.LovaszLoss.value_range == (0.0, math.inf) and sl.LovaszLoss.minimum_at_truth
+    assert sl.LovaszLoss.info.value_range == (0.0, math.inf) and sl.LovaszLoss.info.minimum_at_truth
     built = sl.build_loss("lovasz_softmax(mode='multiclass', classes=[1, 2])")
     torch.testing.assert_close(built(x, t), F.lovasz_loss(x, t, mode="multiclass", classes=[1, 2]))
 

@@ -21,6 +21,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .._arguments import with_docs
 from .._inputs import Canonical, canonicalize, check_class_weights, check_constant_target
 from .._options import check_domain, check_positive
 from .._reduce import reduce_items
@@ -57,10 +58,7 @@ _COMMON_ARGS = """
 """
 
 
-def _with_common_args(fn):
-    head, sep, tail = (fn.__doc__ or "").partition("    Example:")
-    fn.__doc__ = head.rstrip() + "\n" + _COMMON_ARGS + ("\n" + sep + tail if sep else "")
-    return fn
+_with_common_args = with_docs(_COMMON_ARGS)
 
 
 def _prepare(

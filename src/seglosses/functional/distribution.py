@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._arguments import with_docs
 from .._inputs import Canonical, canonicalize, check_class_weights, check_constant_target
 from .._options import check_fraction, check_nonnegative, check_positive, lookup_option
 from .._reduce import reduce_pixels
@@ -73,11 +74,7 @@ DISTRIBUTION_ARGS = """
 """
 
 
-def _with_args(fn):
-    """Insert the shared argument docs before the function's example."""
-    head, sep, tail = (fn.__doc__ or "").partition("    Example:")
-    fn.__doc__ = head.rstrip() + "\n" + DISTRIBUTION_ARGS + ("\n" + sep + tail if sep else "")
-    return fn
+_with_args = with_docs(DISTRIBUTION_ARGS)
 
 
 # --------------------------------------------------------------------------- log space

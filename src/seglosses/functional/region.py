@@ -1,7 +1,7 @@
 """Region losses: formulas over the soft confusion statistics of :mod:`seglosses._stats`.
 
-Every function here takes ``(input, target)`` and the shared keyword arguments
-described in :data:`COMMON_ARGS`, computes the moments it needs with the one
+Every function here takes ``(input, target)``, its own parameters and the shared
+keyword arguments of :data:`seglosses._arguments.REGION` (``**kw``), computes the moments it needs with the one
 statistics kernel, and applies its formula per (item, class), where an item is an
 image (``domain="image"``) or the whole batch (``domain="batch"``, seed 000
 section 2.1: "substituting a whole batch of images" into the index).
@@ -11,15 +11,22 @@ medical image segmentation" (2022); seed 001 = Ma, "Segmentation Loss Odyssey" (
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+import contextlib
+import dataclasses
+from contextvars import ContextVar
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
+from typing_extensions import Unpack
+
+from .._arguments import REGION, RegionKeywords, shared_keywords
 from .._inputs import Canonical, canonicalize, check_class_weights
 from .._options import check_fraction, check_nonnegative, check_positive, lookup_option
 from .._reduce import reduce_items, reduce_per_item
 from .._stats import (
+    _compiling,
     confusion_from_moments,
     confusion_names,
     moments,
@@ -40,81 +47,76 @@ __all__ = [
     "sensitivity_specificity_loss",
 ]
 
-COMMON_ARGS = """
-    Common args:
-        input: prediction ``[B, C, *S]`` (2D, 3D or any number of spatial dims): logits
-            (``from_logits=True``, the default) or probabilities.
-        target: label map ``[B, *S]`` (integer), or ``[B, C, *S]`` one-hot / soft labels
-            (float); binary mode also takes ``[B, *S]`` / ``[B, 1, *S]`` float probabilities.
-        mode: ``"binary"`` (1 channel), ``"multiclass"`` (softmax over C) or
-            ``"multilabel"`` (C independent sigmoids).
-        from_logits: apply sigmoid (binary, multilabel) or softmax (multiclass) first.
-        domain: ``"image"``: one index per image, then averaged; ``"batch"``: one index
-            over the whole batch (seed 000 section 2.1; MONAI calls this ``batch=True``,
-            smp the absence of its ``-imagewise`` suffix).
-        smooth: the δ of seed 000 eq. 3, added to numerator and denominator.
-        include_background: keep channel 0 (multiclass, multilabel). Binary mode always
-            scores its single (foreground) channel.
-        ignore_index: target value whose pixels leave every statistic.
-        class_weights: one weight per kept class; the class mean becomes
-            ``Σ w_c L_c / Σ w_c``.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[B, C]`` in the image domain,
-            ``[C]`` in the batch domain).
-        check_values: check label range, probability range and finiteness (one pass
-            over the data and a device sync); shapes and dtypes are always checked.
-        sync: ``None``; or, with ``domain="batch"``, ``"distributed"`` (or a
-            ``torch.distributed`` process group) to sum the batch statistics over all
-            processes, with autograd, before the formula: every rank gets the loss of the
-            global batch and DDP's gradient averaging gives its exact gradient (see
-            :mod:`seglosses.distributed`; the identity without a process group).
-
-    Convention:
-        Empty masks: with ``smooth > 0`` a class absent from target and prediction has
-        index 1 (loss 0) and a false positive on an empty target gives a loss that
-        grows with FP and a non-zero gradient. With ``smooth = 0`` a 0/0 index is
-        taken as 1 with zero gradient. A dense (soft) target that requires grad gets the
-        exact gradient of the loss (the statistics are sums; see :mod:`seglosses._stats`).
-"""
+_SHARED: ContextVar[Optional[Dict[tuple, Any]]] = ContextVar("seglosses_shared_statistics", default=None)
 
 
-def _with_common_args(fn):
-    """Insert the shared argument docs before the function's example."""
-    head, sep, tail = (fn.__doc__ or "").partition("    Example:")
-    fn.__doc__ = head.rstrip() + "\n" + COMMON_ARGS + ("\n" + sep + tail if sep else "")
-    return fn
+@contextlib.contextmanager
+def shared_statistics() -> Iterator[None]:
+    """Within the block, region losses called on the same ``(input, target)`` objects
+    share their canonicalisation and value checks (one pass and one host sync for all)
+    and, when they ask for the same moments with the same domain and ``sync``, one
+    statistics pass. :class:`~seglosses.WeightedSum` calls its terms inside it.
+
+    Example:
+        >>> x, g = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+        >>> with shared_statistics():
+        ...     a = dice_loss(x, g, mode="multiclass")
+        ...     b = tversky_loss(x, g, mode="multiclass", alpha=0.5, beta=0.5, smooth=5e-6)
+        >>> bool(torch.allclose(a, b))
+        True
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
 
 
-def region_moments(
-    input: Tensor,
-    target: Tensor,
-    names: Sequence[str],
-    *,
-    mode: str,
-    from_logits: bool,
-    include_background: bool,
-    ignore_index: Optional[int],
-    domain: str,
-    check_values: bool = True,
-    sync: object = None,
-) -> Tuple[Dict[str, Tensor], Canonical]:
+def region_moments(input: Tensor, target: Tensor, names: Sequence[str],
+                   kw: RegionKeywords) -> Tuple[Dict[str, Tensor], Canonical]:
     """Canonicalise the pair and compute the named moments over the domain.
 
-    ``sync`` (see :func:`seglosses.distributed.resolve_sync`) is applied to the domain
-    moments before they are returned: the one synchronisation point of the region losses.
+    ``kw["sync"]`` (see :func:`seglosses.distributed.resolve_sync`) is applied to the
+    domain moments before they are returned: the one synchronisation point of the
+    region losses. Inside :func:`shared_statistics` the canonical pair and the moments
+    are reused across calls.
     """
-    hook = resolve_sync(sync, domain)
-    canon = canonicalize(
-        input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values, defer_checks=True,
+    cache = _SHARED.get()
+    if cache is None or _compiling():
+        return _region_moments(_canonical(input, target, kw), names, kw)
+    ckey = (id(input), id(target), kw["mode"], kw["from_logits"], kw["include_background"], kw["ignore_index"],
+            kw["check_values"])
+    sync = kw["sync"]
+    mkey = ckey + (tuple(names), kw["domain"], sync if sync is None or isinstance(sync, str) else id(sync))
+    if mkey not in cache:
+        held = cache.get(ckey)
+        canon = held[2] if held is not None else _canonical(input, target, kw)
+        cache[mkey] = _region_moments(canon, names, kw)
+        # the deferred value checks ran with that pass: later passes skip them
+        cache[ckey] = (input, target, dataclasses.replace(canon, pending_check=None))
+    return cache[mkey]
+
+
+def _canonical(input: Tensor, target: Tensor, kw: RegionKeywords) -> Canonical:
+    return canonicalize(
+        input, target, mode=kw["mode"], from_logits=kw["from_logits"],
+        include_background=kw["include_background"], ignore_index=kw["ignore_index"],
+        check_values=kw["check_values"], defer_checks=True,
     )
+
+
+def _region_moments(canon: Canonical, names: Sequence[str], kw: RegionKeywords
+                    ) -> Tuple[Dict[str, Tensor], Canonical]:
+    domain = kw["domain"]
+    hook = resolve_sync(kw["sync"], domain)
     m = over_domain(moments(canon, names), domain)
     return (m if hook is None else hook(m, domain)), canon
 
 
-def finish(values: Tensor, reduction: str, class_weights, domain: str) -> Tensor:
+def finish(values: Tensor, kw: RegionKeywords) -> Tensor:
     """Apply class weights and the reduction to ``[I, C]`` loss values."""
-    w = check_class_weights(class_weights, values.shape[1], values)
-    return reduce_items(values, reduction, w, domain=domain)
+    w = check_class_weights(kw.get("class_weights"), values.shape[1], values)
+    return reduce_items(values, kw["reduction"], w, domain=kw["domain"])
 
 
 def tversky_index(tp: Tensor, fp: Tensor, fn: Tensor, alpha: float, beta: float, smooth: float) -> Tensor:
@@ -126,36 +128,23 @@ def _check_ab(alpha, beta):
     return check_nonnegative("alpha", alpha), check_nonnegative("beta", beta)
 
 
-def _tversky_values(input, target, alpha, beta, *, mode, from_logits, domain, smooth, include_background,
-                    ignore_index, soft_form, check_values, sync=None) -> Tensor:
-    smooth = check_nonnegative("smooth", smooth)
-    m, _ = region_moments(
-        input, target, confusion_names(soft_form, False), mode=mode, from_logits=from_logits,
-        include_background=include_background, ignore_index=ignore_index, domain=domain, check_values=check_values,
-        sync=sync,
-    )
+def _tversky_values(input: Tensor, target: Tensor, alpha: float, beta: float, soft_form: bool,
+                    kw: RegionKeywords) -> Tensor:
+    smooth = check_nonnegative("smooth", kw["smooth"])
+    m, _ = region_moments(input, target, confusion_names(soft_form, False), kw)
     c = confusion_from_moments(m, soft_form=soft_form)
     return tversky_index(c.tp, c.fp, c.fn, alpha, beta, smooth)
 
 
-@_with_common_args
+@shared_keywords(REGION)
 def tversky_loss(
     input: Tensor,
     target: Tensor,
     *,
     alpha: float = 0.3,
     beta: float = 0.7,
-    mode: str = "binary",
-    from_logits: bool = True,
-    domain: str = "image",
-    smooth: float = 1e-5,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: Optional[Sequence[float]] = None,
-    reduction: str = "mean",
     soft_form: bool = False,
-    check_values: bool = True,
-    sync: object = None,
+    **kw: Unpack[RegionKeywords],
 ) -> Tensor:
     r"""Tversky loss (Salehi et al. 2017; seed 000 eqs. 2-4, seed 001 eq. 10).
 
@@ -184,29 +173,17 @@ def tversky_loss(
         0.5
     """
     alpha, beta = _check_ab(alpha, beta)
-    t = _tversky_values(input, target, alpha, beta, mode=mode, from_logits=from_logits, domain=domain,
-                        smooth=smooth, include_background=include_background, ignore_index=ignore_index,
-                        soft_form=soft_form, check_values=check_values, sync=sync)
-    return finish(1 - t, reduction, class_weights, domain)
+    return finish(1 - _tversky_values(input, target, alpha, beta, soft_form, kw), kw)
 
 
-@_with_common_args
+@shared_keywords(REGION)
 def dice_loss(
     input: Tensor,
     target: Tensor,
     *,
-    mode: str = "binary",
-    from_logits: bool = True,
-    domain: str = "image",
-    smooth: float = 1e-5,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: Optional[Sequence[float]] = None,
-    reduction: str = "mean",
     squared_denominator: bool = False,
     soft_form: bool = False,
-    check_values: bool = True,
-    sync: object = None,
+    **kw: Unpack[RegionKeywords],
 ) -> Tensor:
     r"""Soft Dice loss (Milletari et al. 2016; seed 001 eq. 8; seed 004).
 
@@ -232,44 +209,27 @@ def dice_loss(
         >>> float(dice_loss(p, g, from_logits=False, smooth=0.0))
         0.5
     """
-    smooth = check_nonnegative("smooth", smooth)
+    smooth = check_nonnegative("smooth", kw["smooth"])
     if squared_denominator and soft_form:
         raise ValueError("`soft_form` must be False when `squared_denominator` is True (the squared form "
                          "already has its optimum at p = g for soft targets); got both True")
     if squared_denominator:
-        m, _ = region_moments(
-            input, target, ("pg", "pp", "gg"), mode=mode, from_logits=from_logits,
-            include_background=include_background, ignore_index=ignore_index, domain=domain,
-            check_values=check_values, sync=sync,
-        )
+        m, _ = region_moments(input, target, ("pg", "pp", "gg"), kw)
         d = safe_ratio(2 * m["pg"] + smooth, m["pp"] + m["gg"] + smooth)
     else:
-        m, _ = region_moments(
-            input, target, confusion_names(soft_form, False), mode=mode, from_logits=from_logits,
-            include_background=include_background, ignore_index=ignore_index, domain=domain,
-            check_values=check_values, sync=sync,
-        )
+        m, _ = region_moments(input, target, confusion_names(soft_form, False), kw)
         c = confusion_from_moments(m, soft_form=soft_form)
         d = safe_ratio(2 * c.tp + smooth, 2 * c.tp + c.fp + c.fn + smooth)
-    return finish(1 - d, reduction, class_weights, domain)
+    return finish(1 - d, kw)
 
 
-@_with_common_args
+@shared_keywords(REGION)
 def iou_loss(
     input: Tensor,
     target: Tensor,
     *,
-    mode: str = "binary",
-    from_logits: bool = True,
-    domain: str = "image",
-    smooth: float = 1e-5,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: Optional[Sequence[float]] = None,
-    reduction: str = "mean",
     soft_form: bool = False,
-    check_values: bool = True,
-    sync: object = None,
+    **kw: Unpack[RegionKeywords],
 ) -> Tensor:
     r"""Soft IoU (Jaccard) loss (Rahman & Wang 2016; seed 001 eq. 9; seed 004).
 
@@ -287,16 +247,13 @@ def iou_loss(
         >>> round(float(iou_loss(p, g, from_logits=False, smooth=0.0)), 4)
         0.6667
     """
-    t = _tversky_values(input, target, 1.0, 1.0, mode=mode, from_logits=from_logits, domain=domain,
-                        smooth=smooth, include_background=include_background, ignore_index=ignore_index,
-                        soft_form=soft_form, check_values=check_values, sync=sync)
-    return finish(1 - t, reduction, class_weights, domain)
+    return finish(1 - _tversky_values(input, target, 1.0, 1.0, soft_form, kw), kw)
 
 
 jaccard_loss = iou_loss
 
 
-@_with_common_args
+@shared_keywords(REGION)
 def focal_tversky_loss(
     input: Tensor,
     target: Tensor,
@@ -304,17 +261,8 @@ def focal_tversky_loss(
     alpha: float = 0.3,
     beta: float = 0.7,
     gamma: float = 4.0 / 3.0,
-    mode: str = "binary",
-    from_logits: bool = True,
-    domain: str = "image",
-    smooth: float = 1e-5,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: Optional[Sequence[float]] = None,
-    reduction: str = "mean",
     soft_form: bool = False,
-    check_values: bool = True,
-    sync: object = None,
+    **kw: Unpack[RegionKeywords],
 ) -> Tensor:
     r"""Focal Tversky loss (Abraham & Khan 2018; seed 001 eq. 12).
 
@@ -334,29 +282,18 @@ def focal_tversky_loss(
     """
     alpha, beta = _check_ab(alpha, beta)
     gamma = check_positive("gamma", gamma)
-    t = _tversky_values(input, target, alpha, beta, mode=mode, from_logits=from_logits, domain=domain,
-                        smooth=smooth, include_background=include_background, ignore_index=ignore_index,
-                        soft_form=soft_form, check_values=check_values, sync=sync)
-    return finish((1 - t).clamp_min(1e-12) ** (1.0 / gamma), reduction, class_weights, domain)
+    t = _tversky_values(input, target, alpha, beta, soft_form, kw)
+    return finish((1 - t).clamp_min(1e-12) ** (1.0 / gamma), kw)
 
 
-@_with_common_args
+@shared_keywords(REGION)
 def asymmetric_similarity_loss(
     input: Tensor,
     target: Tensor,
     *,
     beta: float = 1.5,
-    mode: str = "binary",
-    from_logits: bool = True,
-    domain: str = "image",
-    smooth: float = 1e-5,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: Optional[Sequence[float]] = None,
-    reduction: str = "mean",
     soft_form: bool = False,
-    check_values: bool = True,
-    sync: object = None,
+    **kw: Unpack[RegionKeywords],
 ) -> Tensor:
     r"""Asymmetric similarity loss (Hashemi et al. 2019; seed 001 eq. 13).
 
@@ -371,24 +308,16 @@ def asymmetric_similarity_loss(
     """
     b = check_nonnegative("beta", beta)
     a_fp, b_fn = 1.0 / (1.0 + b * b), b * b / (1.0 + b * b)
-    t = _tversky_values(input, target, a_fp, b_fn, mode=mode, from_logits=from_logits, domain=domain,
-                        smooth=smooth, include_background=include_background, ignore_index=ignore_index,
-                        soft_form=soft_form, check_values=check_values, sync=sync)
-    return finish(1 - t, reduction, class_weights, domain)
+    return finish(1 - _tversky_values(input, target, a_fp, b_fn, soft_form, kw), kw)
 
 
 GDL_WEIGHTS = ("square", "simple", "uniform")
 
 
-def _gdl_values(input, target, *, weight_type, mode, from_logits, domain, smooth, include_background, ignore_index,
-                soft_form, check_values, sync=None) -> Tensor:
-    smooth = check_nonnegative("smooth", smooth)
+def _gdl_values(input: Tensor, target: Tensor, weight_type: str, soft_form: bool, kw: RegionKeywords) -> Tensor:
+    smooth = check_nonnegative("smooth", kw["smooth"])
     weight_type = lookup_option("weight_type", weight_type, GDL_WEIGHTS)
-    m, _ = region_moments(
-        input, target, confusion_names(soft_form, False), mode=mode, from_logits=from_logits,
-        include_background=include_background, ignore_index=ignore_index, domain=domain, check_values=check_values,
-        sync=sync,
-    )
+    m, _ = region_moments(input, target, confusion_names(soft_form, False), kw)
     c = confusion_from_moments(m, soft_form=soft_form)
     vol = m["g"]  # (differentiable: a soft target that requires grad gets the weights' share too)
     if weight_type == "uniform":
@@ -409,22 +338,14 @@ def _gdl_values(input, target, *, weight_type, mode, from_logits, domain, smooth
     return 1 - safe_ratio(num, den)
 
 
-@_with_common_args
+@shared_keywords(REGION, defaults={"mode": "multiclass"}, without=("class_weights",))
 def generalized_dice_loss(
     input: Tensor,
     target: Tensor,
     *,
     weight_type: str = "square",
-    mode: str = "multiclass",
-    from_logits: bool = True,
-    domain: str = "image",
-    smooth: float = 1e-5,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    reduction: str = "mean",
     soft_form: bool = False,
-    check_values: bool = True,
-    sync: object = None,
+    **kw: Unpack[RegionKeywords],
 ) -> Tensor:
     r"""Generalised Dice loss (Sudre et al. 2017; seed 001 eq. 11).
 
@@ -449,29 +370,19 @@ def generalized_dice_loss(
 
     ``reduction="none"`` gives ``[B]`` (image domain) or a 0-dim tensor (batch domain).
     """
-    v = _gdl_values(input, target, weight_type=weight_type, mode=mode, from_logits=from_logits, domain=domain,
-                    smooth=smooth, include_background=include_background, ignore_index=ignore_index,
-                    soft_form=soft_form, check_values=check_values, sync=sync)
-    return reduce_per_item(v, reduction, domain=domain)
+    v = _gdl_values(input, target, weight_type, soft_form, kw)
+    return reduce_per_item(v, kw["reduction"], domain=kw["domain"])
 
 
-@_with_common_args
+@shared_keywords(REGION, defaults={"mode": "multiclass"}, without=("class_weights",))
 def penalty_generalized_dice_loss(
     input: Tensor,
     target: Tensor,
     *,
     k: float = 2.5,
     weight_type: str = "square",
-    mode: str = "multiclass",
-    from_logits: bool = True,
-    domain: str = "image",
-    smooth: float = 1e-5,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    reduction: str = "mean",
     soft_form: bool = False,
-    check_values: bool = True,
-    sync: object = None,
+    **kw: Unpack[RegionKeywords],
 ) -> Tensor:
     r"""Penalty generalised Dice loss (Su et al. 2019; seed 001 eq. 14).
 
@@ -486,28 +397,17 @@ def penalty_generalized_dice_loss(
         k: non-negative penalty coefficient (default 2.5, the paper's setting).
     """
     k = check_nonnegative("k", k)
-    v = _gdl_values(input, target, weight_type=weight_type, mode=mode, from_logits=from_logits, domain=domain,
-                    smooth=smooth, include_background=include_background, ignore_index=ignore_index,
-                    soft_form=soft_form, check_values=check_values, sync=sync)
-    return reduce_per_item(v / (1 + k * (1 - v)), reduction, domain=domain)
+    v = _gdl_values(input, target, weight_type, soft_form, kw)
+    return reduce_per_item(v / (1 + k * (1 - v)), kw["reduction"], domain=kw["domain"])
 
 
-@_with_common_args
+@shared_keywords(REGION)
 def sensitivity_specificity_loss(
     input: Tensor,
     target: Tensor,
     *,
     w: float = 0.05,
-    mode: str = "binary",
-    from_logits: bool = True,
-    domain: str = "image",
-    smooth: float = 1e-5,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: Optional[Sequence[float]] = None,
-    reduction: str = "mean",
-    check_values: bool = True,
-    sync: object = None,
+    **kw: Unpack[RegionKeywords],
 ) -> Tensor:
     r"""Sensitivity-specificity loss (Brosch et al. 2015; seed 001 eq. 7).
 
@@ -523,15 +423,11 @@ def sensitivity_specificity_loss(
             specificity higher.
     """
     w = check_fraction("w", w)
-    smooth = check_nonnegative("smooth", smooth)
-    m, _ = region_moments(
-        input, target, ("g", "gg", "ggg", "pg", "pgg", "pp", "ppg", "n"), mode=mode, from_logits=from_logits,
-        include_background=include_background, ignore_index=ignore_index, domain=domain, check_values=check_values,
-        sync=sync,
-    )
+    smooth = check_nonnegative("smooth", kw["smooth"])
+    m, _ = region_moments(input, target, ("g", "gg", "ggg", "pg", "pgg", "pp", "ppg", "n"), kw)
     # Σ(g - p)² g = Σg³ - 2Σpg² + Σp²g ;  Σ(g - p)² = Σg² - 2Σpg + Σp²
     sens_num = m["ggg"] - 2 * m["pgg"] + m["ppg"]
     spec_num = (m["gg"] - 2 * m["pg"] + m["pp"]) - sens_num
     sens = safe_ratio(sens_num, m["g"] + smooth, empty=0.0)
     spec = safe_ratio(spec_num, (m["n"] - m["g"]) + smooth, empty=0.0)
-    return finish(w * sens + (1 - w) * spec, reduction, class_weights, domain)
+    return finish(w * sens + (1 - w) * spec, kw)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._arguments import with_docs
 from .._inputs import canonicalize, check_tensor
 from .._options import check_fraction
 from .._reduce import reduce_pixels
@@ -121,9 +122,7 @@ _PENALTY_ARGS = """
 """
 
 
-def _doc(fn):
-    fn.__doc__ += _PENALTY_ARGS
-    return fn
+_doc = with_docs(_PENALTY_ARGS)
 
 
 @_doc

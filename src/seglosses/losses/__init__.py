@@ -1,5 +1,5 @@
 """Loss modules: one thin class per functional loss, plus :class:`WeightedSum`."""
-from ._base import SegLoss, make_loss_class
+from ._base import SegLoss
 from .compound import WeightedSum
 from .compound import ComboLoss, ExpLogLoss, Ramp
 from .distribution import CrossEntropyLoss, DistancePenalizedCELoss, FocalLoss, TopKLoss
@@ -21,7 +21,6 @@ from .regularizers import ConfidencePenalty, LabelNoisePenalty
 
 __all__ = [
     "SegLoss",
-    "make_loss_class",
     "WeightedSum",
     "DiceLoss",
     "IoULoss",

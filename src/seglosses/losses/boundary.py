@@ -3,10 +3,18 @@ from __future__ import annotations
 
 import math
 
+from .._contract import LossInfo
 from ..functional import boundary as F
-from ._base import make_loss_class
+from ._base import SegLoss
 
 __all__ = ["BoundaryLoss", "HausdorffDTLoss"]
 
-BoundaryLoss = make_loss_class("BoundaryLoss", F.boundary_loss, value_range=(-math.inf, math.inf))
-HausdorffDTLoss = make_loss_class("HausdorffDTLoss", F.hausdorff_dt_loss, value_range=(0.0, math.inf))
+
+class BoundaryLoss(SegLoss):
+    function = staticmethod(F.boundary_loss)
+    info = LossInfo("boundary", "whole_batch", value_range=(-math.inf, math.inf))
+
+
+class HausdorffDTLoss(SegLoss):
+    function = staticmethod(F.hausdorff_dt_loss)
+    info = LossInfo("hausdorff_dt", "whole_batch", value_range=(0.0, math.inf))

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import math
 
+from .._contract import LossInfo
 from ..functional import lovasz as F
-from ._base import make_loss_class
+from ._base import SegLoss
 
 __all__ = ["LovaszLoss"]
 
-LovaszLoss = make_loss_class("LovaszLoss", F.lovasz_loss, value_range=(0.0, math.inf))
+
+class LovaszLoss(SegLoss):
+    function = staticmethod(F.lovasz_loss)
+    info = LossInfo("lovasz", "whole_batch", value_range=(0.0, math.inf))

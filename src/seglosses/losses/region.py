@@ -1,8 +1,14 @@
-"""Module forms of the region losses (formulas in :mod:`seglosses.functional.region`)."""
+"""Module forms of the region losses (formulas in :mod:`seglosses.functional.region`).
+
+Each is a ratio of sums over (item, class) statistics (``batching="statistics"``):
+exact over micro-batches (:class:`~seglosses.BatchwiseAccumulator`) and processes
+(``sync``) in the batch domain.
+"""
 from __future__ import annotations
 
+from .._contract import LossInfo
 from ..functional import region as F
-from ._base import make_loss_class
+from ._base import SegLoss
 
 __all__ = [
     "DiceLoss",
@@ -16,12 +22,45 @@ __all__ = [
     "SensitivitySpecificityLoss",
 ]
 
-DiceLoss = make_loss_class("DiceLoss", F.dice_loss)
-IoULoss = make_loss_class("IoULoss", F.iou_loss)
+
+class DiceLoss(SegLoss):
+    function = staticmethod(F.dice_loss)
+    info = LossInfo("dice", "statistics")
+
+
+class IoULoss(SegLoss):
+    function = staticmethod(F.iou_loss)
+    info = LossInfo("iou", "statistics")
+
+
 JaccardLoss = IoULoss
-TverskyLoss = make_loss_class("TverskyLoss", F.tversky_loss)
-FocalTverskyLoss = make_loss_class("FocalTverskyLoss", F.focal_tversky_loss)
-AsymmetricSimilarityLoss = make_loss_class("AsymmetricSimilarityLoss", F.asymmetric_similarity_loss)
-GeneralizedDiceLoss = make_loss_class("GeneralizedDiceLoss", F.generalized_dice_loss)
-PenaltyGeneralizedDiceLoss = make_loss_class("PenaltyGeneralizedDiceLoss", F.penalty_generalized_dice_loss)
-SensitivitySpecificityLoss = make_loss_class("SensitivitySpecificityLoss", F.sensitivity_specificity_loss)
+
+
+class TverskyLoss(SegLoss):
+    function = staticmethod(F.tversky_loss)
+    info = LossInfo("tversky", "statistics")
+
+
+class FocalTverskyLoss(SegLoss):
+    function = staticmethod(F.focal_tversky_loss)
+    info = LossInfo("focal_tversky", "statistics")
+
+
+class AsymmetricSimilarityLoss(SegLoss):
+    function = staticmethod(F.asymmetric_similarity_loss)
+    info = LossInfo("asymmetric_similarity", "statistics")
+
+
+class GeneralizedDiceLoss(SegLoss):
+    function = staticmethod(F.generalized_dice_loss)
+    info = LossInfo("generalized_dice", "statistics")
+
+
+class PenaltyGeneralizedDiceLoss(SegLoss):
+    function = staticmethod(F.penalty_generalized_dice_loss)
+    info = LossInfo("penalty_generalized_dice", "statistics")
+
+
+class SensitivitySpecificityLoss(SegLoss):
+    function = staticmethod(F.sensitivity_specificity_loss)
+    info = LossInfo("sensitivity_specificity", "statistics")

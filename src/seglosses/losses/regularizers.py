@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import math
 
+from .._contract import LossInfo
 from ..functional import regularizers as F
-from ._base import make_loss_class
+from ._base import SegLoss
 
 __all__ = ["LabelNoisePenalty", "ConfidencePenalty"]
 
-LabelNoisePenalty = make_loss_class(
-    "LabelNoisePenalty", F.label_noise_penalty, value_range=(0.0, math.inf), minimum_at_truth=False
-)
-ConfidencePenalty = make_loss_class(
-    "ConfidencePenalty", F.confidence_penalty, value_range=(0.0, math.inf), minimum_at_truth=False
-)
+
+class LabelNoisePenalty(SegLoss):
+    function = staticmethod(F.label_noise_penalty)
+    info = LossInfo("label_noise_penalty", "pixel_mean", value_range=(0.0, math.inf), minimum_at_truth=False)
+
+
+class ConfidencePenalty(SegLoss):
+    function = staticmethod(F.confidence_penalty)
+    info = LossInfo("confidence_penalty", "pixel_mean", value_range=(0.0, math.inf), minimum_at_truth=False)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -231,7 +231,8 @@ def hard_pair(
     threshold = check_fraction("threshold", threshold)
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)):
         raise TypeError(f"`num_classes` must be an int or None; got {type(num_classes).__name__}")
-    common = dict(include_background=include_background, ignore_index=ignore_index, check_values=check_values)
+    common: Dict[str, Any] = dict(include_background=include_background, ignore_index=ignore_index,
+                                  check_values=check_values)
 
     if not _is_hard(input):
         canon = canonicalize(input, target, mode=mode, from_logits=from_logits, **common)
@@ -298,7 +299,7 @@ def hard_pair(
     return HardPair(canon, mask=canon.x > 0.5)
 
 
-def check_empty(name: str, value: object, extra: Tuple[str, ...] = ()) -> object:
+def check_empty(name: str, value: object, extra: Tuple[str, ...] = ()) -> Any:
     """A value for undefined cases: a number, ``"nan"``, or one of ``extra``; returns float or str."""
     if isinstance(value, str):
         if value == "nan":

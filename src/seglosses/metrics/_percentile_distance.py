@@ -39,7 +39,7 @@ for, so counting and listing agree point by point.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -315,7 +315,7 @@ def _window_pass(lines: _Lines, metric: _Metric, q: _Queries, lo: Tensor, hi: Te
         else:
             dx = dx.to(torch.float64)
             tval = a_e.to(torch.float64).index_select(0, owner).add_(dx.square_().mul_(c_last))
-            vals = _select(grp_e.index_select(0, owner), tval, nr, ranks)
+            vals = _select(grp_e.index_select(0, owner), tval, nr, ranks)  # type: ignore[assignment]
         for out, ins, val in zip((t1, t2), inside, vals):
             out[s + rows] = torch.where(ins, val, torch.full_like(val, math.nan))
         listed[s + rows] = True
@@ -377,7 +377,7 @@ def _solve(lines: _Lines, metric: _Metric, q: _Queries, k1: Tensor, k2: Tensor, 
         parts = [(same, k1, k2, True, True, brackets[0]),
                  (need1 & ~same, k1, k1, True, False, brackets[0]),
                  (need2 & ~same, k2, k2, False, True, brackets[1])]
-        cols = {"pt": [], "k1": [], "k2": [], "w1": [], "w2": [], "blo": [], "fblo": [], "bhi": [], "fbhi": [],
+        cols = {"pt": [], "k1": [], "k2": [], "w1": [], "w2": [], "blo": [], "fblo": [], "bhi": [], "fbhi": [],  # type: ignore[var-annotated]
                 "dens": [], "grow": [], "wlo": [], "whi": []}
         for mask, ka, kb, wa, wb, (nlo, nflo, nhi, nfhi) in parts:
             idx = mask.nonzero().squeeze(1)
@@ -558,7 +558,7 @@ def percentile_distances(x: Tensor, y: Tensor, spacing: Sequence[float], q: floa
             grown.narrow(a + 1, 1, n - 1).logical_or_(want.narrow(a + 1, 0, n - 1))
             grown.narrow(a + 1, 0, n - 1).logical_or_(want.narrow(a + 1, 1, n - 1))
     grown &= (ny > 0).view((p,) + (1,) * dims)
-    at = grown.nonzero().unbind(1)
+    at = grown.nonzero().unbind(1)  # type: ignore[assignment]
     a_pair = at[0]
     a_coord = [g.index_select(0, i) for g, i in zip(grids, at[1:])]
     aq = _Queries(a_pair, [c.to(torch.float64) for c in a_coord[:-1]], a_coord[-1])
@@ -592,7 +592,7 @@ def percentile_distances(x: Tensor, y: Tensor, spacing: Sequence[float], q: floa
             idx.append((c + up).clamp_max(sizes[a] - 1))
             below, above, width = span[a]
             wgt = wgt * ((below if up else above).to(torch.float64) / width.to(torch.float64))
-        idx = tuple(idx)
+        idx = tuple(idx)  # type: ignore[assignment]
         h1 += wgt * h1_grid[idx]
         h2 += wgt * h2_grid[idx]
         dens = torch.minimum(dens, dens_grid[idx])

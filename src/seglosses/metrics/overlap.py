@@ -20,11 +20,14 @@ pixel accuracy.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Tuple
 
 import torch
 from torch import Tensor
 
+from typing_extensions import Unpack
+
+from .._arguments import OVERLAP, OverlapKeywords, shared_keywords
 from .._options import check_nonnegative
 from .._reduce import reduce_items
 from .._stats import Confusion, confusion_from_moments, over_domain, safe_ratio
@@ -43,47 +46,6 @@ __all__ = [
     "mean_iou",
 ]
 
-COMMON_ARGS = """
-    Common args:
-        input: the prediction: probabilities (``from_logits=False``, the default), logits
-            (``from_logits=True``) or a hard prediction (integer or bool: ``[B, *S]`` /
-            ``[B, 1, *S]`` in {0, 1} for binary, a label map ``[B, *S]`` for multiclass,
-            ``[B, C, *S]`` in {0, 1} for multilabel). ``S`` is any number of spatial dims.
-        target: label map ``[B, *S]`` (integer), or ``[B, C, *S]`` one-hot (float);
-            binary mode also takes ``[B, 1, *S]`` and float {0, 1} targets.
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        from_logits: the float prediction is logits (sigmoid, or softmax in multiclass mode).
-        threshold: binary and multilabel probabilities are positive where ``p >= threshold``;
-            multiclass predictions take the arg-max over classes (``threshold`` unused).
-        num_classes: the number of classes of a multiclass label-map prediction (read from
-            the channels of a float prediction, or from a one-hot target, otherwise).
-        include_background: keep channel 0 (multiclass, multilabel); binary mode always
-            scores its single foreground channel.
-        ignore_index: target value whose pixels leave every count.
-        domain: ``"image"``: one value per image and class; ``"batch"``: the counts are
-            summed over the batch first, one value per class (the data-set-level value
-            when the batch is the data set).
-        reduction: ``"mean"`` (NaN values left out), ``"sum"`` or ``"none"`` (``[B, C]``
-            for ``domain="image"``, ``[C]`` for ``domain="batch"``).
-        empty: the value of a 0/0 ratio (a class absent from prediction and target):
-            ``1.0`` (seed 003: "the convention that 0/0 = 1") or ``"nan"`` (MONAI's
-            ``ignore_empty``; NaN values are then left out of ``reduction="mean"``).
-        check_values: check label ranges, probability range and finiteness (one pass over
-            the data and a device sync); shapes and dtypes are always checked.
-
-    Convention:
-        A ratio whose denominator is 0 takes ``empty``; no other value is special. An
-        ignored pixel counts nowhere; a class absent from an image is scored for that
-        image (e.g. a false positive on an empty target gives Dice 0).
-"""
-
-
-def _with_common_args(fn):
-    head, sep, tail = (fn.__doc__ or "").partition("    Example:")
-    fn.__doc__ = head.rstrip() + "\n" + COMMON_ARGS + ("\n" + sep + tail if sep else "")
-    return fn
-
-
 def out_dtype(input: Tensor) -> torch.dtype:
     return torch.float64 if input.dtype == torch.float64 else torch.float32
 
@@ -96,13 +58,13 @@ def confusion_of_hard(pair: HardPair, domain: str) -> Tuple[Confusion, Dict[str,
     return confusion_from_moments(kept, with_tn=True), allm
 
 
-def _confusion(input, target, *, mode, from_logits, threshold, num_classes, include_background, ignore_index,
-               domain, check_values) -> Tuple[Confusion, Dict[str, Tensor], HardPair]:
+def _confusion(input: Tensor, target: Tensor, kw: OverlapKeywords) -> Tuple[Confusion, Dict[str, Tensor], HardPair]:
     pair = hard_pair(
-        input, target, mode=mode, from_logits=from_logits, threshold=threshold, num_classes=num_classes,
-        include_background=include_background, ignore_index=ignore_index, check_values=check_values,
+        input, target, mode=kw["mode"], from_logits=kw["from_logits"], threshold=kw["threshold"],
+        num_classes=kw["num_classes"], include_background=kw["include_background"],
+        ignore_index=kw["ignore_index"], check_values=kw["check_values"],
     )
-    conf, allm = confusion_of_hard(pair, domain)
+    conf, allm = confusion_of_hard(pair, kw["domain"])
     return conf, allm, pair
 
 
@@ -149,33 +111,21 @@ def _finish(values: Tensor, reduction: str, domain: str, dtype: torch.dtype) -> 
     return reduce_items(values, reduction, domain=domain, skip_nan=True).to(dtype)
 
 
-def _ratio_metric(formula, input, target, mode, from_logits, threshold, num_classes, include_background,
-                  ignore_index, domain, reduction, empty, check_values, **extra) -> Tensor:
-    empty = check_empty("empty", empty)
-    c, _, _ = _confusion(input, target, mode=mode, from_logits=from_logits, threshold=threshold,
-                         num_classes=num_classes, include_background=include_background,
-                         ignore_index=ignore_index, domain=domain, check_values=check_values)
-    return _finish(formula(c, empty, **extra), reduction, domain, out_dtype(input))
+def _ratio_metric(formula: Callable[..., Tensor], input: Tensor, target: Tensor, kw: OverlapKeywords,
+                  **extra: float) -> Tensor:
+    empty = check_empty("empty", kw["empty"])
+    c, _, _ = _confusion(input, target, kw)
+    return _finish(formula(c, empty, **extra), kw["reduction"], kw["domain"], out_dtype(input))
 
 
 # ----------------------------------------------------------------------------- public
 
 
-@_with_common_args
+@shared_keywords(OVERLAP)
 def dice(
     input: Tensor,
     target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "image",
-    reduction: str = "mean",
-    empty: float | str = 1.0,
-    check_values: bool = True,
+    **kw: Unpack[OverlapKeywords],
 ) -> Tensor:
     r"""Dice index (F1 score) of a hard prediction (seed 000 Definition 1 with α = β = ½).
 
@@ -202,25 +152,14 @@ def dice(
         >>> dice(p, g)
         tensor(0.5000)
     """
-    return _ratio_metric(dice_from, input, target, mode, from_logits, threshold, num_classes,
-                         include_background, ignore_index, domain, reduction, empty, check_values)
+    return _ratio_metric(dice_from, input, target, kw)
 
 
-@_with_common_args
+@shared_keywords(OVERLAP)
 def jaccard(
     input: Tensor,
     target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "image",
-    reduction: str = "mean",
-    empty: float | str = 1.0,
-    check_values: bool = True,
+    **kw: Unpack[OverlapKeywords],
 ) -> Tensor:
     r"""Jaccard index (IoU) of a hard prediction (seed 000 Definition 1 with α = β = 1; seed 003 eq. 1).
 
@@ -245,27 +184,17 @@ def jaccard(
         >>> jaccard(p, g)
         tensor(0.3333)
     """
-    return _ratio_metric(jaccard_from, input, target, mode, from_logits, threshold, num_classes,
-                         include_background, ignore_index, domain, reduction, empty, check_values)
+    return _ratio_metric(jaccard_from, input, target, kw)
 
 
-@_with_common_args
+@shared_keywords(OVERLAP)
 def tversky_index(
     input: Tensor,
     target: Tensor,
     *,
     alpha: float = 0.3,
     beta: float = 0.7,
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "image",
-    reduction: str = "mean",
-    empty: float | str = 1.0,
-    check_values: bool = True,
+    **kw: Unpack[OverlapKeywords],
 ) -> Tensor:
     r"""Tversky index of a hard prediction (seed 000 Definition 1, eq. 1).
 
@@ -294,26 +223,14 @@ def tversky_index(
     """
     alpha = check_nonnegative("alpha", alpha)
     beta = check_nonnegative("beta", beta)
-    return _ratio_metric(tversky_from, input, target, mode, from_logits, threshold, num_classes,
-                         include_background, ignore_index, domain, reduction, empty, check_values,
-                         alpha=alpha, beta=beta)
+    return _ratio_metric(tversky_from, input, target, kw, alpha=alpha, beta=beta)
 
 
-@_with_common_args
+@shared_keywords(OVERLAP)
 def sensitivity(
     input: Tensor,
     target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "image",
-    reduction: str = "mean",
-    empty: float | str = 1.0,
-    check_values: bool = True,
+    **kw: Unpack[OverlapKeywords],
 ) -> Tensor:
     r"""Sensitivity (recall, true positive rate) of a hard prediction.
 
@@ -335,25 +252,14 @@ def sensitivity(
         >>> sensitivity(p, g)
         tensor(0.5000)
     """
-    return _ratio_metric(sensitivity_from, input, target, mode, from_logits, threshold, num_classes,
-                         include_background, ignore_index, domain, reduction, empty, check_values)
+    return _ratio_metric(sensitivity_from, input, target, kw)
 
 
-@_with_common_args
+@shared_keywords(OVERLAP)
 def specificity(
     input: Tensor,
     target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "image",
-    reduction: str = "mean",
-    empty: float | str = 1.0,
-    check_values: bool = True,
+    **kw: Unpack[OverlapKeywords],
 ) -> Tensor:
     r"""Specificity (true negative rate) of a hard prediction.
 
@@ -375,25 +281,14 @@ def specificity(
         >>> specificity(p, g)
         tensor(0.5000)
     """
-    return _ratio_metric(specificity_from, input, target, mode, from_logits, threshold, num_classes,
-                         include_background, ignore_index, domain, reduction, empty, check_values)
+    return _ratio_metric(specificity_from, input, target, kw)
 
 
-@_with_common_args
+@shared_keywords(OVERLAP)
 def precision(
     input: Tensor,
     target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "image",
-    reduction: str = "mean",
-    empty: float | str = 1.0,
-    check_values: bool = True,
+    **kw: Unpack[OverlapKeywords],
 ) -> Tensor:
     r"""Precision (positive predictive value) of a hard prediction.
 
@@ -415,25 +310,14 @@ def precision(
         >>> precision(p, g)
         tensor(0.5000)
     """
-    return _ratio_metric(precision_from, input, target, mode, from_logits, threshold, num_classes,
-                         include_background, ignore_index, domain, reduction, empty, check_values)
+    return _ratio_metric(precision_from, input, target, kw)
 
 
-@_with_common_args
+@shared_keywords(OVERLAP)
 def balanced_accuracy(
     input: Tensor,
     target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "image",
-    reduction: str = "mean",
-    empty: float | str = 1.0,
-    check_values: bool = True,
+    **kw: Unpack[OverlapKeywords],
 ) -> Tensor:
     r"""Balanced accuracy of a hard prediction (seed 000 section 3: "the arithmetic mean of the true
     positive and true negative rates").
@@ -458,25 +342,14 @@ def balanced_accuracy(
         >>> balanced_accuracy(p, g)
         tensor(0.8333)
     """
-    return _ratio_metric(balanced_accuracy_from, input, target, mode, from_logits, threshold, num_classes,
-                         include_background, ignore_index, domain, reduction, empty, check_values)
+    return _ratio_metric(balanced_accuracy_from, input, target, kw)
 
 
-@_with_common_args
+@shared_keywords(OVERLAP)
 def pixel_accuracy(
     input: Tensor,
     target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "image",
-    reduction: str = "mean",
-    empty: float | str = 1.0,
-    check_values: bool = True,
+    **kw: Unpack[OverlapKeywords],
 ) -> Tensor:
     r"""Pixel accuracy: the fraction of valid pixels classified correctly (seed 003, section "Results").
 
@@ -505,31 +378,20 @@ def pixel_accuracy(
         >>> pixel_accuracy(p, g)
         tensor(0.7500)
     """
-    empty = check_empty("empty", empty)
-    c, allm, _ = _confusion(input, target, mode=mode, from_logits=from_logits, threshold=threshold,
-                            num_classes=num_classes, include_background=include_background,
-                            ignore_index=ignore_index, domain=domain, check_values=check_values)
-    acc = pixel_accuracy_from(c, allm, mode, empty)
+    empty = check_empty("empty", kw["empty"])
+    c, allm, _ = _confusion(input, target, kw)
+    acc = pixel_accuracy_from(c, allm, kw["mode"], empty)
     if acc.dim() == 2:
-        return _finish(acc, reduction, domain, out_dtype(input))
-    out = _finish(acc.unsqueeze(1), reduction, domain, out_dtype(input))  # one column
+        return _finish(acc, kw["reduction"], kw["domain"], out_dtype(input))
+    out = _finish(acc.unsqueeze(1), kw["reduction"], kw["domain"], out_dtype(input))  # one column
     return out.squeeze(-1) if out.dim() else out
 
 
-@_with_common_args
+@shared_keywords(OVERLAP, defaults={"mode": "multiclass", "domain": "batch"}, without=("reduction",))
 def iou_per_class(
     input: Tensor,
     target: Tensor,
-    *,
-    mode: str = "multiclass",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "batch",
-    empty: float | str = 1.0,
-    check_values: bool = True,
+    **kw: Unpack[OverlapKeywords],
 ) -> Tensor:
     r"""IoU of every class, ``[C]`` (seed 003 eq. 1; its "IoU computed globally over an image data set").
 
@@ -555,28 +417,17 @@ def iou_per_class(
         >>> iou_per_class(p, g, num_classes=3)
         tensor([1.0000, 0.5000, 0.5000])
     """
-    empty = check_empty("empty", empty)
-    c, _, _ = _confusion(input, target, mode=mode, from_logits=from_logits, threshold=threshold,
-                         num_classes=num_classes, include_background=include_background,
-                         ignore_index=ignore_index, domain=domain, check_values=check_values)
+    empty = check_empty("empty", kw["empty"])
+    c, _, _ = _confusion(input, target, kw)
     values = jaccard_from(c, empty)
     return values.nanmean(0).to(out_dtype(input))
 
 
-@_with_common_args
+@shared_keywords(OVERLAP, defaults={"mode": "multiclass", "domain": "batch"}, without=("reduction",))
 def mean_iou(
     input: Tensor,
     target: Tensor,
-    *,
-    mode: str = "multiclass",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "batch",
-    empty: float | str = 1.0,
-    check_values: bool = True,
+    **kw: Unpack[OverlapKeywords],
 ) -> Tensor:
     r"""Mean IoU over classes (seed 003: :math:`\mathrm{mIoU} = \frac1c \sum_k \mathrm{IoU}_k`).
 
@@ -599,9 +450,4 @@ def mean_iou(
         >>> mean_iou(p, g, num_classes=3)   # (1 + 1/2 + 1/2) / 3
         tensor(0.6667)
     """
-    per_class = iou_per_class(
-        input, target, mode=mode, from_logits=from_logits, threshold=threshold, num_classes=num_classes,
-        include_background=include_background, ignore_index=ignore_index, domain=domain, empty=empty,
-        check_values=check_values,
-    )
-    return per_class.nanmean()
+    return iou_per_class(input, target, **kw).nanmean()

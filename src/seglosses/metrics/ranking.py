@@ -231,7 +231,7 @@ def average_precision(
         tensor(0.5000)
     """
     domain = lookup_option("domain", domain, DOMAINS)
-    empty = check_empty("empty", empty)
+    empty_value: float = check_empty("empty", empty)
     if bins is not None and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 1):
         raise ValueError(f"`bins` must be None or an int >= 1; got {bins!r}")
     scores, g, w = scores_and_targets(
@@ -241,9 +241,9 @@ def average_precision(
     b, c = scores.shape[:2]
     rs, rg, rw = rows_of(scores, domain, scores), rows_of(g, domain, scores), rows_of(w, domain, g)
     if bins is None:
-        values = exact_ap_rows(rs, rg, rw.to(rg.dtype), empty)
+        values = exact_ap_rows(rs, rg, rw.to(rg.dtype), empty_value)
     else:
         pos, tot = ap_histograms(rs, rg, rw.to(rg.dtype), bins)
-        values = ap_from_histograms(pos, tot, empty)
+        values = ap_from_histograms(pos, tot, empty_value)
     values = values.view(b, c) if domain == "image" else values.view(1, c)
     return reduce_items(values, reduction, domain=domain, skip_nan=True).to(out_dtype(input))

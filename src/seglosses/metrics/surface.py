@@ -44,12 +44,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+import inspect
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .._arguments import with_docs
 from .._options import check_nonnegative, lookup_option
 from .._reduce import reduce_items
 from ..distance import BACKENDS, _check_spacing, edt
@@ -363,8 +365,8 @@ def _nearest_sq(query: _PointSet, ref: _PointSet, ref_mask: Tensor, spacing: Tup
     lines = torch.ones(idx.shape, dtype=torch.float64, device=device)
     for a in range(dims - 1):
         lines *= (2 * windows[a].index_select(0, idx) + 1).clamp_max(spatial[a]).double()
-    cost = torch.zeros(p, dtype=torch.float64, device=device).index_add_(0, pair, lines)
-    heavy = cost > budget * n
+    line_cost = torch.zeros(p, dtype=torch.float64, device=device).index_add_(0, pair, lines)
+    heavy = line_cost > budget * n
     if bool(heavy.any()):
         rows = heavy.nonzero().squeeze(1)
         by_edt = heavy.index_select(0, pair)
@@ -617,16 +619,16 @@ def _modified_hausdorff_values(s: Surfaces, percentile: float, points: str, norm
 # ----------------------------------------------------------------------------- options and dispatch
 
 
+#: the keywords of the surface metric functions that are not options of one metric
+_SHARED = ("mode", "from_logits", "threshold", "num_classes", "include_background", "ignore_index", "spacing",
+           "reduction", "backend", "check_values")
+
+
 def metric_options(name: str, opts: Mapping[str, object]) -> Dict[str, object]:
-    """Validate the options of one surface metric and fill in the defaults."""
-    allowed = {
-        "hausdorff": {"empty": 0.0, "missing": "inf"},
-        "hd95": {"percentile": 95.0, "convention": "max_of_directed", "empty": 0.0, "missing": "inf"},
-        "assd": {"empty": 0.0, "missing": "inf"},
-        "surface_dice": {"tolerance": 1.0, "empty": 1.0},
-        "modified_hausdorff": {"percentile": 95.0, "points": "foreground", "normalize": False,
-                               "empty": 0.0, "missing": "inf"},
-    }[name]
+    """Validate the options of one surface metric and fill in the defaults: the
+    metric function's own keyword arguments with their signature defaults."""
+    params = inspect.signature(globals()[name]).parameters.values()
+    allowed = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name not in _SHARED}
     for key in opts:
         if key not in allowed:
             listed = ", ".join(repr(k) for k in allowed)
@@ -661,7 +663,7 @@ def _tolerance(value, num: int, device) -> Tensor:
     return t
 
 
-def surface_values(s: Surfaces, name: str, opts: Mapping[str, object]) -> Tensor:
+def surface_values(s: Surfaces, name: str, opts: Mapping[str, Any]) -> Tensor:
     """Values ``[B, C]`` of one surface metric (options already validated), conventions applied."""
     if name == "hausdorff":
         v = _hausdorff_values(s)
@@ -722,10 +724,7 @@ _EMPTY_DOC = """
             ``"diagonal"`` (the image diagonal) or a number."""
 
 
-def _with_common_args(fn):
-    head, sep, tail = (fn.__doc__ or "").partition("    Example:")
-    fn.__doc__ = head.rstrip() + "\n" + COMMON_ARGS + ("\n" + sep + tail if sep else "")
-    return fn
+_with_common_args = with_docs(COMMON_ARGS)
 
 
 def _one(name, input, target, *, mode, from_logits, threshold, num_classes, include_background, ignore_index,

@@ -1,0 +1,224 @@
+"""The keyword arguments shared by families of losses and metrics, defined once.
+
+A family (the region losses, the overlap metrics) has one table of shared keywords:
+their types (a ``TypedDict``, so that ``**kw: Unpack[RegionKeywords]`` in a signature
+tells type checkers and editors every name and type), their defaults and their docs.
+:func:`shared_keywords` turns a function written as
+
+.. code-block:: python
+
+    @shared_keywords(REGION)
+    def dice_loss(input, target, *, squared_denominator=False, **kw: Unpack[RegionKeywords]):
+        ...  # kw holds every shared keyword, defaults filled in
+
+into the public function: the missing shared keywords get their defaults, unknown
+ones raise ``TypeError`` with the closest name, ``inspect.signature`` (``help()``, the
+loss modules' constructors, :func:`seglosses.build_loss`) lists every keyword with its
+default, and the docstring gets the shared arguments' docs. :func:`with_docs` is the
+one place that inserts a docs block into a docstring.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+
+from typing_extensions import TypedDict
+
+from ._options import did_you_mean
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_docs(block: str) -> Callable[[F], F]:
+    """Insert ``block`` (indented docstring text) before the docstring's ``Example:``."""
+
+    def deco(fn: F) -> F:
+        head, sep, tail = (fn.__doc__ or "").partition("    Example:")
+        fn.__doc__ = head.rstrip() + "\n" + block.rstrip() + "\n" + ("\n" + sep + tail if sep else "")
+        return fn
+
+    return deco
+
+
+@dataclass(frozen=True)
+class Family:
+    """The shared keywords of a family: defaults (in signature order), docs, notes."""
+
+    name: str
+    defaults: Mapping[str, Any]
+    annotations: Mapping[str, str]
+    docs: Mapping[str, str]
+    notes: str = ""
+    head: Tuple[str, ...] = field(default=("input", "target"))
+
+    def block(self, names: Sequence[str]) -> str:
+        lines = ["    Common args:"]
+        for n in list(self.head) + [n for n in self.defaults if n in names]:
+            lines.append(f"        {n}: {self.docs[n]}")
+        return "\n".join(lines) + ("\n\n" + self.notes.rstrip() if self.notes else "")
+
+
+def shared_keywords(family: Family, *, defaults: Optional[Mapping[str, Any]] = None,
+                    without: Sequence[str] = ()) -> Callable[[F], F]:
+    """Make ``fn(input, target, *, own..., **kw)`` the public function of ``family``.
+
+    Args:
+        family: the table of shared keywords.
+        defaults: the function's own defaults of some shared keywords (e.g. ``mode``).
+        without: shared keywords the function does not take.
+    """
+    for key in list(defaults or {}) + list(without):
+        if key not in family.defaults:
+            raise ValueError(f"`defaults`/`without` must name keywords of {family.name!r}; got {key!r}")
+    shared = {k: v for k, v in {**family.defaults, **(defaults or {})}.items() if k not in without}
+
+    def deco(fn: F) -> F:
+        sig = inspect.signature(fn)
+        own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        clash = [p.name for p in own if p.name in shared]
+        if clash:
+            raise ValueError(f"`{fn.__name__}` must not restate the shared keywords {clash}")
+        extra = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v, annotation=family.annotations[k])
+                 for k, v in shared.items()]
+        own_names = {p.name for p in own if p.kind is p.KEYWORD_ONLY}
+        valid = [p.name for p in own if p.kind is p.KEYWORD_ONLY] + list(shared)
+
+        @functools.wraps(fn)
+        def public(*args: Any, **kwargs: Any) -> Any:
+            for key in kwargs:
+                if key not in shared and key not in own_names:
+                    raise TypeError(f"{fn.__name__}() got an unexpected keyword argument {key!r}"
+                                    f"{did_you_mean(key, valid)}")
+            return fn(*args, **{**shared, **kwargs})
+
+        public.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        with_docs(family.block(list(shared)))(public)
+        return public  # type: ignore[return-value]
+
+    return deco
+
+
+# --------------------------------------------------------------------------- region losses
+
+_CONVENTION_REGION = """    Convention:
+        Empty masks: with ``smooth > 0`` a class absent from target and prediction has
+        index 1 (loss 0) and a false positive on an empty target gives a loss that
+        grows with FP and a non-zero gradient. With ``smooth = 0`` a 0/0 index is
+        taken as 1 with zero gradient. A dense (soft) target that requires grad gets the
+        exact gradient of the loss (the statistics are sums; see :mod:`seglosses._stats`)."""
+
+
+class RegionKeywords(TypedDict, total=False):
+    """The shared keywords of the region losses (:data:`REGION`)."""
+
+    mode: str
+    from_logits: bool
+    domain: str
+    smooth: float
+    include_background: bool
+    ignore_index: Optional[int]
+    class_weights: Optional[Sequence[float]]
+    reduction: str
+    check_values: bool
+    sync: object
+
+
+REGION = Family(
+    "region losses",
+    defaults=dict(mode="binary", from_logits=True, domain="image", smooth=1e-5, include_background=True,
+                  ignore_index=None, class_weights=None, reduction="mean", check_values=True, sync=None),
+    annotations=dict(mode="str", from_logits="bool", domain="str", smooth="float", include_background="bool",
+                     ignore_index="Optional[int]", class_weights="Optional[Sequence[float]]", reduction="str",
+                     check_values="bool", sync="object"),
+    docs=dict(
+        input="""prediction ``[B, C, *S]`` (2D, 3D or any number of spatial dims): logits
+            (``from_logits=True``, the default) or probabilities.""",
+        target="""label map ``[B, *S]`` (integer), or ``[B, C, *S]`` one-hot / soft labels
+            (float); binary mode also takes ``[B, *S]`` / ``[B, 1, *S]`` float probabilities.""",
+        mode="""``"binary"`` (1 channel), ``"multiclass"`` (softmax over C) or
+            ``"multilabel"`` (C independent sigmoids).""",
+        from_logits="apply sigmoid (binary, multilabel) or softmax (multiclass) first.",
+        domain="""``"image"``: one index per image, then averaged; ``"batch"``: one index
+            over the whole batch (seed 000 section 2.1; MONAI calls this ``batch=True``,
+            smp the absence of its ``-imagewise`` suffix).""",
+        smooth="the δ of seed 000 eq. 3, added to numerator and denominator.",
+        include_background="""keep channel 0 (multiclass, multilabel). Binary mode always
+            scores its single (foreground) channel.""",
+        ignore_index="target value whose pixels leave every statistic.",
+        class_weights="""one weight per kept class; the class mean becomes
+            ``Σ w_c L_c / Σ w_c``.""",
+        reduction="""``"mean"``, ``"sum"`` or ``"none"`` (``[B, C]`` in the image domain,
+            ``[C]`` in the batch domain).""",
+        check_values="""check label range, probability range and finiteness (one pass
+            over the data and a device sync); shapes and dtypes are always checked.""",
+        sync="""``None``; or, with ``domain="batch"``, ``"distributed"`` (or a
+            ``torch.distributed`` process group) to sum the batch statistics over all
+            processes, with autograd, before the formula: every rank gets the loss of the
+            global batch and DDP's gradient averaging gives its exact gradient (see
+            :mod:`seglosses.distributed`; the identity without a process group).""",
+    ),
+    notes=_CONVENTION_REGION,
+)
+
+
+# --------------------------------------------------------------------------- overlap metrics
+
+
+class OverlapKeywords(TypedDict, total=False):
+    """The shared keywords of the overlap metrics (:data:`OVERLAP`)."""
+
+    mode: str
+    from_logits: bool
+    threshold: float
+    num_classes: Optional[int]
+    include_background: bool
+    ignore_index: Optional[int]
+    domain: str
+    reduction: str
+    empty: Union[float, str]
+    check_values: bool
+
+
+OVERLAP = Family(
+    "overlap metrics",
+    defaults=dict(mode="binary", from_logits=False, threshold=0.5, num_classes=None, include_background=True,
+                  ignore_index=None, domain="image", reduction="mean", empty=1.0, check_values=True),
+    annotations=dict(mode="str", from_logits="bool", threshold="float", num_classes="Optional[int]",
+                     include_background="bool", ignore_index="Optional[int]", domain="str", reduction="str",
+                     empty="float | str", check_values="bool"),
+    docs=dict(
+        input="""the prediction: probabilities (``from_logits=False``, the default), logits
+            (``from_logits=True``) or a hard prediction (integer or bool: ``[B, *S]`` /
+            ``[B, 1, *S]`` in {0, 1} for binary, a label map ``[B, *S]`` for multiclass,
+            ``[B, C, *S]`` in {0, 1} for multilabel). ``S`` is any number of spatial dims.""",
+        target="""label map ``[B, *S]`` (integer), or ``[B, C, *S]`` one-hot (float);
+            binary mode also takes ``[B, 1, *S]`` and float {0, 1} targets.""",
+        mode="""``"binary"``, ``"multiclass"`` or ``"multilabel"``.""",
+        from_logits="the float prediction is logits (sigmoid, or softmax in multiclass mode).",
+        threshold="""binary and multilabel probabilities are positive where ``p >= threshold``;
+            multiclass predictions take the arg-max over classes (``threshold`` unused).""",
+        num_classes="""the number of classes of a multiclass label-map prediction (read from
+            the channels of a float prediction, or from a one-hot target, otherwise).""",
+        include_background="""keep channel 0 (multiclass, multilabel); binary mode always
+            scores its single foreground channel.""",
+        ignore_index="target value whose pixels leave every count.",
+        domain="""``"image"``: one value per image and class; ``"batch"``: the counts are
+            summed over the batch first, one value per class (the data-set-level value
+            when the batch is the data set).""",
+        reduction="""``"mean"`` (NaN values left out), ``"sum"`` or ``"none"`` (``[B, C]``
+            for ``domain="image"``, ``[C]`` for ``domain="batch"``).""",
+        empty="""the value of a 0/0 ratio (a class absent from prediction and target):
+            ``1.0`` (seed 003: "the convention that 0/0 = 1") or ``"nan"`` (MONAI's
+            ``ignore_empty``; NaN values are then left out of ``reduction="mean"``).""",
+        check_values="""check label ranges, probability range and finiteness (one pass over
+            the data and a device sync); shapes and dtypes are always checked.""",
+    ),
+    notes="""    Convention:
+        A ratio whose denominator is 0 takes ``empty``; no other value is special. An
+        ignored pixel counts nowhere; a class absent from an image is scored for that
+        image (e.g. a false positive on an empty target gives Dice 0).""",
+)
+
+FAMILIES: Dict[str, Family] = {"region": REGION, "overlap": OVERLAP}

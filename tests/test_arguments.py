@@ -1,0 +1,102 @@
+"""The shared keyword arguments: one table per family, filled in, checked and documented."""
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+from typing_extensions import Unpack
+
+import seglosses as sl
+from seglosses import metrics
+from seglosses._arguments import OVERLAP, REGION, OverlapKeywords, RegionKeywords, shared_keywords, with_docs
+
+REGION_FNS = [sl.functional.dice_loss, sl.functional.iou_loss, sl.functional.tversky_loss,
+              sl.functional.focal_tversky_loss, sl.functional.asymmetric_similarity_loss,
+              sl.functional.generalized_dice_loss, sl.functional.penalty_generalized_dice_loss,
+              sl.functional.sensitivity_specificity_loss]
+OVERLAP_FNS = [metrics.dice, metrics.jaccard, metrics.tversky_index, metrics.sensitivity, metrics.specificity,
+               metrics.precision, metrics.balanced_accuracy, metrics.pixel_accuracy, metrics.iou_per_class,
+               metrics.mean_iou]
+
+
+def test_tables_agree_with_their_typed_dicts():
+    for fam, td in ((REGION, RegionKeywords), (OVERLAP, OverlapKeywords)):
+        assert list(fam.defaults) == list(td.__annotations__) == list(fam.annotations)
+        assert set(fam.docs) == set(fam.defaults) | {"input", "target"}
+
+
+@pytest.mark.parametrize("fn", REGION_FNS + OVERLAP_FNS, ids=lambda f: f.__name__)
+def test_signature_lists_every_shared_keyword_with_its_default_and_doc(fn):
+    fam = REGION if fn in REGION_FNS else OVERLAP
+    params = inspect.signature(fn).parameters
+    assert not any(p.kind is p.VAR_KEYWORD for p in params.values())
+    shared = [n for n in params if n in fam.defaults]
+    assert shared, fn.__name__
+    for n in shared:
+        if n not in ("mode", "domain"):  # the functions that differ say so in their decorator
+            assert params[n].default == fam.defaults[n], (fn.__name__, n)
+        assert f"        {n}: " in fn.__doc__, (fn.__name__, n)
+    assert fn.__doc__.index("Common args:") < fn.__doc__.index("Example:") if "Example:" in fn.__doc__ else True
+
+
+def test_own_defaults_and_missing_keywords():
+    params = inspect.signature(sl.functional.generalized_dice_loss).parameters
+    assert params["mode"].default == "multiclass" and "class_weights" not in params
+    params = inspect.signature(metrics.mean_iou).parameters
+    assert params["domain"].default == "batch" and "reduction" not in params
+    with pytest.raises(TypeError, match="unexpected keyword argument 'class_weights'"):
+        sl.functional.generalized_dice_loss(torch.randn(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long),
+                                            class_weights=[1.0, 1.0])
+
+
+def test_unknown_keyword_names_the_closest():
+    with pytest.raises(TypeError, match=r"dice_loss\(\) got an unexpected keyword argument 'smoth' "
+                                        r"\(did you mean 'smooth'\?\)"):
+        sl.functional.dice_loss(torch.randn(1, 1, 2, 2), torch.ones(1, 2, 2), smoth=1.0)
+
+
+def test_defaults_are_filled_in_and_overrides_win():
+    seen = {}
+
+    @shared_keywords(REGION, defaults={"mode": "multiclass"}, without=("sync",))
+    def probe(input, target, *, own: int = 1, **kw: Unpack[RegionKeywords]):
+        """Probe.
+
+        Example:
+            >>> 1
+            1
+        """
+        seen.update(kw, own=own)
+        return kw["smooth"]
+
+    assert probe(None, None, smooth=2.0) == 2.0
+    assert seen["mode"] == "multiclass" and seen["reduction"] == "mean" and "sync" not in seen and seen["own"] == 1
+    assert probe.__doc__.index("Common args") < probe.__doc__.index("Example:")
+    assert "sync:" not in probe.__doc__ and "Convention:" in probe.__doc__
+
+
+def test_bad_declarations_refused():
+    with pytest.raises(ValueError, match="must name keywords of 'region losses'; got 'smoth'"):
+        shared_keywords(REGION, without=("smoth",))
+
+    def restates(input, target, *, mode="binary", **kw):
+        pass
+
+    with pytest.raises(ValueError, match=r"must not restate the shared keywords \['mode'\]"):
+        shared_keywords(REGION)(restates)
+
+
+def test_with_docs_inserts_before_the_example_or_appends():
+    def f():
+        """Head.
+
+        Example:
+            >>> 1
+        """
+
+    def g():
+        """Head only."""
+
+    assert with_docs("    Notes:\n        x.")(f).__doc__.split("Notes:")[1].index("Example:") > 0
+    assert with_docs("    Notes:\n        x.")(g).__doc__.rstrip().endswith("x.")
