@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "console_main", "build_parser"]
 
 
 def _int_list(text: str) -> List[int]:
@@ -41,6 +41,16 @@ def _int_list(text: str) -> List[int]:
 
 def _str_list(text: str) -> List[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +84,26 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--losses", type=_str_list, help="comma-separated loss labels (or specs) to keep")
     quick.add_argument("--pretrain-epochs", type=int, help="epochs of the pre-training (seed 003 protocol)")
     bench.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
+    ex = bench.add_argument_group("execution (never changes a result; see the study reference)")
+    ex.add_argument("--executor", choices=("local", "ray", "slurm"), default="local",
+                    help="where the runs train: local processes (default), Ray tasks, SLURM jobs")
+    ex.add_argument("--workers", type=_positive_int, default=1,
+                    help="local: runs at a time, each in its own process (default 1: in this process)")
+    ex.add_argument("--threads", type=_positive_int, default=None,
+                    help="torch threads per run (default: the study's `threads`, else usable cores / workers)")
+    ex.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+    ex.add_argument("--ray-results", choices=("shared", "return", "auto"), default=None,
+                    help="Ray: runs write the study folder (shared), send their files back (return), or "
+                         "whichever works (auto, default)")
+    ex.add_argument("--cpus-per-run", type=float, default=None, help="Ray/SLURM: CPUs per run (study `resources.cpus`)")
+    ex.add_argument("--gpus-per-run", type=float, default=None, help="Ray/SLURM: GPUs per run (study `resources.gpus`)")
+    ex.add_argument("--mem-per-run", type=float, default=None, help="SLURM: memory per run in GB")
+    ex.add_argument("--slurm-partition", default=None, help="SLURM partition")
+    ex.add_argument("--slurm-time", type=_positive_int, default=None, help="SLURM time limit per job, minutes")
+    ex.add_argument("--slurm-array", action="store_true", default=None,
+                    help="SLURM: submit the runs ready together as one job array")
+    ex.add_argument("--slurm-max-parallel", type=_positive_int, default=None,
+                    help="SLURM: jobs at a time (the array's %%-limit)")
 
     report = sub.add_parser("report", help="write the comparison report of a study folder")
     report.add_argument("runs_dir", help="a study folder (OUT/<study>), or an output folder holding studies")
@@ -128,6 +158,8 @@ def _cmd_report(args) -> int:
 def _cmd_bench(args) -> int:
     from seglosses.bench.default_study import default_study
     from seglosses.bench.report import ReportError, write_report
+    from seglosses.bench.executors import InlineExecutor
+    from seglosses.bench.progress import StudyProgress
     from seglosses.bench.study import StudyError, apply_overrides, load_study, parse_study, run_study
     from seglosses.bench.train import RunInterrupted, distributed_context
 
@@ -142,7 +174,13 @@ def _cmd_bench(args) -> int:
     except StudyError as err:
         print(f"seglosses bench: error: {err}", file=sys.stderr)
         return 2
-    progress = not args.quiet and sys.stderr.isatty() and main
+    try:
+        executor = _executor(args, study, distributed)
+    except (ValueError, ImportError) as err:
+        print(f"seglosses bench: error: {err}", file=sys.stderr)
+        return 2
+    inline = isinstance(executor, InlineExecutor)
+    progress = not args.quiet and sys.stderr.isatty() and main and inline
 
     def log(message: str) -> None:
         if args.quiet or not main:
@@ -154,10 +192,13 @@ def _cmd_bench(args) -> int:
         else:
             print(message, flush=True)
 
+    if main and not args.quiet:
+        print(f"execution: {executor.describe()}; {_wait_policy_note()}", flush=True)
+    display = StudyProgress(0, slots=executor.slots, enabled=main and not args.quiet, position=2 if progress else 0)
     t0 = time.perf_counter()
     try:
         outcome = run_study(study, args.out, device=args.device, progress=progress, log=log,
-                            stop_after_epoch=args.stop_after_epoch)
+                            stop_after_epoch=args.stop_after_epoch, executor=executor, display=display)
     except RunInterrupted as err:
         if main:
             print(f"seglosses bench: {err}; re-run the same command to resume", file=sys.stderr)
@@ -167,6 +208,7 @@ def _cmd_bench(args) -> int:
             print("seglosses bench: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
     finally:
+        display.close()
         if distributed:
             import torch.distributed as dist
 
@@ -189,6 +231,71 @@ def _cmd_bench(args) -> int:
                 print(f"  - {f['run']}: {f['error']}", file=sys.stderr)
             status = status or 1
     return status
+
+
+def _executor(args, study, distributed: bool):
+    """The executor of ``bench`` from the command line and the study (the command line wins)."""
+    from seglosses.bench.executors import InlineExecutor, make_executor
+
+    threads = args.threads if args.threads is not None else study.settings.get("threads")
+    if distributed:
+        if args.executor != "local" or args.workers != 1:
+            raise ValueError("`--executor`/`--workers` must be left at their defaults under torchrun; "
+                             f"got --executor {args.executor} --workers {args.workers}")
+        return InlineExecutor(progress=False, threads=threads)
+    if args.executor != "local" and args.workers != 1:
+        raise ValueError(f"`--workers` is for the local executor; got --workers {args.workers} with "
+                         f"--executor {args.executor} (Ray and SLURM take `resources` per run)")
+    options = {
+        "resources": {k: v for k, v in (("cpus", args.cpus_per_run), ("gpus", args.gpus_per_run),
+                                        ("memory_gb", args.mem_per_run)) if v is not None},
+        "ray": {k: v for k, v in (("address", args.ray_address), ("results", args.ray_results)) if v is not None},
+        "slurm": {k: v for k, v in (("partition", args.slurm_partition), ("time", args.slurm_time),
+                                    ("array", args.slurm_array), ("max_parallel", args.slurm_max_parallel))
+                  if v is not None},
+    }
+    folder = Path(args.out).resolve() / study.name
+    return make_executor(args.executor, study_settings=study.settings, folder=folder, workers=args.workers,
+                         threads=threads, progress=not args.quiet and sys.stderr.isatty(), options=options)
+
+
+def _initial_environment() -> dict:
+    """The environment this process started with (what the OpenMP runtime read when torch loaded)."""
+    try:
+        raw = Path("/proc/self/environ").read_bytes()
+    except OSError:
+        return dict(os.environ)
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def _wait_policy_note() -> str:
+    policy = _initial_environment().get("OMP_WAIT_POLICY")
+    if policy is None:
+        return ("OpenMP threads of this process busy-wait (OMP_WAIT_POLICY unset when torch loaded: "
+                "a busy machine slows the runs here; the seglosses command sets it)")
+    return f"OMP_WAIT_POLICY={policy}"
+
+
+def console_main() -> int:
+    """Entry point of the ``seglosses`` console script (and ``python -m seglosses.cli``).
+
+    ``bench`` trains in this process: its OpenMP threads must sleep rather than spin while they
+    wait (see :mod:`seglosses.bench.resources`), and the OpenMP runtime reads
+    ``OMP_WAIT_POLICY`` once, when torch loads, which importing this module has already done.
+    So when the variable is unset, ``bench`` sets it and replaces this process with a fresh
+    interpreter running the same command (``os.execv``: same process id, same terminal); a value
+    the user set is kept. Everything else runs :func:`main` directly.
+    """
+    argv = sys.argv[1:]
+    if argv[:1] == ["bench"] and "OMP_WAIT_POLICY" not in os.environ and hasattr(os, "execv"):
+        from seglosses.bench.resources import WAIT_POLICY
+
+        os.environ["OMP_WAIT_POLICY"] = WAIT_POLICY
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "seglosses.cli", *argv])
+    return main(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -215,4 +322,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())

@@ -63,6 +63,8 @@ from torch.utils.data import Dataset
 from seglosses._options import did_you_mean
 from seglosses.bench.data import BenchData, build_dataset, foreground_flags
 from seglosses.bench.evaluate import check_metric_names
+from seglosses.bench.executors import Executor, InlineExecutor, check_execution_settings, execute_runs
+from seglosses.bench.progress import StudyProgress
 from seglosses.bench.train import (
     RunError,
     RunInterrupted,
@@ -122,6 +124,11 @@ DEFAULTS: Dict[str, Any] = {
     "amp": "auto",
     "num_workers": 0,
     "baseline": None,
+    "threads": None,
+    "resources": {"cpus": 1, "gpus": 0, "memory_gb": None},
+    "ray": {"address": None, "results": "auto"},
+    "slurm": {"partition": None, "time": 60, "array": False, "max_parallel": None, "setup": [], "extra": {},
+              "folder": None, "cluster": "slurm"},
 }
 _SINGULAR = {"domain": "domains", "batch_size": "batch_sizes", "effective_batch_size": "effective_batch_sizes",
              "seed": "seeds", "dataset": "datasets", "loss": "losses"}
@@ -345,6 +352,10 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
     if unknown:
         raise StudyError(f"`eval` keys must be among metrics, batch_size, samples{where}; got {sorted(unknown)}")
     settings["losses"] = [_loss_entry(e, where) for e in settings["losses"]]
+    try:
+        check_execution_settings(settings)
+    except ValueError as err:
+        raise StudyError(f"{err}{where}") from None
     name = settings["name"] or default_name
     if not re.fullmatch(r"[A-Za-z0-9._-]+", str(name)):
         raise StudyError(f"`name` must use letters, digits, '.', '_' or '-'{where}; got {name!r}")
@@ -733,14 +744,18 @@ def run_study(
     progress: bool = False,
     log: Callable[[str], None] = print,
     stop_after_epoch: Optional[int] = None,
+    executor: Optional[Executor] = None,
+    display: Optional[StudyProgress] = None,
 ) -> StudyOutcome:
     """Run every run of a study that is not finished yet; go on past failures.
 
-    For each data-set entry the data are built once; then each run is trained (or resumed, or
-    skipped when finished) by :func:`~seglosses.bench.train.train_run`. An error in a data set
-    fails its runs, an error in a loss spec or a run fails that run only; every failure is
+    For each data-set entry the data are built once and the runs planned; then ``executor``
+    trains the runs (or resumes them, or skips the finished ones: :func:`~seglosses.bench.
+    executors.perform_run`), one after another in this process by default. An error in a data
+    set fails its runs, an error in a loss spec or a run fails that run only; every failure is
     recorded (``error.txt`` in the run folder, ``study.json``) and the study goes on.
-    ``OUT/<study>/study.json`` is rewritten after every run.
+    ``OUT/<study>/study.json`` is rewritten after every run; its ``finished`` list is in the
+    study's order whatever the order in which the runs end.
 
     Args:
         study: the study.
@@ -750,6 +765,8 @@ def run_study(
         log: where the messages and one-line summaries go.
         stop_after_epoch: passed to every run (a test hook simulating a kill); the study stops
             at the first run it interrupts.
+        executor: where the runs train (:mod:`seglosses.bench.executors`; default: this process).
+        display: the study-level progress display.
 
     Returns:
         A :class:`StudyOutcome`.
@@ -770,11 +787,14 @@ def run_study(
     folder = Path(out_dir) / study.name
     rank, world = distributed_context()
     main = rank == 0
+    device_arg = device
     device = torch.device(device) if device is not None else _default_device()
     failures: List[Dict[str, str]] = []
     finished: List[str] = []
     all_runs: List[RunSpec] = []
     datasets_info: List[Dict[str, Any]] = []
+    batches: List[Any] = []
+    specs: Dict[int, Dict[str, Any]] = {}
 
     def save_index() -> None:
         if main:
@@ -809,43 +829,30 @@ def run_study(
         runs = plan_runs(study, entry, spec, data, failures)
         all_runs.extend(runs)
         save_index()
-        done_pretrain: Dict[str, Optional[str]] = {}
-        for i, run in enumerate(runs, 1):
-            run_dir = folder / "runs" / run.id
-            prefix = f"[{data.name} {i}/{len(runs)}] {run.label} seed {run.seed}"
-            try:
-                init = None
-                if run.pretrain is not None:
-                    pid = run.pretrain.id
-                    if pid not in done_pretrain:
-                        done_pretrain[pid] = None
-                        pre_dir = folder / "runs" / pid
-                        if not (pre_dir / "final.json").is_file():
-                            log(f"{prefix}: pre-training with {run.pretrain.config['loss_label']} "
-                                f"for {run.pretrain.config['epochs']} epochs")
-                        train_run(run.pretrain.config, pre_dir, data, device=device, progress=progress, log=log,
-                                  stop_after_epoch=stop_after_epoch)
-                        done_pretrain[pid] = str(pre_dir / "checkpoint.pt")
-                    if done_pretrain[pid] is None:
-                        raise RunError(f"its pre-training run {pid} failed")
-                    init = done_pretrain[pid]
-                if (run_dir / "final.json").is_file():
-                    log(f"{prefix}: finished earlier, skipped")
-                else:
-                    log(f"{prefix}: training")
-                    train_run(run.config, run_dir, data, device=device, progress=progress, log=log,
-                              stop_after_epoch=stop_after_epoch, init_checkpoint=init)
+        batches.append((data, runs))
+        specs[id(data)] = spec
+    executor = executor if executor is not None else InlineExecutor(progress=progress)
+    run_device = device if isinstance(executor, InlineExecutor) else device_arg
+    threads = getattr(executor, "threads", None) or getattr(executor, "cpus", None) or torch.get_num_threads()
+    loader_workers = min(int(study.settings.get("num_workers") or 0), threads)
+    position = {r.id: i for i, r in enumerate(all_runs)}
+    if display is not None:
+        display.total = len(all_runs) + len({r.pretrain.id for r in all_runs if r.pretrain is not None})
+    results = execute_runs(batches, folder, executor, spec_of=lambda d: specs[id(d)], device=run_device, log=log,
+                           stop_after_epoch=stop_after_epoch, display=display,
+                           config_of=lambda r: {**r.config, "num_workers": loader_workers, "threads": threads})
+    try:
+        for run, result in results:
+            if result.status in ("finished", "skipped"):
                 finished.append(run.id)
-            except (RunInterrupted, KeyboardInterrupt):
-                save_index()
-                raise
-            except Exception as err:  # noqa: BLE001 - any failure of one run; the study goes on
-                message = f"{type(err).__name__}: {err}"
-                failures.append({"run": f"{run.label} seed {run.seed} [{data.name}]", "error": message,
+            else:
+                failures.append({"run": f"{run.label} seed {run.seed} [{run.dataset}]", "error": result.error or "",
                                  "id": run.id})
-                log(f"FAILED {prefix}: {message}")
-                if main:
-                    atomic_write_text(run_dir / "error.txt", message + "\n\n" + traceback.format_exc())
+            finished.sort(key=position.get)
+            failures.sort(key=lambda f: position.get(f.get("id"), -1))
             save_index()
+    except (RunInterrupted, KeyboardInterrupt):
+        save_index()
+        raise
     save_index()
     return StudyOutcome(folder, all_runs, finished, failures, time.perf_counter() - t_start)
