@@ -14,6 +14,13 @@ for tests; they change the run ids, so they never mix with full runs): ``--epoch
 ``--pretrain-epochs N``. ``--stop-after-epoch K`` stops every run right after the checkpoint of
 epoch K, as if the process had been killed there (for resumption tests).
 
+Execution options of ``bench`` (never change a result): ``--workers N`` and ``--threads T`` (N
+runs at a time in local processes, T threads each), ``--executor ray`` / ``--executor slurm``
+with their options; see :mod:`seglosses.bench.study` and :mod:`seglosses.bench.executors`.
+The console script starts ``bench`` with ``OMP_WAIT_POLICY=PASSIVE`` unless it is set
+(:func:`console_main`). A study-level progress line is shown on stderr (one line per run that
+ends when stderr is not a terminal).
+
 Exit codes: 0 success; 1 some runs failed (the others finished, the report was written);
 2 a usage, study-file or report error; 3 stopped by ``--stop-after-epoch``; 130 interrupted.
 
@@ -180,12 +187,13 @@ def _cmd_bench(args) -> int:
         print(f"seglosses bench: error: {err}", file=sys.stderr)
         return 2
     inline = isinstance(executor, InlineExecutor)
-    progress = not args.quiet and sys.stderr.isatty() and main and inline
+    live = not args.quiet and sys.stderr.isatty() and main  # bars and a status line on the terminal
+    progress = live and inline  # the bars of each run: only when it trains in this process
 
     def log(message: str) -> None:
         if args.quiet or not main:
             return
-        if progress:
+        if live:
             from tqdm.auto import tqdm
 
             tqdm.write(message, file=sys.stdout)
@@ -242,7 +250,7 @@ def _executor(args, study, distributed: bool):
         if args.executor != "local" or args.workers != 1:
             raise ValueError("`--executor`/`--workers` must be left at their defaults under torchrun; "
                              f"got --executor {args.executor} --workers {args.workers}")
-        return InlineExecutor(progress=False, threads=threads)
+        return InlineExecutor(progress=not args.quiet and sys.stderr.isatty(), threads=threads)
     if args.executor != "local" and args.workers != 1:
         raise ValueError(f"`--workers` is for the local executor; got --workers {args.workers} with "
                          f"--executor {args.executor} (Ray and SLURM take `resources` per run)")
@@ -288,7 +296,7 @@ def console_main() -> int:
     the user set is kept. Everything else runs :func:`main` directly.
     """
     argv = sys.argv[1:]
-    if argv[:1] == ["bench"] and "OMP_WAIT_POLICY" not in os.environ and hasattr(os, "execv"):
+    if argv[:1] == ["bench"] and "OMP_WAIT_POLICY" not in os.environ and hasattr(os, "execv") and sys.executable:
         from seglosses.bench.resources import WAIT_POLICY
 
         os.environ["OMP_WAIT_POLICY"] = WAIT_POLICY

@@ -324,6 +324,10 @@ class InlineExecutor(Executor):
 
             set_threads(self.threads)
 
+    def describe(self) -> str:
+        threads = f", {self.threads} thread(s)" if self.threads is not None else ""
+        return f"one run at a time in this process{threads}"
+
     def submit(self, task: RunTask, data: Any = None) -> None:
         self._queue.append((task, data))
 
@@ -836,7 +840,7 @@ def execute_runs(
     Raises:
         RunInterrupted: see ``stop_after_epoch``.
     """
-    from seglosses.bench.train import RunError, RunInterrupted, atomic_write_text
+    from seglosses.bench.train import RunError, RunInterrupted, atomic_write_text, distributed_context
 
     runs_dir = folder / "runs"
     probe = None
@@ -881,6 +885,8 @@ def execute_runs(
                         "failed" if result.status in ("failed", "interrupted") else result.status)
 
     executor.start(log)
+    if display is not None:
+        display.slots = max(1, min(executor.slots, len(queue)))
     try:
         while queue or in_flight:
             # hand over every run that can start, in the study's order
@@ -907,7 +913,8 @@ def execute_runs(
                         if pre_state[pre.id] == "failed":
                             del queue[k]
                             message = f"RunError: its pre-training run {pre.id} failed ({pre_error[pre.id]})"
-                            atomic_write_text(runs_dir / run.id / "error.txt", message + "\n")
+                            if distributed_context()[0] == 0:
+                                atomic_write_text(runs_dir / run.id / "error.txt", message + "\n")
                             if display is not None:
                                 display.start(run.id, run.label)
                                 display.end(run.id, f"{run.label} seed {run.seed} [{data.name}]", "failed")
@@ -951,5 +958,8 @@ def execute_runs(
         raise
     else:
         executor.close()
+    finally:
+        if probe is not None:
+            Path(probe[0]).unlink(missing_ok=True)
     if interrupted is not None:
         raise RunInterrupted(interrupted)

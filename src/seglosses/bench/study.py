@@ -33,8 +33,14 @@ fine-tune a copy per loss). A study file is YAML (``.yaml``/``.yml``), TOML (``.
     pretrain: null                      # seed 003: {loss: ce, epochs: 50}
     eval: {metrics: null, batch_size: null, samples: 4}
     amp: auto                           # CUDA only: auto | bf16 | fp16 | off
-    num_workers: 0
+    num_workers: 0                      # data-loader workers per run (at most the run's threads)
     baseline: null                      # the report's reference loss (default: the first)
+    # how the runs execute: never part of a run's id (see seglosses.bench.executors)
+    threads: null                       # torch threads per run; null: usable cores / --workers
+    resources: {cpus: 1, gpus: 0, memory_gb: null}   # per run, for --executor ray and slurm
+    ray: {address: null, results: auto} # results: shared | return | auto (see below)
+    slurm: {partition: null, time: 60, array: false, max_parallel: null, setup: [], extra: {},
+            folder: null, cluster: slurm}  # time in minutes; folder default OUT/<study>/slurm
 
 Keys may be given in the singular or plural (``seed: 0``, ``seeds: [0, 1]``). Relative
 paths are resolved against the working directory, then against the study file's folder.
@@ -43,6 +49,37 @@ Runs live in ``OUT/<study>/runs/<data set>/<label>-s<seed>-<hash>``; the hash co
 setting that changes the result, so an edited study gets new folders and an unchanged one
 finds its finished runs (skipped) and its interrupted ones (resumed from the last checkpoint).
 ``OUT/<study>/study.json`` lists the runs in the study's order, for the report.
+
+**Executors** (``seglosses bench`` options; the same study file, folders and numbers):
+
+=====================================  =====================================================
+``--workers N`` (``--threads T``)      N runs at a time in worker processes of this machine,
+                                       T threads each (default: usable cores // N)
+``--executor ray [--ray-address A]``   each run a Ray task with ``resources`` (no address: a
+                                       Ray instance on this machine); ``pip install
+                                       "seglosses[ray]"``
+``--executor slurm``                   each run a SLURM job (``slurm.array``: the runs ready
+                                       together as one job array), through ``submitit``;
+                                       ``pip install "seglosses[slurm]"``; a preempted or
+                                       timed-out job is requeued and resumes from the run's
+                                       checkpoint
+=====================================  =====================================================
+
+Command-line options override the study's keys: ``--threads``, ``--cpus-per-run``,
+``--gpus-per-run``, ``--mem-per-run``, ``--ray-address``, ``--ray-results``,
+``--slurm-partition``, ``--slurm-time``, ``--slurm-array``, ``--slurm-max-parallel``.
+Every executor applies the same rules (finished runs skipped, interrupted ones resumed, failures
+recorded, pre-training before the runs that start from it) and gives the sequential run's
+numbers bit for bit, for the same ``threads`` per run (a different thread count groups the
+floating-point sums differently; the runs' ``config.json`` records it).
+
+Storage: runs write their folders where they train, so with ``--workers``, SLURM, and Ray on
+one machine or with ``ray.results: shared``, ``OUT`` must be visible to every worker at the same
+path (the cluster's shared file system). With ``ray.results: return`` a run trains in a
+temporary folder of its worker and sends its files back; the driver writes them into ``OUT``
+(a resumed run gets its checkpoint sent along). ``auto`` (default) returns the files only from
+workers that cannot see ``OUT``. Data-set folders must be readable at the same paths on every
+machine; synthetic data sets are generated where they are used.
 """
 from __future__ import annotations
 
