@@ -60,6 +60,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _at_least(low: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be a number >= {low:g}; got {text!r}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``seglosses`` command.
 
@@ -102,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--ray-results", choices=("shared", "return", "auto"), default=None,
                     help="Ray: runs write the study folder (shared), send their files back (return), or "
                          "whichever works (auto, default)")
-    ex.add_argument("--cpus-per-run", type=float, default=None, help="Ray/SLURM: CPUs per run (study `resources.cpus`)")
-    ex.add_argument("--gpus-per-run", type=float, default=None, help="Ray/SLURM: GPUs per run (study `resources.gpus`)")
-    ex.add_argument("--mem-per-run", type=float, default=None, help="SLURM: memory per run in GB")
+    ex.add_argument("--cpus-per-run", type=_at_least(1), default=None, help="Ray/SLURM: CPUs per run (study `resources.cpus`)")
+    ex.add_argument("--gpus-per-run", type=_at_least(0), default=None, help="Ray/SLURM: GPUs per run (study `resources.gpus`)")
+    ex.add_argument("--mem-per-run", type=_at_least(0), default=None, help="SLURM: memory per run in GB")
     ex.add_argument("--slurm-partition", default=None, help="SLURM partition")
     ex.add_argument("--slurm-time", type=_positive_int, default=None, help="SLURM time limit per job, minutes")
     ex.add_argument("--slurm-array", action="store_true", default=None,

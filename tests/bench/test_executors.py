@@ -242,6 +242,9 @@ def test_make_executor_kinds_and_errors(tmp_path):
     assert isinstance(inline, InlineExecutor) and inline.threads == 3
     local = make_executor("local", study_settings=settings, folder=tmp_path, workers=2)
     assert isinstance(local, LocalExecutor) and local.threads == max(1, resources.usable_cpus() // 2)
+    crowded = LocalExecutor(resources.usable_cpus() + 1, threads=1)
+    assert crowded.describe().endswith(f"(more threads than the {resources.usable_cpus()} usable core(s): "
+                                       "the runs share cores)")
     with pytest.raises(ValueError, match="`executor` must be 'local', 'ray' or 'slurm'; got 'dask'"):
         make_executor("dask", study_settings=settings, folder=tmp_path)
 
@@ -379,6 +382,9 @@ def test_cli_execution_usage_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["bench", str(study), "--workers", "0"])
     assert "--workers: must be an integer >= 1; got '0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", str(study), "--executor", "ray", "--cpus-per-run", "0.5"])
+    assert "--cpus-per-run: must be a number >= 1; got '0.5'" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------

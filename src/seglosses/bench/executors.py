@@ -399,7 +399,13 @@ class LocalExecutor(Executor):
         self._busy: Dict[int, RunTask] = {}
 
     def describe(self) -> str:
-        return f"{self.slots} local worker process(es), {self.threads} thread(s) each"
+        from seglosses.bench.resources import usable_cpus
+
+        text = f"{self.slots} local worker process(es), {self.threads} thread(s) each"
+        cpus = usable_cpus()
+        if self.slots * self.threads > cpus:
+            text += f" (more threads than the {cpus} usable core(s): the runs share cores)"
+        return text
 
     def _spawn(self, index: int):
         import multiprocessing as mp
