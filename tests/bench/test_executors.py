@@ -126,28 +126,41 @@ def test_local_workers_resume_and_skip(reference, tmp_path):
     assert not any("training" in m for m in messages)  # nothing was handed to a worker
 
 
+def _planned(study):
+    from seglosses.bench.study import build_data, plan_runs, resolve_dataset
+
+    entry = study["datasets"][0]
+    return plan_runs(study, entry, resolve_dataset(entry), build_data(resolve_dataset(entry)))
+
+
 def test_local_worker_failures_are_recorded_and_the_study_goes_on(tmp_path):
-    study = parse_study({**TINY, "pretrain": None, "losses": ["ce"], "seeds": [0, 1],
-                         "optimizer": {"name": "sgdd"}})
+    study = parse_study({**TINY, "pretrain": None, "losses": ["ce"], "seeds": [0, 1, 2]})
+    runs = _planned(study)
+    for run in runs[:2]:  # a checkpoint that cannot be read fails its run, in whichever worker
+        (tmp_path / "tiny" / "runs" / run.id).mkdir(parents=True)
+        (tmp_path / "tiny" / "runs" / run.id / "checkpoint.pt").write_bytes(b"not a checkpoint")
     outcome = run_study(study, tmp_path, log=_quiet, executor=LocalExecutor(2, threads=1))
-    assert not outcome.finished and len(outcome.failures) == 2
-    for failure in outcome.failures:
-        assert failure["error"] == "ValueError: `optimizer.name` must be one of 'adam', 'adamw'; got 'sgdd'"
-        error = (tmp_path / "tiny" / "runs" / failure["id"] / "error.txt").read_text()
+    assert outcome.finished == [runs[2].id] and len(outcome.failures) == 2
+    for failure, run in zip(outcome.failures, runs):
+        path = tmp_path / "tiny" / "runs" / run.id / "checkpoint.pt"
+        assert failure["id"] == run.id  # in the study's order
+        assert failure["error"].startswith(f"`{path.resolve()}` is damaged (not a readable checkpoint")
+        assert f"--redo {run.id}" in failure["error"]
+        error = (tmp_path / "tiny" / "runs" / run.id / "error.txt").read_text()
         assert error.startswith(failure["error"]) and "Traceback" in error
-    index = json.loads((tmp_path / "tiny" / "study.json").read_text())
-    assert [f["id"] for f in index["failures"]] == [r.id for r in outcome.runs]  # in the study's order
 
 
 def test_failed_pretraining_fails_its_runs(tmp_path, one_thread):
-    study = parse_study({**TINY, "seeds": [0], "pretrain": {"loss": "ce", "epochs": 1},
-                         "optimizer": {"name": "sgdd"}})
+    study = parse_study({**TINY, "seeds": [0]})
+    pre = _planned(study)[0].pretrain
+    (tmp_path / "tiny" / "runs" / pre.id).mkdir(parents=True)
+    (tmp_path / "tiny" / "runs" / pre.id / "checkpoint.pt").write_bytes(b"not a checkpoint")
     messages = []
     outcome = run_study(study, tmp_path, log=messages.append, executor=InlineExecutor(threads=1))
     assert len(outcome.failures) == 2 and not outcome.finished
     for failure in outcome.failures:
-        assert failure["error"].startswith("RunError: its pre-training run blobs/_pretrain/")
-        assert "failed (ValueError: `optimizer.name` must be one of" in failure["error"]
+        assert failure["error"].startswith(f"RunError: its pre-training run {pre.id} failed (`")
+        assert "checkpoint.pt` is damaged (not a readable checkpoint" in failure["error"]
     assert sum("pre-training with ce" in m for m in messages) == 1  # tried once, not once per run
 
 

@@ -53,6 +53,8 @@ __all__ = [
     "RayExecutor",
     "SlurmExecutor",
     "run_is_finished",
+    "settle_run_folder",
+    "take_lock",
     "perform_run",
     "execute_runs",
     "make_executor",
@@ -63,6 +65,7 @@ __all__ = [
 #: Files of a run folder that let a run resume (shipped to a worker that cannot see the folder).
 RESUME_FILES = ("checkpoint.pt", "config.json", "metrics.csv")
 FINAL = "final.json"
+SAMPLES = "samples.npz"
 
 
 @dataclass
@@ -85,6 +88,11 @@ class RunTask:
         probe: ``(path, token)``: a file the driver wrote in the study folder.
         inputs: files of an unfinished run (checkpoint ...) to resume from when shipping.
         init_bytes: the content of ``init_checkpoint`` when shipping.
+        lock: the run's lock file (:class:`~seglosses.bench.runfiles.RunLock`), taken by the
+            process that writes the run folder; ``None`` when the driver holds it.
+        blocking: wait for the lock's holder (else a held run comes back as ``"busy"``).
+        redo: remove the run folder first and train from scratch (``--redo``).
+        prefix: the beginning of the run's messages (``"[blobs 1/4] dice seed 0"``).
 
     Example:
         >>> RunTask("d/ce-s0-12345678", "ce seed 0 [d]", {}, {}, "/tmp/r").kind
@@ -105,12 +113,17 @@ class RunTask:
     probe: Optional[Tuple[str, str]] = None
     inputs: Dict[str, bytes] = field(default_factory=dict)
     init_bytes: Optional[bytes] = None
+    lock: Optional[str] = None
+    blocking: bool = False
+    redo: bool = False
+    prefix: str = ""
 
 
 @dataclass
 class RunResult:
     """What became of a run: ``status`` is ``"finished"`` (trained now), ``"skipped"`` (finished
-    earlier), ``"failed"`` or ``"interrupted"`` (``stop_after_epoch``); ``error`` the message of a
+    earlier), ``"failed"``, ``"interrupted"`` (``stop_after_epoch``) or ``"busy"`` (another process
+    holds its lock; it comes back later); ``error`` the message of a
     failure; ``files`` the run folder's files when the run was shipped; ``where`` host and process.
 
     Example:
@@ -131,15 +144,113 @@ class RunResult:
 # ------------------------------------------------------------------------------------------------
 
 
-def run_is_finished(run_dir: str | Path) -> bool:
-    """Whether a run folder holds a finished run (its ``final.json``), which is then skipped.
+def run_is_finished(run_dir: str | Path, config: Optional[Mapping[str, Any]] = None) -> bool:
+    """Whether a run folder holds a finished run whose results read back (it is then skipped).
+
+    ``final.json`` must be there and sound, and so must ``samples.npz`` when the run keeps
+    samples; this only looks (:func:`settle_run_folder` removes damaged results).
 
     Example:
         >>> import tempfile
         >>> run_is_finished(tempfile.mkdtemp())
         False
     """
-    return (Path(run_dir) / FINAL).is_file()
+    from seglosses.bench.runfiles import DamagedFile, load_samples, read_final
+
+    run_dir = Path(run_dir)
+    if not (run_dir / FINAL).is_file():
+        return False
+    try:
+        read_final(run_dir / FINAL)
+        if _keeps_samples(config) and (run_dir / SAMPLES).is_file():
+            load_samples(run_dir / SAMPLES)
+    except DamagedFile:
+        return False
+    return True
+
+
+def _keeps_samples(config: Optional[Mapping[str, Any]]) -> bool:
+    return int(((config or {}).get("eval") or {}).get("samples", 4)) > 0
+
+
+def settle_run_folder(run_dir: str | Path, run_id: str, config: Optional[Mapping[str, Any]] = None, *,
+                      redo: bool = False, log: Callable[[str], None] = print, prefix: str = "") -> bool:
+    """Under the run's lock: carry out ``--redo``, drop damaged results; whether the run is finished.
+
+    ``redo`` removes the run folder. A ``final.json`` (or ``samples.npz``) that does not read
+    back is removed with ``per_image.csv``, so the run is evaluated again, from its checkpoint
+    when that is sound. Under ``torchrun`` rank 0 removes and every process sees the same folder.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp()); _ = (d / "final.json").write_text("{trunc")
+        >>> settle_run_folder(d, "r", log=print, prefix="r")  # doctest: +ELLIPSIS
+        r: `...final.json` is damaged (...); running it again
+        False
+        >>> (d / "final.json").exists()
+        False
+    """
+    import shutil
+
+    from seglosses.bench.runfiles import DamagedFile, load_samples, read_final, redo_advice
+    from seglosses.bench.train import distributed_context
+
+    run_dir = Path(run_dir)
+    rank, world = distributed_context()
+    main = rank == 0
+    if world > 1:
+        import torch.distributed as dist
+    if main and redo and run_dir.exists():
+        shutil.rmtree(run_dir)
+        log(f"{prefix}: --redo: removed its folder, training it again")
+    if world > 1:
+        dist.barrier()  # every process sees what rank 0 removed
+    if not (run_dir / FINAL).is_file():
+        return False
+    damage: Optional[DamagedFile] = None
+    advice = redo_advice(run_id)
+    try:
+        read_final(run_dir / FINAL, advice=advice)
+        if _keeps_samples(config) and (run_dir / SAMPLES).is_file():
+            load_samples(run_dir / SAMPLES, advice=advice)
+    except DamagedFile as err:
+        damage = err
+    if world > 1:
+        dist.barrier()  # every process has read the files before rank 0 removes any
+    if damage is not None and main:
+        log(f"{prefix}: `{damage.path}` is damaged ({damage.reason}); running it again")
+        for name in (FINAL, SAMPLES, "per_image.csv"):
+            (run_dir / name).unlink(missing_ok=True)
+    if damage is not None and world > 1:
+        dist.barrier()  # removed before any process looks again
+    return damage is None
+
+
+def take_lock(path: str | Path, *, blocking: bool, log: Callable[[str], None], prefix: str) -> Any:
+    """The run's lock, taken (``None``: another process holds it and ``blocking`` is off).
+
+    Under ``torchrun`` rank 0 holds the lock for every process (and waits for it); the other
+    ranks get a lock object they never take.
+
+    Example:
+        >>> import tempfile
+        >>> lock = take_lock(Path(tempfile.mkdtemp()) / "r.lock", blocking=False, log=print, prefix="r")
+        >>> take_lock(lock.path, blocking=False, log=print, prefix="r")  # doctest: +ELLIPSIS
+        r: process ... holds `...r.lock`; coming back to it after the other runs
+        >>> lock.release()
+    """
+    from seglosses.bench.runfiles import RunLock
+    from seglosses.bench.train import distributed_context
+
+    lock = RunLock(path)
+    rank, world = distributed_context()
+    if rank != 0:
+        return lock
+    waiting = lambda holder: log(f"{prefix}: waiting for {holder}, which holds `{lock.path}`")  # noqa: E731
+    if not lock.acquire(blocking=blocking or world > 1, on_wait=waiting):
+        log(f"{prefix}: {lock.holder()} holds `{lock.path}`; coming back to it after the other runs")
+        return None
+    return lock
 
 
 _DATA_CACHE: "OrderedDict[str, Any]" = OrderedDict()
@@ -179,10 +290,15 @@ def perform_run(task: RunTask, data: Any = None, *, log: Callable[[str], None] =
                 progress: bool = False) -> RunResult:
     """Skip, resume or train one run and report how it went; every executor calls this.
 
-    The rules: a run whose folder holds ``final.json`` is skipped; one with a ``checkpoint.pt``
-    resumes after its last epoch (:func:`~seglosses.bench.train.train_run`); any other is
-    trained from the start (or from ``init_checkpoint``). An exception of the run becomes a
-    ``"failed"`` result and ``error.txt`` in the run folder (message and traceback).
+    The rules, applied under the run's lock (:func:`take_lock`; a run another process holds
+    comes back ``"busy"`` unless ``task.blocking``): ``--redo`` removes the folder; a run whose
+    ``final.json`` (and ``samples.npz``) read back is skipped, damaged results are removed and the
+    run evaluated again (:func:`settle_run_folder`); a run with a ``checkpoint.pt`` resumes after
+    its last epoch (:func:`~seglosses.bench.train.train_run`); any other is trained from the
+    start (or from ``init_checkpoint``). An exception of the run becomes a ``"failed"`` result
+    and ``error.txt`` in the run folder (message and traceback). A shipped run (see
+    :class:`RunTask`) trains in a temporary folder: the driver, which sees the study folder,
+    holds its lock and settles its folder.
 
     Args:
         task: the run.
@@ -202,43 +318,59 @@ def perform_run(task: RunTask, data: Any = None, *, log: Callable[[str], None] =
         >>> perform_run(task, log=lambda m: None).status, perform_run(task, log=lambda m: None).status
         ('finished', 'skipped')
     """
+    from seglosses.bench.runfiles import DamagedFile
     from seglosses.bench.train import RunInterrupted, atomic_write_text, distributed_context, train_run
 
     t0 = time.perf_counter()
     ship = _ships(task)
-    if not ship and run_is_finished(task.run_dir):
-        return RunResult(task.run_id, "skipped", where=_where())
-    if task.threads is not None:
-        from seglosses.bench.resources import set_threads
+    prefix = task.prefix or task.label
+    lock = None
+    if not ship and task.lock is not None:
+        lock = take_lock(task.lock, blocking=task.blocking, log=log, prefix=prefix)
+        if lock is None:
+            return RunResult(task.run_id, "busy", where=_where())
+    try:
+        if not ship and settle_run_folder(task.run_dir, task.run_id, task.config, redo=task.redo, log=log,
+                                          prefix=prefix):
+            return RunResult(task.run_id, "skipped", where=_where())
+        if task.threads is not None:
+            from seglosses.bench.resources import set_threads
 
-        set_threads(task.threads)
-    with contextlib.ExitStack() as stack:
-        if ship:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="seglosses-run-")))
-            for name, content in task.inputs.items():
-                (work / name).write_bytes(content)
-            init = None
-            if task.init_bytes is not None:
-                init = work / ".init_checkpoint.pt"
-                init.write_bytes(task.init_bytes)
-        else:
-            work, init = Path(task.run_dir), task.init_checkpoint
-        status, error = "finished", None
-        try:
-            if data is None:
-                data = _data_for(task.data_spec)
-            train_run(task.config, work, data, device=task.device or _default_device(), progress=progress,
-                      log=log, stop_after_epoch=task.stop_after_epoch, init_checkpoint=init)
-        except RunInterrupted as err:
-            status, error = "interrupted", str(err)
-        except Exception as err:  # noqa: BLE001 - any failure of one run; the study goes on
-            status, error = "failed", f"{type(err).__name__}: {err}"
-            if distributed_context()[0] == 0:
-                atomic_write_text(work / "error.txt", error + "\n\n" + traceback.format_exc())
-        files = None
-        if ship:
-            files = {p.name: p.read_bytes() for p in sorted(work.iterdir())
-                     if p.is_file() and not p.name.startswith(".")}
+            set_threads(task.threads)
+        with contextlib.ExitStack() as stack:
+            if ship:
+                work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="seglosses-run-")))
+                for name, content in task.inputs.items():
+                    (work / name).write_bytes(content)
+                init = None
+                if task.init_bytes is not None:
+                    init = work / ".init_checkpoint.pt"
+                    init.write_bytes(task.init_bytes)
+            else:
+                work, init = Path(task.run_dir), task.init_checkpoint
+            status, error = "finished", None
+            try:
+                if data is None:
+                    data = _data_for(task.data_spec)
+                train_run(task.config, work, data, device=task.device or _default_device(), progress=progress,
+                          log=log, stop_after_epoch=task.stop_after_epoch, init_checkpoint=init)
+            except RunInterrupted as err:
+                status, error = "interrupted", str(err)
+            except Exception as err:  # noqa: BLE001 - any failure of one run; the study goes on
+                status = "failed"
+                error = str(err) if isinstance(err, DamagedFile) else f"{type(err).__name__}: {err}"
+                if distributed_context()[0] == 0:
+                    try:
+                        atomic_write_text(work / "error.txt", error + "\n\n" + traceback.format_exc())
+                    except OSError:
+                        pass
+            files = None
+            if ship:
+                files = {p.name: p.read_bytes() for p in sorted(work.iterdir())
+                         if p.is_file() and not p.name.startswith(".")}
+    finally:
+        if lock is not None:
+            lock.release()
     return RunResult(task.run_id, status, error, time.perf_counter() - t0, files, _where())
 
 
@@ -258,12 +390,11 @@ def write_returned_files(run_dir: str | Path, files: Mapping[str, bytes]) -> Non
         >>> sorted(p.name for p in d.iterdir())
         ['final.json', 'metrics.csv']
     """
-    from seglosses.bench.train import _atomic
+    from seglosses.bench.runfiles import atomic_write_bytes
 
     run_dir = Path(run_dir)
     for name in sorted(files, key=lambda n: n == FINAL):
-        content = files[name]
-        _atomic(run_dir / name, lambda f, c=content: f.write(c))
+        atomic_write_bytes(run_dir / name, files[name])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -823,13 +954,15 @@ def execute_runs(
     stop_after_epoch: Optional[int] = None,
     display: Any = None,
     config_of: Callable[[Any], Dict[str, Any]] = lambda run: run.config,
+    redo_of: Callable[[Any], bool] = lambda run: False,
 ) -> Iterator[Tuple[Any, RunResult]]:
     """Train the runs of a study on ``executor``; yield ``(run, result)`` as runs end.
 
     Runs are handed over in the study's order, at most ``executor.slots`` at a time; a run that
     starts from a pre-training run waits for it (one pre-training serves every run that shares
-    it; its failure fails them). Runs finished earlier are yielded as skipped without being
-    handed over (:func:`run_is_finished`, the rule :func:`perform_run` applies too).
+    it; its failure fails them). A finished run (:func:`run_is_finished`) is yielded as skipped
+    without being handed over. A run whose lock another process holds comes back ``"busy"``; once
+    every other run has ended, such runs are handed over again to wait for their lock.
 
     Args:
         batches: ``(data, runs)`` per data-set entry (:class:`~seglosses.bench.study.RunSpec` s).
@@ -842,6 +975,8 @@ def execute_runs(
             in flight end) with :class:`~seglosses.bench.train.RunInterrupted`.
         display: a :class:`~seglosses.bench.progress.StudyProgress` (or ``None``).
         config_of: the configuration a run trains with.
+        redo_of: whether a run (or pre-training run) is to be trained again from scratch
+            (``--redo``); asked once per run.
 
     Raises:
         RunInterrupted: see ``stop_after_epoch``.
@@ -849,6 +984,8 @@ def execute_runs(
     from seglosses.bench.train import RunError, RunInterrupted, atomic_write_text, distributed_context
 
     runs_dir = folder / "runs"
+    locks_dir = folder / ".locks"
+    driver_locks = executor.ship != "never"  # the runs write no folder here: the driver holds their locks
     probe = None
     if executor.ship == "auto":
         token = secrets.token_hex(8)
@@ -856,110 +993,168 @@ def execute_runs(
         atomic_write_text(probe_path, token)
         probe = (str(probe_path.resolve()), token)
 
-    queue: List[Tuple[Any, Any, str, int, int]] = []
+    queue: List[Tuple[Any, Any, str]] = []
     for data, runs in batches:
         for i, run in enumerate(runs, 1):
-            queue.append((data, run, f"[{data.name} {i}/{len(runs)}] {run.label} seed {run.seed}", i, len(runs)))
-    pre_state: Dict[str, str] = {}  # id -> "running" | "done" | "failed"
+            queue.append((data, run, f"[{data.name} {i}/{len(runs)}] {run.label} seed {run.seed}"))
+    position = {item[1].id: i for i, item in enumerate(queue)}
+    later: List[Tuple[Any, Any, str]] = []  # runs another process holds: after the others, waiting
+    redone: set = set()
+    blocking = False
+    pre_state: Dict[str, str] = {}  # id -> "running" | "done" | "failed" | "later"
     pre_error: Dict[str, str] = {}
-    in_flight: Dict[str, Tuple[Any, Any, str]] = {}  # task id -> (data, run or pretrain spec, prefix)
+    in_flight: Dict[str, Tuple[Any, Any, str, Any, bool]] = {}  # id -> (data, spec, prefix, lock held here, redo)
     interrupted: Optional[str] = None
 
-    def make_task(data, spec, kind: str, init: Optional[str]) -> RunTask:
+    def name_of(spec, data) -> str:
+        return f"{spec.label} seed {spec.seed} [{data.name}]"
+
+    def make_task(data, spec, kind: str, init: Optional[str], prefix: str, redo: bool) -> RunTask:
         run_dir = runs_dir / spec.id
-        task = RunTask(spec.id, f"{spec.label} seed {spec.seed} [{data.name}]", config_of(spec), dict(spec_of(data)),
-                       str(run_dir.resolve()), kind=kind, init_checkpoint=init, device=None if device is None else str(device),
-                       stop_after_epoch=stop_after_epoch, ship=executor.ship, probe=probe)
-        if executor.ship != "never":
+        task = RunTask(spec.id, name_of(spec, data), config_of(spec), dict(spec_of(data)), str(run_dir.resolve()),
+                       kind=kind, init_checkpoint=init, device=None if device is None else str(device),
+                       stop_after_epoch=stop_after_epoch, ship=executor.ship, probe=probe,
+                       lock=None if driver_locks else str((locks_dir / f"{spec.id}.lock").resolve()),
+                       blocking=blocking, redo=redo, prefix=prefix)
+        if driver_locks:
             task.inputs = {n: (run_dir / n).read_bytes() for n in RESUME_FILES if (run_dir / n).is_file()}
             if init is not None:
                 task.init_bytes = Path(init).read_bytes()
         return task
 
-    def hand_over(data, spec, kind, prefix, init=None) -> None:
-        task = make_task(data, spec, kind, init)
-        in_flight[spec.id] = (data, spec, prefix)
+    def hand_over(data, spec, kind: str, prefix: str, init: Optional[str] = None) -> str:
+        """Give a run to the executor: ``"handed"``, ``"skipped"`` (finished) or ``"busy"`` (held)."""
+        redo = redo_of(spec) and spec.id not in redone
+        lock = None
+        if driver_locks:
+            lock = take_lock(locks_dir / f"{spec.id}.lock", blocking=blocking, log=log, prefix=prefix)
+            if lock is None:
+                return "busy"
+            finished = settle_run_folder(runs_dir / spec.id, spec.id, spec.config, redo=redo, log=log, prefix=prefix)
+            if redo:
+                redone.add(spec.id)
+            redo = False
+            if finished:
+                lock.release()
+                return "skipped"
+        elif not redo and run_is_finished(runs_dir / spec.id, spec.config):
+            return "skipped"
+        task = make_task(data, spec, kind, init, prefix, redo)
+        in_flight[spec.id] = (data, spec, prefix, lock, redo)
         if display is not None:
             display.start(spec.id, task.label)
         executor.submit(task, data)
+        return "handed"
 
     def settle(spec, data, result: RunResult) -> None:
-        if result.files is not None:
-            write_returned_files(runs_dir / spec.id, result.files)
-        if display is not None:
-            display.end(spec.id, f"{spec.label} seed {spec.seed} [{data.name}]",
+        lock, redo = in_flight.pop(spec.id)[3:]
+        if redo and result.status != "busy":
+            redone.add(spec.id)
+        try:
+            if result.files is not None:
+                write_returned_files(runs_dir / spec.id, result.files)
+        finally:
+            if lock is not None:
+                lock.release()
+        if display is not None and result.status != "busy":
+            display.end(spec.id, name_of(spec, data),
                         "failed" if result.status in ("failed", "interrupted") else result.status)
+
+    def next_ready():
+        """Hand over the first run of the queue that can start; what happened to it, or ``None``."""
+        for k, (data, run, prefix) in enumerate(queue):
+            pre = run.pretrain
+            if pre is not None and pre_state.get(pre.id) != "done":
+                state = pre_state.get(pre.id)
+                if state is None:
+                    outcome = hand_over(data, pre, "pretrain", f"{prefix} (pre-training)")
+                    if outcome == "handed":
+                        pre_state[pre.id] = "running"
+                        log(f"{prefix}: pre-training with {pre.config['loss_label']} for {pre.config['epochs']} epochs")
+                        return ("handed", None)
+                    pre_state[pre.id] = "done" if outcome == "skipped" else "later"
+                    if outcome == "busy":
+                        continue
+                if pre_state[pre.id] in ("running", "later"):
+                    continue
+                if pre_state[pre.id] == "failed":
+                    del queue[k]
+                    message = f"RunError: its pre-training run {pre.id} failed ({pre_error[pre.id]})"
+                    if distributed_context()[0] == 0:
+                        atomic_write_text(runs_dir / run.id / "error.txt", message + "\n")
+                    if display is not None:
+                        display.start(run.id, run.label)
+                        display.end(run.id, name_of(run, data), "failed")
+                    log(f"FAILED {prefix}: {message}")
+                    return ("yield", (run, RunResult(run.id, "failed", message)))
+            del queue[k]
+            init = str(runs_dir / pre.id / "checkpoint.pt") if pre is not None else None
+            outcome = hand_over(data, run, "run", prefix, init)
+            if outcome == "skipped":
+                log(f"{prefix}: finished earlier, skipped")
+                if display is not None:
+                    display.end(run.id, name_of(run, data), "skipped")
+                return ("yield", (run, RunResult(run.id, "skipped")))
+            if outcome == "busy":
+                later.append((data, run, prefix))
+                return ("busy", None)
+            log(f"{prefix}: training")
+            return ("handed", None)
+        return None
 
     executor.start(log)
     if display is not None:
         display.slots = max(1, min(executor.slots, len(queue)))
     try:
-        while queue or in_flight:
-            # hand over every run that can start, in the study's order
-            progressed = True
-            while progressed and interrupted is None and len(in_flight) < executor.slots:
-                progressed = False
-                for k, (data, run, prefix, _, _) in enumerate(queue):
-                    pre = run.pretrain
-                    if pre is not None and pre_state.get(pre.id) != "done":
-                        state = pre_state.get(pre.id)
-                        if state is None:
-                            pre_dir = runs_dir / pre.id
-                            if run_is_finished(pre_dir):
-                                pre_state[pre.id] = "done"
-                            else:
-                                pre_state[pre.id] = "running"
-                                log(f"{prefix}: pre-training with {pre.config['loss_label']} "
-                                    f"for {pre.config['epochs']} epochs")
-                                hand_over(data, pre, "pretrain", prefix)
-                                progressed = True
-                                break
-                        if pre_state[pre.id] == "running":
-                            continue
-                        if pre_state[pre.id] == "failed":
-                            del queue[k]
-                            message = f"RunError: its pre-training run {pre.id} failed ({pre_error[pre.id]})"
-                            if distributed_context()[0] == 0:
-                                atomic_write_text(runs_dir / run.id / "error.txt", message + "\n")
-                            if display is not None:
-                                display.start(run.id, run.label)
-                                display.end(run.id, f"{run.label} seed {run.seed} [{data.name}]", "failed")
-                            log(f"FAILED {prefix}: {message}")
-                            yield run, RunResult(run.id, "failed", message)
-                            progressed = True
-                            break
-                    del queue[k]
-                    if run_is_finished(runs_dir / run.id):
-                        log(f"{prefix}: finished earlier, skipped")
-                        if display is not None:
-                            display.end(run.id, f"{run.label} seed {run.seed} [{data.name}]", "skipped")
-                        yield run, RunResult(run.id, "skipped")
-                    else:
-                        log(f"{prefix}: training")
-                        init = str(runs_dir / pre.id / "checkpoint.pt") if pre is not None else None
-                        hand_over(data, run, "run", prefix, init)
-                    progressed = True
+        while True:
+            while interrupted is None and len(in_flight) < executor.slots:
+                step = next_ready()
+                if step is None:
                     break
+                if step[0] == "yield":
+                    yield step[1]
             if not in_flight:
+                if interrupted is None and (later or any(v == "later" for v in pre_state.values())) and not blocking:
+                    # every other run has ended: now wait for the runs other processes hold
+                    blocking = True
+                    queue[:0] = later
+                    queue.sort(key=lambda item: position[item[1].id])
+                    later = []
+                    for pid, state in list(pre_state.items()):
+                        if state == "later":
+                            del pre_state[pid]
+                    continue
                 if interrupted is not None or not queue:
                     break
                 raise RunError("no run can start")  # unreachable: a waiting run has a pre-training in flight
             for result in executor.wait():
-                data, spec, prefix = in_flight.pop(result.run_id)
+                data, spec, prefix = in_flight[result.run_id][:3]
                 settle(spec, data, result)
+                is_pre = spec.config.get("kind") == "pretrain"
                 if result.status == "interrupted":
                     interrupted = result.error
                     continue
-                if spec.config.get("kind") == "pretrain":
+                if result.status == "busy":
+                    if is_pre:
+                        pre_state[spec.id] = "later"
+                    else:
+                        later.append((data, spec, prefix))
+                    continue
+                if is_pre:
                     pre_state[spec.id] = "done" if result.status in ("finished", "skipped") else "failed"
                     if result.status == "failed":
                         pre_error[spec.id] = result.error or "unknown error"
-                        log(f"FAILED pre-training {spec.id}: {result.error}")
+                        log(f"FAILED {prefix}: {result.error}")
                     continue
+                if result.status == "skipped":
+                    log(f"{prefix}: finished earlier, skipped")
                 if result.status == "failed":
                     log(f"FAILED {prefix}: {result.error}")
                 yield spec, result
     except BaseException:
+        for _, _, _, lock, _ in in_flight.values():
+            if lock is not None:
+                lock.release()
         executor.close(cancel=True)
         raise
     else:

@@ -49,6 +49,11 @@ Runs live in ``OUT/<study>/runs/<data set>/<label>-s<seed>-<hash>``; the hash co
 setting that changes the result, so an edited study gets new folders and an unchanged one
 finds its finished runs (skipped) and its interrupted ones (resumed from the last checkpoint).
 ``OUT/<study>/study.json`` lists the runs in the study's order, for the report.
+``OUT/<study>/.locks/`` holds one lock file per run (see :class:`~seglosses.bench.runfiles.RunLock`).
+
+Checks: :func:`parse_study` checks the top-level settings and :func:`apply_overrides` the
+command-line values; :func:`run_study` then checks the whole study
+(:mod:`seglosses.bench.checks`) before its first run. Each step lists all its problems at once.
 
 **Executors** (``seglosses bench`` options; the same study file, folders and numbers):
 
@@ -68,7 +73,8 @@ finds its finished runs (skipped) and its interrupted ones (resumed from the las
 Command-line options override the study's keys: ``--threads``, ``--cpus-per-run``,
 ``--gpus-per-run``, ``--mem-per-run``, ``--ray-address``, ``--ray-results``,
 ``--slurm-partition``, ``--slurm-time``, ``--slurm-array``, ``--slurm-max-parallel``.
-Every executor applies the same rules (finished runs skipped, interrupted ones resumed, failures
+Every executor applies the same rules (finished runs skipped, damaged results run again,
+interrupted runs resumed, a run held by another process's lock left for later, failures
 recorded, pre-training before the runs that start from it) and gives the sequential run's
 numbers bit for bit, for the same ``threads`` per run (a different thread count groups the
 floating-point sums differently; the runs' ``config.json`` records it).
@@ -80,16 +86,19 @@ temporary folder of its worker and sends its files back; the driver writes them 
 (a resumed run gets its checkpoint sent along). ``auto`` (default) returns the files only from
 workers that cannot see ``OUT``. Data-set folders must be readable at the same paths on every
 machine; synthetic data sets are generated where they are used.
-"""
+
+**Executors** (``seglosses bench`` options; the same study file, folders and numbers):
+
+=====================================  =============================================="""
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
 import json
 import os
 import re
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
@@ -103,14 +112,11 @@ from seglosses.bench.evaluate import check_metric_names
 from seglosses.bench.executors import Executor, InlineExecutor, check_execution_settings, execute_runs
 from seglosses.bench.progress import StudyProgress
 from seglosses.bench.train import (
-    RunError,
     RunInterrupted,
     atomic_write_json,
-    atomic_write_text,
     build_run_loss,
     distributed_context,
     loss_has_domain,
-    train_run,
 )
 
 __all__ = [
@@ -341,15 +347,18 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
     where = f" in '{source}'" if source else ""
     if not isinstance(raw, Mapping):
         raise StudyError(f"`study` must be a mapping of settings{where}; got {type(raw).__name__}")
+    problems: List[str] = []
     settings = copy.deepcopy(DEFAULTS)
     seen = set()
     for key, value in raw.items():
         canon = _SINGULAR.get(key, key)
         if canon not in DEFAULTS:
-            raise StudyError(f"`{key}` must be a study setting ({', '.join(DEFAULTS)}){where}; "
-                             f"got an unknown key{did_you_mean(str(key), list(DEFAULTS) + list(_SINGULAR))}")
+            problems.append(f"`{key}` must be a study setting ({', '.join(DEFAULTS)}); "
+                            f"got an unknown key{did_you_mean(str(key), list(DEFAULTS) + list(_SINGULAR))}")
+            continue
         if canon in seen:
-            raise StudyError(f"`{canon}` must be given once{where}; got it twice (singular and plural)")
+            problems.append(f"`{canon}` must be given once; got it twice (singular and plural)")
+            continue
         seen.add(canon)
         if isinstance(DEFAULTS[canon], dict) and isinstance(value, Mapping):
             settings[canon] = {**DEFAULTS[canon], **value}
@@ -359,46 +368,94 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
         value = settings[key]
         if value is None or isinstance(value, (str, int, float, Mapping)):
             settings[key] = [value] if value is not None else None
+        elif not isinstance(value, list):
+            problems.append(f"`{key}` must be a value or a list; got {type(value).__name__}")
+            settings[key] = copy.deepcopy(DEFAULTS[key])
     for key in ("datasets", "losses"):
         if not settings[key]:
-            raise StudyError(f"`{key}` must list at least one entry{where}; got none")
-    for d in settings["domains"]:
+            problems.append(f"`{key}` must list at least one entry; got none")
+            settings[key] = []
+    for d in settings["domains"] or []:
         if d not in ("image", "batch"):
-            raise StudyError(f"`domains` must hold 'image' or 'batch'{where}; got {d!r}")
+            problems.append(f"`domains` must hold 'image' or 'batch'; got {d!r}")
     for key in ("batch_sizes", "seeds", "epochs"):
-        for v in settings[key]:
+        for v in settings[key] or []:
             low = 0 if key == "seeds" else 1
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise StudyError(f"`{key}` must hold integers >= {low}{where}; got {v!r}")
-    for v in settings["effective_batch_sizes"]:
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise StudyError(f"`effective_batch_size` must hold integers >= 1 or null{where}; got {v!r}")
+            if not _is_int(v, low):
+                problems.append(f"`{key}` must hold integers >= {low}; got {v!r}")
+    for v in settings["effective_batch_sizes"] or []:
+        if v is not None and not _is_int(v, 1):
+            problems.append(f"`effective_batch_size` must hold integers >= 1 or null; got {v!r}")
     pre = settings["pretrain"]
     if pre is not None:
         if not isinstance(pre, Mapping) or set(pre) - {"loss", "epochs", "label"} or "epochs" not in pre:
-            raise StudyError(f"`pretrain` must be null or {{loss: <spec>, epochs: N}}{where}; got {pre!r}")
-        settings["pretrain"] = {"loss": pre.get("loss", "ce"), "epochs": int(pre["epochs"]),
-                                "label": pre.get("label")}
-    metrics = settings["eval"].get("metrics")
-    if metrics is not None:
+            problems.append(f"`pretrain` must be null or {{loss: <spec>, epochs: N}}; got {pre!r}")
+        elif not _is_int(pre["epochs"], 1):
+            problems.append(f"`pretrain.epochs` must be an integer >= 1; got {pre['epochs']!r}")
+        else:
+            settings["pretrain"] = {"loss": pre.get("loss", "ce"), "epochs": int(pre["epochs"]),
+                                    "label": pre.get("label")}
+    if not isinstance(settings["eval"], Mapping):
+        problems.append(f"`eval` must be a mapping (metrics, batch_size, samples); got {settings['eval']!r}")
+    else:
+        metrics = settings["eval"].get("metrics")
+        if metrics is not None:
+            names = [metrics] if isinstance(metrics, str) else list(metrics) if isinstance(metrics, list) else None
+            if names is None:
+                problems.append(f"`eval.metrics` must be a list of metric names or null; got {metrics!r}")
+            else:
+                for name in names:
+                    try:
+                        check_metric_names([name], "eval.metrics")
+                    except ValueError as err:
+                        problems.append(str(err))
+                settings["eval"]["metrics"] = names
+        unknown = set(settings["eval"]) - {"metrics", "batch_size", "samples"}
+        if unknown:
+            problems.append(f"`eval` keys must be among metrics, batch_size, samples; got {sorted(unknown)}")
+    entries = []
+    for i, e in enumerate(settings["losses"]):
         try:
-            settings["eval"]["metrics"] = check_metric_names(list(metrics), "eval.metrics")
-        except ValueError as err:
-            raise StudyError(f"{err}{where}") from None
-    unknown = set(settings["eval"]) - {"metrics", "batch_size", "samples"}
-    if unknown:
-        raise StudyError(f"`eval` keys must be among metrics, batch_size, samples{where}; got {sorted(unknown)}")
-    settings["losses"] = [_loss_entry(e, where) for e in settings["losses"]]
+            entries.append(_loss_entry(e, ""))
+        except StudyError as err:
+            problems.append(f"`losses[{i}]`: {err}")
+    settings["losses"] = entries
     try:
         check_execution_settings(settings)
     except ValueError as err:
-        raise StudyError(f"{err}{where}") from None
+        problems.append(str(err))
     name = settings["name"] or default_name
     if not re.fullmatch(r"[A-Za-z0-9._-]+", str(name)):
-        raise StudyError(f"`name` must use letters, digits, '.', '_' or '-'{where}; got {name!r}")
+        problems.append(f"`name` must use letters, digits, '.', '_' or '-'; got {name!r}")
+    raise_problems(problems, source)
     settings["name"] = str(name)
     return Study(name=str(name), settings=settings, source=source,
                  base_dir=Path(base_dir) if base_dir is not None else Path.cwd())
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= low
+
+
+def raise_problems(problems: Sequence[str], source: Optional[str] = None) -> None:
+    """Raise one :class:`StudyError` listing every problem (nothing when there is none).
+
+    Each problem names where it is in the study file (``model.dpeth``, ``losses[2]``).
+
+    Example:
+        >>> raise_problems(["`a` must be 1; got 2", "`b` must be 3; got 4"], "s.yaml")
+        Traceback (most recent call last):
+        ...
+        seglosses.bench.study.StudyError: the study 's.yaml' has 2 problems:
+          - `a` must be 1; got 2
+          - `b` must be 3; got 4
+    """
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise StudyError(problems[0] + (f" (in '{source}')" if source else ""))
+    what = f"the study '{source}'" if source else "the study"
+    raise StudyError(f"{what} has {len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def _loss_entry(entry: Any, where: str) -> Dict[str, Any]:
@@ -428,7 +485,10 @@ def apply_overrides(study: Study, *, epochs: Optional[int] = None, max_images: O
     (synthetic data: ``n_images``); ``size`` sets the synthetic image size, and for other data
     the training crop and a central crop of the evaluation items; ``width`` the U-Net width;
     ``seeds`` the seeds; ``pretrain_epochs`` the pre-training epochs; ``losses`` keeps the losses
-    whose label or spec is listed.
+    whose label or spec is listed. The values get the study file's checks (``--epochs 0`` is refused).
+
+    Raises:
+        StudyError: a value the study file would not accept, or ``losses`` naming none of the study's.
 
     Example:
         >>> s = parse_study({"datasets": [{"type": "synthetic"}], "losses": ["ce", "dice"]})
@@ -436,6 +496,17 @@ def apply_overrides(study: Study, *, epochs: Optional[int] = None, max_images: O
         >>> t["epochs"], [e["label"] for e in t["losses"]]
         ([1], ['dice'])
     """
+    problems = []
+    for flag, value, low in (("--epochs", epochs, 1), ("--max-images", max_images, 1), ("--size", size, 1),
+                             ("--width", width, 1), ("--pretrain-epochs", pretrain_epochs, 1)):
+        if value is not None and not _is_int(value, low):
+            problems.append(f"`{flag}` must be an integer >= {low}; got {value!r}")
+    for value in seeds or []:
+        if not _is_int(value, 0):
+            problems.append(f"`--seeds` must hold integers >= 0; got {value!r}")
+    if seeds is not None and not seeds:
+        problems.append("`--seeds` must hold at least one seed; got none")
+    raise_problems(problems)
     s = copy.deepcopy(study)
     st = s.settings
     if epochs is not None:
@@ -781,18 +852,30 @@ def run_study(
     progress: bool = False,
     log: Callable[[str], None] = print,
     stop_after_epoch: Optional[int] = None,
+    redo: Optional[Sequence[str]] = None,
     executor: Optional[Executor] = None,
     display: Optional[StudyProgress] = None,
 ) -> StudyOutcome:
     """Run every run of a study that is not finished yet; go on past failures.
 
-    For each data-set entry the data are built once and the runs planned; then ``executor``
-    trains the runs (or resumes them, or skips the finished ones: :func:`~seglosses.bench.
-    executors.perform_run`), one after another in this process by default. An error in a data
-    set fails its runs, an error in a loss spec or a run fails that run only; every failure is
-    recorded (``error.txt`` in the run folder, ``study.json``) and the study goes on.
-    ``OUT/<study>/study.json`` is rewritten after every run; its ``finished`` list is in the
-    study's order whatever the order in which the runs end.
+    The whole study is checked first (:func:`seglosses.bench.checks.validate_study`): a problem
+    anywhere stops it before the first run, with every problem listed. Then, for each data-set
+    entry, the data are built once and the runs planned, and ``executor`` trains them (one after
+    another in this process by default; :mod:`seglosses.bench.executors`). Every executor applies
+    the rules of :func:`~seglosses.bench.executors.perform_run`: finished runs are skipped,
+    interrupted ones resumed, an error in a run fails that run only. An error in a data set fails
+    its runs; every failure is recorded (``error.txt`` in the run folder, ``study.json``) and the
+    study goes on. ``OUT/<study>/study.json`` is rewritten after every run; its ``finished`` list
+    is in the study's order whatever the order in which the runs end.
+
+    Each run is trained under its :class:`~seglosses.bench.runfiles.RunLock`: a run that another
+    process holds is left for later, and after the other runs the study waits for it (its
+    results are then read, or, when the holder died, it is resumed from its checkpoint). So
+    several processes may share one output folder; no run is ever trained twice at once.
+
+    A run whose results are damaged (``final.json`` or ``samples.npz`` unreadable) is run again,
+    from its checkpoint when that is sound; a damaged checkpoint fails the run with a message
+    naming the file and ``--redo``.
 
     Args:
         study: the study.
@@ -802,6 +885,9 @@ def run_study(
         log: where the messages and one-line summaries go.
         stop_after_epoch: passed to every run (a test hook simulating a kill); the study stops
             at the first run it interrupts.
+        redo: runs to train again from scratch (their folders are removed first): run ids
+            (``synthetic/dice-s0-1a2b3c4d``, also pre-training runs), configuration labels,
+            shell patterns of either (``synthetic/*``).
         executor: where the runs train (:mod:`seglosses.bench.executors`; default: this process).
         display: the study-level progress display.
 
@@ -809,6 +895,7 @@ def run_study(
         A :class:`StudyOutcome`.
 
     Raises:
+        StudyError: a problem in the study (all of them listed).
         RunInterrupted: from ``stop_after_epoch``.
 
     Example:
@@ -820,6 +907,9 @@ def run_study(
         >>> len(outcome.finished), outcome.failures, (outcome.folder / "study.json").is_file()
         (1, [], True)
     """
+    from seglosses.bench.checks import validate_study
+
+    validate_study(study)
     t_start = time.perf_counter()
     folder = Path(out_dir) / study.name
     rank, world = distributed_context()
@@ -832,6 +922,8 @@ def run_study(
     datasets_info: List[Dict[str, Any]] = []
     batches: List[Any] = []
     specs: Dict[int, Dict[str, Any]] = {}
+    redo_patterns = [str(p) for p in (redo or [])]
+    redo_used: set = set()
 
     def save_index() -> None:
         if main:
@@ -845,6 +937,11 @@ def run_study(
                           "pretrain": r.pretrain.id if r.pretrain else None} for r in all_runs],
                 "finished": finished, "failures": failures,
             })
+
+    def wanted_again(r: RunSpec) -> bool:
+        hits = [p for p in redo_patterns if fnmatch.fnmatchcase(r.id, p) or fnmatch.fnmatchcase(r.label, p)]
+        redo_used.update(hits)
+        return bool(hits)
 
     names = []
     for entry in study.settings["datasets"]:
@@ -877,7 +974,8 @@ def run_study(
         display.total = len(all_runs) + len({r.pretrain.id for r in all_runs if r.pretrain is not None})
     results = execute_runs(batches, folder, executor, spec_of=lambda d: specs[id(d)], device=run_device, log=log,
                            stop_after_epoch=stop_after_epoch, display=display,
-                           config_of=lambda r: {**r.config, "num_workers": loader_workers, "threads": threads})
+                           config_of=lambda r: {**r.config, "num_workers": loader_workers, "threads": threads},
+                           redo_of=wanted_again)
     try:
         for run, result in results:
             if result.status in ("finished", "skipped"):
@@ -891,5 +989,8 @@ def run_study(
     except (RunInterrupted, KeyboardInterrupt):
         save_index()
         raise
+    unused = [p for p in redo_patterns if p not in redo_used]
+    if unused:
+        log(f"note: --redo {', '.join(unused)} matched no run of the study")
     save_index()
     return StudyOutcome(folder, all_runs, finished, failures, time.perf_counter() - t_start)
