@@ -17,6 +17,13 @@ first run, the whole study, ``--device`` and ``--out`` are checked; every proble
 listed at once. ``--stop-after-epoch K`` stops every run right after the checkpoint of
 epoch K, as if the process had been killed there (for resumption tests).
 
+Execution options of ``bench`` (never change a result): ``--workers N`` and ``--threads T`` (N
+runs at a time in local processes, T threads each), ``--executor ray`` / ``--executor slurm``
+with their options; see :mod:`seglosses.bench.study` and :mod:`seglosses.bench.executors`.
+The console script starts ``bench`` with ``OMP_WAIT_POLICY=PASSIVE`` unless it is set
+(:func:`console_main`). A study-level progress line is shown on stderr (one line per run that
+ends when stderr is not a terminal).
+
 Exit codes: 0 success; 1 some runs failed (the others finished, the report was written);
 2 a usage, study-file or report error; 3 stopped by ``--stop-after-epoch``; 130 interrupted.
 
@@ -32,7 +39,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "console_main", "build_parser"]
 
 
 def _int_list(text: str) -> List[int]:
@@ -44,6 +51,28 @@ def _int_list(text: str) -> List[int]:
 
 def _str_list(text: str) -> List[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
+    return value
+
+
+def _at_least(low: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be a number >= {low:g}; got {text!r}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +109,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train these runs again from scratch (their folders are removed): comma-separated "
                             "run ids (as in study.json and the messages), labels or shell patterns; repeatable")
     bench.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
+    ex = bench.add_argument_group("execution (never changes a result; see the study reference)")
+    ex.add_argument("--executor", choices=("local", "ray", "slurm"), default="local",
+                    help="where the runs train: local processes (default), Ray tasks, SLURM jobs")
+    ex.add_argument("--workers", type=_positive_int, default=1,
+                    help="local: runs at a time, each in its own process (default 1: in this process)")
+    ex.add_argument("--threads", type=_positive_int, default=None,
+                    help="torch threads per run (default: the study's `threads`, else usable cores / workers)")
+    ex.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+    ex.add_argument("--ray-results", choices=("shared", "return", "auto"), default=None,
+                    help="Ray: runs write the study folder (shared), send their files back (return), or "
+                         "whichever works (auto, default)")
+    ex.add_argument("--cpus-per-run", type=_at_least(1), default=None, help="Ray/SLURM: CPUs per run (study `resources.cpus`)")
+    ex.add_argument("--gpus-per-run", type=_at_least(0), default=None, help="Ray/SLURM: GPUs per run (study `resources.gpus`)")
+    ex.add_argument("--mem-per-run", type=_at_least(0), default=None, help="SLURM: memory per run in GB")
+    ex.add_argument("--slurm-partition", default=None, help="SLURM partition")
+    ex.add_argument("--slurm-time", type=_positive_int, default=None, help="SLURM time limit per job, minutes")
+    ex.add_argument("--slurm-array", action="store_true", default=None,
+                    help="SLURM: submit the runs ready together as one job array")
+    ex.add_argument("--slurm-max-parallel", type=_positive_int, default=None,
+                    help="SLURM: jobs at a time (the array's %%-limit)")
 
     report = sub.add_parser("report", help="write the comparison report of a study folder")
     report.add_argument("runs_dir", help="a study folder (OUT/<study>), or an output folder holding studies")
@@ -162,9 +211,11 @@ def _device(text: Optional[str]):
 
 
 def _cmd_bench(args) -> int:
-    from seglosses.bench.default_study import default_study
-    from seglosses.bench.report import ReportError, write_report
     from seglosses.bench.checks import validate_study
+    from seglosses.bench.default_study import default_study
+    from seglosses.bench.executors import InlineExecutor
+    from seglosses.bench.progress import StudyProgress
+    from seglosses.bench.report import ReportError, write_report
     from seglosses.bench.runfiles import folder_problem
     from seglosses.bench.study import StudyError, apply_overrides, load_study, parse_study, run_study
     from seglosses.bench.train import RunInterrupted, distributed_context
@@ -185,23 +236,33 @@ def _cmd_bench(args) -> int:
     except (StudyError, ValueError) as err:
         print(f"seglosses bench: error: {err}", file=sys.stderr)
         return 2
+    try:
+        executor = _executor(args, study, distributed)
+    except (ValueError, ImportError) as err:
+        print(f"seglosses bench: error: {err}", file=sys.stderr)
+        return 2
+    inline = isinstance(executor, InlineExecutor)
+    live = not args.quiet and sys.stderr.isatty() and main  # bars and a status line on the terminal
+    progress = live and inline  # the bars of each run: only when it trains in this process
     redo = [x for group in args.redo or [] for x in group]
-    progress = not args.quiet and sys.stderr.isatty() and main
 
     def log(message: str) -> None:
         if args.quiet or not main:
             return
-        if progress:
+        if live:
             from tqdm.auto import tqdm
 
             tqdm.write(message, file=sys.stdout)
         else:
             print(message, flush=True)
 
+    if main and not args.quiet:
+        print(f"execution: {executor.describe()}; {_wait_policy_note()}", flush=True)
+    display = StudyProgress(0, slots=executor.slots, enabled=main and not args.quiet, position=2 if progress else 0)
     t0 = time.perf_counter()
     try:
         outcome = run_study(study, args.out, device=device, progress=progress, log=log,
-                            stop_after_epoch=args.stop_after_epoch, redo=redo)
+                            stop_after_epoch=args.stop_after_epoch, redo=redo, executor=executor, display=display)
     except StudyError as err:
         if main:
             print(f"seglosses bench: error: {err}", file=sys.stderr)
@@ -215,6 +276,7 @@ def _cmd_bench(args) -> int:
             print("seglosses bench: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
     finally:
+        display.close()
         if distributed:
             import torch.distributed as dist
 
@@ -238,6 +300,71 @@ def _cmd_bench(args) -> int:
                 print(f"  - {f['run']}: {f['error']}", file=sys.stderr)
             status = status or 1
     return status
+
+
+def _executor(args, study, distributed: bool):
+    """The executor of ``bench`` from the command line and the study (the command line wins)."""
+    from seglosses.bench.executors import InlineExecutor, make_executor
+
+    threads = args.threads if args.threads is not None else study.settings.get("threads")
+    if distributed:
+        if args.executor != "local" or args.workers != 1:
+            raise ValueError("`--executor`/`--workers` must be left at their defaults under torchrun; "
+                             f"got --executor {args.executor} --workers {args.workers}")
+        return InlineExecutor(progress=not args.quiet and sys.stderr.isatty(), threads=threads)
+    if args.executor != "local" and args.workers != 1:
+        raise ValueError(f"`--workers` is for the local executor; got --workers {args.workers} with "
+                         f"--executor {args.executor} (Ray and SLURM take `resources` per run)")
+    options = {
+        "resources": {k: v for k, v in (("cpus", args.cpus_per_run), ("gpus", args.gpus_per_run),
+                                        ("memory_gb", args.mem_per_run)) if v is not None},
+        "ray": {k: v for k, v in (("address", args.ray_address), ("results", args.ray_results)) if v is not None},
+        "slurm": {k: v for k, v in (("partition", args.slurm_partition), ("time", args.slurm_time),
+                                    ("array", args.slurm_array), ("max_parallel", args.slurm_max_parallel))
+                  if v is not None},
+    }
+    folder = Path(args.out).resolve() / study.name
+    return make_executor(args.executor, study_settings=study.settings, folder=folder, workers=args.workers,
+                         threads=threads, progress=not args.quiet and sys.stderr.isatty(), options=options)
+
+
+def _initial_environment() -> dict:
+    """The environment this process started with (what the OpenMP runtime read when torch loaded)."""
+    try:
+        raw = Path("/proc/self/environ").read_bytes()
+    except OSError:
+        return dict(os.environ)
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def _wait_policy_note() -> str:
+    policy = _initial_environment().get("OMP_WAIT_POLICY")
+    if policy is None:
+        return ("OpenMP threads of this process busy-wait (OMP_WAIT_POLICY unset when torch loaded: "
+                "a busy machine slows the runs here; the seglosses command sets it)")
+    return f"OMP_WAIT_POLICY={policy}"
+
+
+def console_main() -> int:
+    """Entry point of the ``seglosses`` console script (and ``python -m seglosses.cli``).
+
+    ``bench`` trains in this process: its OpenMP threads must sleep rather than spin while they
+    wait (see :mod:`seglosses.bench.resources`), and the OpenMP runtime reads
+    ``OMP_WAIT_POLICY`` once, when torch loads, which importing this module has already done.
+    So when the variable is unset, ``bench`` sets it and replaces this process with a fresh
+    interpreter running the same command (``os.execv``: same process id, same terminal); a value
+    the user set is kept. Everything else runs :func:`main` directly.
+    """
+    argv = sys.argv[1:]
+    if argv[:1] == ["bench"] and "OMP_WAIT_POLICY" not in os.environ and hasattr(os, "execv") and sys.executable:
+        from seglosses.bench.resources import WAIT_POLICY
+
+        os.environ["OMP_WAIT_POLICY"] = WAIT_POLICY
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "seglosses.cli", *argv])
+    return main(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -264,4 +391,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())

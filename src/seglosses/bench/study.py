@@ -33,8 +33,14 @@ fine-tune a copy per loss). A study file is YAML (``.yaml``/``.yml``), TOML (``.
     pretrain: null                      # seed 003: {loss: ce, epochs: 50}
     eval: {metrics: null, batch_size: null, samples: 4}
     amp: auto                           # CUDA only: auto | bf16 | fp16 | off
-    num_workers: 0
+    num_workers: 0                      # data-loader workers per run (at most the run's threads)
     baseline: null                      # the report's reference loss (default: the first)
+    # how the runs execute: never part of a run's id (see seglosses.bench.executors)
+    threads: null                       # torch threads per run; null: usable cores / --workers
+    resources: {cpus: 1, gpus: 0, memory_gb: null}   # per run, for --executor ray and slurm
+    ray: {address: null, results: auto} # results: shared | return | auto (see below)
+    slurm: {partition: null, time: 60, array: false, max_parallel: null, setup: [], extra: {},
+            folder: null, cluster: slurm}  # time in minutes; folder default OUT/<study>/slurm
 
 Keys may be given in the singular or plural (``seed: 0``, ``seeds: [0, 1]``). Relative
 paths are resolved against the working directory, then against the study file's folder.
@@ -48,7 +54,42 @@ finds its finished runs (skipped) and its interrupted ones (resumed from the las
 Checks: :func:`parse_study` checks the top-level settings and :func:`apply_overrides` the
 command-line values; :func:`run_study` then checks the whole study
 (:mod:`seglosses.bench.checks`) before its first run. Each step lists all its problems at once.
-"""
+
+**Executors** (``seglosses bench`` options; the same study file, folders and numbers):
+
+=====================================  =====================================================
+``--workers N`` (``--threads T``)      N runs at a time in worker processes of this machine,
+                                       T threads each (default: usable cores // N)
+``--executor ray [--ray-address A]``   each run a Ray task with ``resources`` (no address: a
+                                       Ray instance on this machine); ``pip install
+                                       "seglosses[ray]"``
+``--executor slurm``                   each run a SLURM job (``slurm.array``: the runs ready
+                                       together as one job array), through ``submitit``;
+                                       ``pip install "seglosses[slurm]"``; a preempted or
+                                       timed-out job is requeued and resumes from the run's
+                                       checkpoint
+=====================================  =====================================================
+
+Command-line options override the study's keys: ``--threads``, ``--cpus-per-run``,
+``--gpus-per-run``, ``--mem-per-run``, ``--ray-address``, ``--ray-results``,
+``--slurm-partition``, ``--slurm-time``, ``--slurm-array``, ``--slurm-max-parallel``.
+Every executor applies the same rules (finished runs skipped, damaged results run again,
+interrupted runs resumed, a run held by another process's lock left for later, failures
+recorded, pre-training before the runs that start from it) and gives the sequential run's
+numbers bit for bit, for the same ``threads`` per run (a different thread count groups the
+floating-point sums differently; the runs' ``config.json`` records it).
+
+Storage: runs write their folders where they train, so with ``--workers``, SLURM, and Ray on
+one machine or with ``ray.results: shared``, ``OUT`` must be visible to every worker at the same
+path (the cluster's shared file system). With ``ray.results: return`` a run trains in a
+temporary folder of its worker and sends its files back; the driver writes them into ``OUT``
+(a resumed run gets its checkpoint sent along). ``auto`` (default) returns the files only from
+workers that cannot see ``OUT``. Data-set folders must be readable at the same paths on every
+machine; synthetic data sets are generated where they are used.
+
+**Executors** (``seglosses bench`` options; the same study file, folders and numbers):
+
+=====================================  =============================================="""
 from __future__ import annotations
 
 import copy
@@ -57,31 +98,25 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from seglosses._options import did_you_mean
 from seglosses.bench.data import BenchData, build_dataset, foreground_flags
 from seglosses.bench.evaluate import check_metric_names
-from seglosses.bench.runfiles import DamagedFile, RunLock, load_samples, read_final, redo_advice
+from seglosses.bench.executors import Executor, InlineExecutor, check_execution_settings, execute_runs
+from seglosses.bench.progress import StudyProgress
 from seglosses.bench.train import (
-    FINAL,
-    RunError,
     RunInterrupted,
     atomic_write_json,
-    atomic_write_text,
     build_run_loss,
     distributed_context,
     loss_has_domain,
-    train_run,
 )
 
 __all__ = [
@@ -132,6 +167,11 @@ DEFAULTS: Dict[str, Any] = {
     "amp": "auto",
     "num_workers": 0,
     "baseline": None,
+    "threads": None,
+    "resources": {"cpus": 1, "gpus": 0, "memory_gb": None},
+    "ray": {"address": None, "results": "auto"},
+    "slurm": {"partition": None, "time": 60, "array": False, "max_parallel": None, "setup": [], "extra": {},
+              "folder": None, "cluster": "slurm"},
 }
 _SINGULAR = {"domain": "domains", "batch_size": "batch_sizes", "effective_batch_size": "effective_batch_sizes",
              "seed": "seeds", "dataset": "datasets", "loss": "losses"}
@@ -380,6 +420,10 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
         except StudyError as err:
             problems.append(f"`losses[{i}]`: {err}")
     settings["losses"] = entries
+    try:
+        check_execution_settings(settings)
+    except ValueError as err:
+        problems.append(str(err))
     name = settings["name"] or default_name
     if not re.fullmatch(r"[A-Za-z0-9._-]+", str(name)):
         problems.append(f"`name` must use letters, digits, '.', '_' or '-'; got {name!r}")
@@ -793,9 +837,6 @@ def _pretrain_run(study: Study, config: Mapping[str, Any], data: BenchData) -> R
 # ------------------------------------------------------------------------------------------------
 
 
-SAMPLES = "samples.npz"
-
-
 def _default_device() -> torch.device:
     rank, world = distributed_context()
     if torch.cuda.is_available():
@@ -812,16 +853,20 @@ def run_study(
     log: Callable[[str], None] = print,
     stop_after_epoch: Optional[int] = None,
     redo: Optional[Sequence[str]] = None,
+    executor: Optional[Executor] = None,
+    display: Optional[StudyProgress] = None,
 ) -> StudyOutcome:
     """Run every run of a study that is not finished yet; go on past failures.
 
     The whole study is checked first (:func:`seglosses.bench.checks.validate_study`): a problem
     anywhere stops it before the first run, with every problem listed. Then, for each data-set
-    entry, the data are built once and each run is trained (or resumed, or skipped when
-    finished) by :func:`~seglosses.bench.train.train_run`. An error in a data set fails its
-    runs, an error in a run fails that run only; every failure is recorded (``error.txt`` in the
-    run folder, ``study.json``) and the study goes on. ``OUT/<study>/study.json`` is rewritten
-    after every run.
+    entry, the data are built once and the runs planned, and ``executor`` trains them (one after
+    another in this process by default; :mod:`seglosses.bench.executors`). Every executor applies
+    the rules of :func:`~seglosses.bench.executors.perform_run`: finished runs are skipped,
+    interrupted ones resumed, an error in a run fails that run only. An error in a data set fails
+    its runs; every failure is recorded (``error.txt`` in the run folder, ``study.json``) and the
+    study goes on. ``OUT/<study>/study.json`` is rewritten after every run; its ``finished`` list
+    is in the study's order whatever the order in which the runs end.
 
     Each run is trained under its :class:`~seglosses.bench.runfiles.RunLock`: a run that another
     process holds is left for later, and after the other runs the study waits for it (its
@@ -843,6 +888,8 @@ def run_study(
         redo: runs to train again from scratch (their folders are removed first): run ids
             (``synthetic/dice-s0-1a2b3c4d``, also pre-training runs), configuration labels,
             shell patterns of either (``synthetic/*``).
+        executor: where the runs train (:mod:`seglosses.bench.executors`; default: this process).
+        display: the study-level progress display.
 
     Returns:
         A :class:`StudyOutcome`.
@@ -867,14 +914,16 @@ def run_study(
     folder = Path(out_dir) / study.name
     rank, world = distributed_context()
     main = rank == 0
+    device_arg = device
     device = torch.device(device) if device is not None else _default_device()
     failures: List[Dict[str, str]] = []
     finished: List[str] = []
     all_runs: List[RunSpec] = []
     datasets_info: List[Dict[str, Any]] = []
+    batches: List[Any] = []
+    specs: Dict[int, Dict[str, Any]] = {}
     redo_patterns = [str(p) for p in (redo or [])]
     redo_used: set = set()
-    redone: set = set()
 
     def save_index() -> None:
         if main:
@@ -892,88 +941,7 @@ def run_study(
     def wanted_again(r: RunSpec) -> bool:
         hits = [p for p in redo_patterns if fnmatch.fnmatchcase(r.id, p) or fnmatch.fnmatchcase(r.label, p)]
         redo_used.update(hits)
-        return bool(hits) and r.id not in redone
-
-    def settle(r: RunSpec, r_dir: Path, prefix: str) -> bool:
-        """Under ``r``'s lock: carry out ``--redo``, drop damaged results; whether ``r`` is finished."""
-        if main and wanted_again(r):
-            redone.add(r.id)
-            if r_dir.exists():
-                shutil.rmtree(r_dir)
-                log(f"{prefix}: --redo: removed its folder, training it again")
-        if world > 1:
-            dist.barrier()  # every process sees what rank 0 removed
-        damage: Optional[DamagedFile] = None
-        if (r_dir / FINAL).is_file():
-            advice = redo_advice(r.id)
-            try:
-                read_final(r_dir / FINAL, advice=advice)
-                if int((r.config.get("eval") or {}).get("samples", 4)) > 0 and (r_dir / SAMPLES).is_file():
-                    load_samples(r_dir / SAMPLES, advice=advice)
-            except DamagedFile as err:
-                damage = err
-        else:
-            return False
-        if world > 1:
-            dist.barrier()  # every process has read the files before rank 0 removes any
-        if damage is not None and main:
-            log(f"{prefix}: `{damage.path}` is damaged ({damage.reason}); running it again")
-            for name in (FINAL, SAMPLES, "per_image.csv"):
-                (r_dir / name).unlink(missing_ok=True)
-        if damage is not None and world > 1:
-            dist.barrier()  # removed before any process looks again
-        return damage is None
-
-    def locked(r: RunSpec, prefix: str, blocking: bool) -> Optional[RunLock]:
-        """``r``'s lock, taken; ``None`` when another process holds it and ``blocking`` is off."""
-        lock = RunLock(folder / ".locks" / f"{r.id}.lock")
-        if not main:
-            return lock  # under torchrun rank 0 holds the lock for all processes
-        waiting = lambda holder: log(f"{prefix}: waiting for {holder}, which holds `{lock.path}`")  # noqa: E731
-        if not lock.acquire(blocking=blocking or world > 1, on_wait=waiting):
-            log(f"{prefix}: {lock.holder()} holds `{lock.path}`; coming back to it after the other runs")
-            return None
-        return lock
-
-    def attempt(run: RunSpec, data: BenchData, prefix: str, blocking: bool,
-                pretrained: Dict[str, Optional[str]]) -> bool:
-        """Train (or skip, or resume) one run under its lock; False when it was left for later."""
-        run_dir = folder / "runs" / run.id
-        init = None
-        if run.pretrain is not None:
-            pid = run.pretrain.id
-            if pid not in pretrained:
-                pre_dir = folder / "runs" / pid
-                lock = locked(run.pretrain, prefix, blocking)
-                if lock is None:
-                    return False
-                try:
-                    pretrained[pid] = None
-                    done = settle(run.pretrain, pre_dir, f"{prefix} (pre-training)")
-                    if not done:
-                        log(f"{prefix}: pre-training with {run.pretrain.config['loss_label']} "
-                            f"for {run.pretrain.config['epochs']} epochs")
-                    train_run(run.pretrain.config, pre_dir, data, device=device, progress=progress, log=log,
-                              stop_after_epoch=stop_after_epoch)
-                    pretrained[pid] = str(pre_dir / "checkpoint.pt")
-                finally:
-                    lock.release()
-            if pretrained[pid] is None:
-                raise RunError(f"its pre-training run {pid} failed")
-            init = pretrained[pid]
-        lock = locked(run, prefix, blocking)
-        if lock is None:
-            return False
-        try:
-            if settle(run, run_dir, prefix):
-                log(f"{prefix}: finished earlier, skipped")
-            else:
-                log(f"{prefix}: training")
-                train_run(run.config, run_dir, data, device=device, progress=progress, log=log,
-                          stop_after_epoch=stop_after_epoch, init_checkpoint=init)
-        finally:
-            lock.release()
-        return True
+        return bool(hits)
 
     names = []
     for entry in study.settings["datasets"]:
@@ -995,33 +963,32 @@ def run_study(
         runs = plan_runs(study, entry, spec, data, failures)
         all_runs.extend(runs)
         save_index()
-        pretrained: Dict[str, Optional[str]] = {}
-        pending = list(enumerate(runs, 1))
-        for blocking in (False, True):  # first the runs no other process holds, then wait for the others
-            later = []
-            for i, run in pending:
-                prefix = f"[{data.name} {i}/{len(runs)}] {run.label} seed {run.seed}"
-                try:
-                    if not attempt(run, data, prefix, blocking, pretrained):
-                        later.append((i, run))
-                        continue
-                    finished.append(run.id)
-                except (RunInterrupted, KeyboardInterrupt):
-                    save_index()
-                    raise
-                except Exception as err:  # noqa: BLE001 - any failure of one run; the study goes on
-                    message = str(err) if isinstance(err, DamagedFile) else f"{type(err).__name__}: {err}"
-                    failures.append({"run": f"{run.label} seed {run.seed} [{data.name}]", "error": message,
-                                     "id": run.id})
-                    log(f"FAILED {prefix}: {message}")
-                    if main:
-                        try:
-                            atomic_write_text(folder / "runs" / run.id / "error.txt",
-                                              message + "\n\n" + traceback.format_exc())
-                        except OSError:
-                            pass
-                save_index()
-            pending = later
+        batches.append((data, runs))
+        specs[id(data)] = spec
+    executor = executor if executor is not None else InlineExecutor(progress=progress)
+    run_device = device if isinstance(executor, InlineExecutor) else device_arg
+    threads = getattr(executor, "threads", None) or getattr(executor, "cpus", None) or torch.get_num_threads()
+    loader_workers = min(int(study.settings.get("num_workers") or 0), threads)
+    position = {r.id: i for i, r in enumerate(all_runs)}
+    if display is not None:
+        display.total = len(all_runs) + len({r.pretrain.id for r in all_runs if r.pretrain is not None})
+    results = execute_runs(batches, folder, executor, spec_of=lambda d: specs[id(d)], device=run_device, log=log,
+                           stop_after_epoch=stop_after_epoch, display=display,
+                           config_of=lambda r: {**r.config, "num_workers": loader_workers, "threads": threads},
+                           redo_of=wanted_again)
+    try:
+        for run, result in results:
+            if result.status in ("finished", "skipped"):
+                finished.append(run.id)
+            else:
+                failures.append({"run": f"{run.label} seed {run.seed} [{run.dataset}]", "error": result.error or "",
+                                 "id": run.id})
+            finished.sort(key=position.get)
+            failures.sort(key=lambda f: position.get(f.get("id"), -1))
+            save_index()
+    except (RunInterrupted, KeyboardInterrupt):
+        save_index()
+        raise
     unused = [p for p in redo_patterns if p not in redo_used]
     if unused:
         log(f"note: --redo {', '.join(unused)} matched no run of the study")
