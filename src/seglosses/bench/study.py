@@ -31,10 +31,13 @@ fine-tune a copy per loss). A study file is YAML (``.yaml``/``.yml``), TOML (``.
     model: {depth: 4, width: 16, norm: batch, groups: 8, dropout: 0.0, prior_init: true}
     sampler: {ratio: dataset}           # seed 000 §3.1; null: plain shuffling; or a fraction
     pretrain: null                      # seed 003: {loss: ce, epochs: 50}
-    eval: {metrics: null, batch_size: null, samples: 4}
+    eval: {metrics: null, batch_size: null, samples: 4}   # positives_only: true evaluates only the
+                                        # items (quadrants, tiles) with foreground (seed 000 §3.2)
     amp: auto                           # CUDA only: auto | bf16 | fp16 | off
     num_workers: 0
     baseline: null                      # the report's reference loss (default: the first)
+    compare: null                       # a factor (domain, batch_size, loss, ...): the report pairs
+                                        # configurations that differ only in it
 
 Keys may be given in the singular or plural (``seed: 0``, ``seeds: [0, 1]``). Relative
 paths are resolved against the working directory, then against the study file's folder.
@@ -61,7 +64,7 @@ import torch
 from torch.utils.data import Dataset
 
 from seglosses._options import did_you_mean
-from seglosses.bench.data import BenchData, build_dataset, foreground_flags
+from seglosses.bench.data import BenchData, build_dataset, foreground_flags, positive_evaluation
 from seglosses.bench.evaluate import check_metric_names
 from seglosses.bench.train import (
     RunError,
@@ -101,6 +104,32 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "split": {"train": "0-19", "val": "20-24", "test": "25-29"},
         "crop": 256, "quadrants": True, "class_names": ["cell interior", "membrane"],
     },
+    # 44 H&E tiles of 512x512, one TCGA patient each; split by patient as the README suggests
+    # (train 24, val 6, test 14 = the challenge's test images); random rotated 256 crops for
+    # training, the four 256x256 quadrants for evaluation (seed 000 section 3)
+    "monuseg": {
+        "type": "folder", "images": "images", "masks": "masks",
+        "split": {"file": "manifest.csv", "column": "source_split", "key": "id"},
+        "group_by": {"file": "manifest.csv", "column": "tcga_patient", "key": "id"},
+        "crop": 256, "quadrants": True, "class_names": ["background", "nucleus"],
+    },
+    # 250 colonoscopy frames, long side 256 (height 177-256): training crops of 160, evaluation on
+    # quadrants; the README's fixed-seed split 200 / 25 / 25 (no patient ids: each frame its own cluster)
+    "kvasir-seg": {
+        "type": "folder", "images": "images", "masks": "masks",
+        "split": {"file": "manifest.csv", "column": "suggested_split", "key": "id"},
+        "group_by": {"file": "manifest.csv", "column": "source_image", "key": "id"},
+        "crop": 160, "quadrants": True, "class_names": ["background", "polyp"],
+    },
+    # 400 cine-MRI slices of 100 patients (4 per patient), sizes 154-512: split by patient as the
+    # README suggests (70 / 10 / 20 patients); the patient is the cluster of the report's tests;
+    # training crops of 128, evaluation on whole slices (seed 003)
+    "acdc-slices": {
+        "type": "folder", "images": "images", "masks": "masks",
+        "split": {"file": "manifest.csv", "column": "source_split", "key": "id"},
+        "group_by": {"file": "manifest.csv", "column": "patient", "key": "id"},
+        "crop": 128, "class_names": ["background", "RV cavity", "myocardium", "LV cavity"],
+    },
 }
 
 DEFAULTS: Dict[str, Any] = {
@@ -122,7 +151,10 @@ DEFAULTS: Dict[str, Any] = {
     "amp": "auto",
     "num_workers": 0,
     "baseline": None,
+    "compare": None,
 }
+#: The factors a study can ``compare:`` (the report pairs configurations that differ in it only).
+COMPARABLE = ("domain", "batch_size", "effective_batch_size", "epochs", "loss", "dataset", "pretrain")
 _SINGULAR = {"domain": "domains", "batch_size": "batch_sizes", "effective_batch_size": "effective_batch_sizes",
              "seed": "seeds", "dataset": "datasets", "loss": "losses"}
 _LISTS = ("domains", "batch_sizes", "effective_batch_sizes", "seeds", "epochs", "datasets", "losses")
@@ -341,9 +373,16 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
             settings["eval"]["metrics"] = check_metric_names(list(metrics), "eval.metrics")
         except ValueError as err:
             raise StudyError(f"{err}{where}") from None
-    unknown = set(settings["eval"]) - {"metrics", "batch_size", "samples"}
+    unknown = set(settings["eval"]) - {"metrics", "batch_size", "samples", "positives_only"}
     if unknown:
-        raise StudyError(f"`eval` keys must be among metrics, batch_size, samples{where}; got {sorted(unknown)}")
+        raise StudyError(f"`eval` keys must be among metrics, batch_size, samples, positives_only{where}; "
+                         f"got {sorted(unknown)}")
+    if not isinstance(settings["eval"].get("positives_only", False), bool):
+        raise StudyError(f"`eval.positives_only` must be true or false{where}; got {settings['eval']['positives_only']!r}")
+    compare = settings["compare"]
+    if compare is not None and compare not in COMPARABLE:
+        raise StudyError(f"`compare` must be null or a factor among {', '.join(COMPARABLE)}{where}; got {compare!r}"
+                         f"{did_you_mean(str(compare), COMPARABLE)}")
     settings["losses"] = [_loss_entry(e, where) for e in settings["losses"]]
     name = settings["name"] or default_name
     if not re.fullmatch(r"[A-Za-z0-9._-]+", str(name)):
@@ -507,6 +546,9 @@ def _preset(name: str, base_dir: Path) -> Dict[str, Any]:
         spec = {"type": "folder", "images": "images", "masks": "masks"}
     spec["images"] = str(folder / spec["images"])
     spec["masks"] = str(folder / spec["masks"])
+    for key in ("split", "group_by"):  # files named by the preset live in the data set's folder
+        if isinstance(spec.get(key), Mapping) and "file" in spec[key]:
+            spec[key] = {**spec[key], "file": str(folder / spec[key]["file"])}
     spec["name"] = key
     return spec
 
@@ -798,6 +840,8 @@ def run_study(
             names.append(spec["name"])
             log(f"data set {spec['name']}: loading")
             data = build_data(spec)
+            if study.settings["eval"].get("positives_only"):
+                positive_evaluation(data)
         except (ValueError, FileNotFoundError, OSError) as err:
             label = entry if isinstance(entry, str) else (entry.get("name") or entry.get("preset") or entry.get("type"))
             failures.append({"run": f"data set {label}", "error": f"{type(err).__name__}: {err}"})
