@@ -174,7 +174,7 @@ def _cmd_bench(args) -> int:
                 dist.destroy_process_group()
     status = 0
     if main:
-        print(f"study {study.name}: {len(outcome.finished)} of {len(outcome.runs)} runs finished in "
+        print(f"study {study.name}: {outcome.summary()} in "
               f"{time.perf_counter() - t0:.1f} s; folder {outcome.folder}")
         if not args.no_report and outcome.finished:
             try:

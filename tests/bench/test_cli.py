@@ -21,7 +21,7 @@ def test_bench_default_end_to_end_then_skip_then_report(tmp_path, capsys):
     args = ["bench", *QUICK, "--losses", "CE,Dice (batch),Lovasz", "--out", str(tmp_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "study default: 6 of 6 runs finished" in out
+    assert "study default: 6 of 6 planned runs finished" in out
     report = tmp_path / "default" / "report"
     md = (report / "report.md").read_text()
     for name in ("synthetic-binary", "synthetic-multiclass"):

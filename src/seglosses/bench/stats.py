@@ -192,7 +192,7 @@ def paired_cluster_bootstrap(
         >>> import numpy as np
         >>> mean = lambda s, w: (w @ np.asarray(s)) / w.sum(1)
         >>> r = paired_cluster_bootstrap({0: [1.0, 2.0, 3.0]}, {0: [0.0, 1.0, 2.0]}, ["x", "y", "z"], mean)
-        >>> r["mean_diff"], r["p"] < 0.01, r["ci"]
+        >>> r["mean_diff"], r["p"] < 0.01, [round(x, 6) for x in r["ci"]]
         (1.0, True, [1.0, 1.0])
     """
     seeds = sorted(set(a) & set(b))

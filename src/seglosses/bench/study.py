@@ -235,6 +235,21 @@ class StudyOutcome:
     finished: List[str]
     failures: List[Dict[str, str]]
     seconds: float
+    planned: int = 0
+    failed_datasets: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """``"N of M planned runs finished"``, naming the data sets that failed as a whole.
+
+        Example:
+            >>> StudyOutcome(Path("s"), [], [], [], 0.0, planned=4, failed_datasets=["kvasir-seg"]).summary()
+            '0 of 4 planned runs finished (data set kvasir-seg failed)'
+        """
+        planned = max(self.planned, len(self.runs))
+        text = f"{len(self.finished)} of {planned} planned runs finished"
+        if self.failed_datasets:
+            text += f" (data set{'s' if len(self.failed_datasets) > 1 else ''} {', '.join(self.failed_datasets)} failed)"
+        return text
 
 
 # ------------------------------------------------------------------------------------------------
@@ -817,6 +832,8 @@ def run_study(
     finished: List[str] = []
     all_runs: List[RunSpec] = []
     datasets_info: List[Dict[str, Any]] = []
+    failed_datasets: List[str] = []
+    unplanned = 0  # the runs of data sets that failed before their runs could be planned
 
     def save_index() -> None:
         if main:
@@ -828,7 +845,8 @@ def run_study(
                           "domain": r.config["domain"], "batch_size": r.config["batch_size"],
                           "effective_batch_size": r.config["effective_batch_size"], "epochs": r.config["epochs"],
                           "pretrain": r.pretrain.id if r.pretrain else None} for r in all_runs],
-                "finished": finished, "failures": failures,
+                "finished": finished, "failures": failures, "planned": len(all_runs) + unplanned,
+                "failed_datasets": failed_datasets,
             })
 
     names = []
@@ -845,6 +863,8 @@ def run_study(
         except (ValueError, FileNotFoundError, OSError) as err:
             label = entry if isinstance(entry, str) else (entry.get("name") or entry.get("preset") or entry.get("type"))
             failures.append({"run": f"data set {label}", "error": f"{type(err).__name__}: {err}"})
+            failed_datasets.append(str(label))
+            unplanned += count_runs(study)
             log(f"FAILED data set {label}: {err}")
             continue
         datasets_info.append({"name": data.name, "num_classes": data.num_classes,
@@ -892,4 +912,24 @@ def run_study(
                     atomic_write_text(run_dir / "error.txt", message + "\n\n" + traceback.format_exc())
             save_index()
     save_index()
-    return StudyOutcome(folder, all_runs, finished, failures, time.perf_counter() - t_start)
+    return StudyOutcome(folder, all_runs, finished, failures, time.perf_counter() - t_start,
+                        planned=len(all_runs) + unplanned, failed_datasets=failed_datasets)
+
+
+def count_runs(study: Study, mode: str = "binary") -> int:
+    """The runs one data-set entry of the study plans (an upper bound when configurations coincide):
+    losses × domains (for losses with a domain) × batch sizes × effective batch sizes × epochs × seeds.
+
+    Example:
+        >>> count_runs(parse_study({"datasets": ["x"], "losses": ["ce", "dice"], "domains": ["image", "batch"],
+        ...                         "seeds": [0, 1]}))
+        6
+    """
+    st = study.settings
+    per_loss = 0
+    for loss in st["losses"]:
+        try:
+            per_loss += len(st["domains"]) if loss_has_domain(loss["loss"], mode) else 1
+        except (ValueError, TypeError):
+            continue
+    return per_loss * len(st["batch_sizes"]) * len(st["effective_batch_sizes"]) * len(st["epochs"]) * len(st["seeds"])
