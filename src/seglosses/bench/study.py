@@ -561,9 +561,9 @@ def _preset(name: str, base_dir: Path) -> Dict[str, Any]:
         spec = {"type": "folder", "images": "images", "masks": "masks"}
     spec["images"] = str(folder / spec["images"])
     spec["masks"] = str(folder / spec["masks"])
-    for key in ("split", "group_by"):  # files named by the preset live in the data set's folder
-        if isinstance(spec.get(key), Mapping) and "file" in spec[key]:
-            spec[key] = {**spec[key], "file": str(folder / spec[key]["file"])}
+    for option in ("split", "group_by"):  # files named by the preset live in the data set's folder
+        if isinstance(spec.get(option), Mapping) and "file" in spec[option]:
+            spec[option] = {**spec[option], "file": str(folder / spec[option]["file"])}
     spec["name"] = key
     return spec
 
