@@ -90,7 +90,8 @@ def test_report_compare_section_verdicts_and_small_multiples(study_dir, tmp_path
     assert "| dice (batch) − dice (image) | Dice, per-image mean (absent in both: 1) |" in md
     verdicts = [l for l in md.splitlines() if l.startswith("- **dice (batch) vs dice (image)**")]
     assert len(verdicts) == 1 and "dice (batch) is " in verdicts[0]
-    assert any(w in verdicts[0] for w in ("better in", "worse in", "no significant difference in"))
+    assert any(w in verdicts[0] for w in ("better in", "worse in", "not significantly different in"))
+    assert "Dice (pooled)" in verdicts[0] and "AP (pooled)" in verdicts[0]
     assert "quadrants of the source images, with foreground only" in md
     assert "HD95 px" not in md and "mod. Hausdorff /" not in md  # not computed: no row, no column
     assert "`dice(domain='batch', smooth=1e-05" in md  # the full loss spec, defaults included

@@ -110,7 +110,8 @@ def test_write_report_files_tables_and_tests(tmp_path):
     assert line.endswith("| no significant difference |")
     pooled = next(l for l in md.splitlines() if l.startswith("| Dice − CE | Dice, pooled"))
     assert "Wilcoxon over 5 seeds p = 0.062" in pooled and "| – | – | – | – |" in pooled  # no image sums stored
-    assert "- **Dice vs CE**: Dice is no significant difference in" in md
+    assert "- **Dice vs CE**: Dice is not significantly different in Dice (per-image), HD95 (per-image); not tested in " \
+           "Dice (pooled)." in md
     assert "- X: boom" in md  # failures of the study are listed
     results = json.loads((out / "results.json").read_text())
     conf = results["datasets"]["d"]["configurations"][1]

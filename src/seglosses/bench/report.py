@@ -18,16 +18,29 @@ r"""The comparison report of a study: tables, significance tests, figures.
     error bars (standard deviation over seeds); sample predictions of every configuration next
     to the image and its truth (seed 003 Figures 3-4).
 
-Significance: for each configuration and metric, a two-sided Wilcoxon signed-rank test
-(:func:`scipy.stats.wilcoxon`) of the paired per-image values (averaged over the seeds that both
-configurations ran) against the baseline configuration; and, when both have at least five seeds
-in common, of the per-seed values. Pairs with an undefined value are left out; zero
-differences are dropped (``zero_method="wilcox"``). No correction for multiple comparisons.
+Significance (:mod:`seglosses.bench.stats`): every row of the main table is tested for pairs of
+configurations: against the baseline configuration, and, with the study's ``compare:`` factor,
+between the configurations that differ in that factor only (all pairs of its levels, within
+each combination of the other factors). Evaluation items cut from one source image (quadrants,
+tiles), or taken from one patient where the data set says so (``group_by``), form a cluster:
+
+* per-image metrics: per common seed and item the difference, averaged within the cluster and
+  over the seeds, then a two-sided Wilcoxon signed-rank test over the clusters (effect size:
+  matched-pairs rank-biserial correlation);
+* pooled metrics (pooled Dice, IoU / mIoU, AP, balanced and pixel accuracy): a paired bootstrap
+  over clusters of the seed-mean difference, recomputed from the per-item statistics each run
+  stores (``image_sums.npz``); effect size: the difference over its bootstrap s.d.
+
+p-values are Holm-corrected over each table; a verdict (better / worse / no significant
+difference, by the metric's direction) at 0.05. Each row also gives the per-seed differences
+(mean ± s.d. and each value) and their sign consistency; with at least five common seeds a
+Wilcoxon test over seeds as well.
 """
 from __future__ import annotations
 
 import csv
 import io
+import textwrap
 import json
 import math
 import warnings
@@ -98,6 +111,17 @@ CONVENTIONS = [
     "seeds: the per-seed differences of the aggregated metric and how many of them favour each side "
     "(a Wilcoxon test over seeds needs at least 5 seeds in common)",
 ]
+
+
+_NAMES = {"dice": "Dice", "jaccard": "Jaccard", "balanced_accuracy": "balanced accuracy", "average_precision": "AP",
+          "pixel_accuracy": "pixel accuracy", "modified_hausdorff": "mod. Hausdorff", "hd95": "HD95"}
+
+
+def _short(metric: str, aggregation: str, multiclass: bool = False) -> str:
+    """A metric's short name with its aggregation, for verdict lines (``"Dice (pooled)"``)."""
+    if metric == "jaccard" and aggregation == "dataset":
+        return "mIoU (pooled)" if multiclass else "IoU (pooled)"
+    return f"{_NAMES.get(metric, metric)} ({'pooled' if aggregation == 'dataset' else 'per-image'})"
 
 
 def _heading(metric: str, aggregation: str, multiclass: bool = False) -> str:
@@ -590,9 +614,11 @@ def _verdict_lines(tests: Sequence[Mapping[str, Any]], names: Optional[Mapping[T
         pairs.setdefault((r["a"], r["b"]), []).append(r)
     lines = []
     for (a, b), rows in pairs.items():
-        by = {v: [_heading(r["metric"], r["aggregation"], multiclass) for r in rows if r["verdict"] == v]
+        by = {v: [_short(r["metric"], r["aggregation"], multiclass) for r in rows if r["verdict"] == v]
               for v in ("better", "worse", "no significant difference", "not tested")}
-        parts = [f"{v} in {', '.join(m)}" for v, m in by.items() if m]
+        words = {"better": "better in", "worse": "worse in", "no significant difference": "not significantly different in",
+                 "not tested": "not tested in"}
+        parts = [f"{words[v]} {', '.join(m)}" for v, m in by.items() if m]
         title = names.get((a, b)) if names else None
         lines.append(f"- **{title or f'{a} vs {b}'}**: {a} is " + "; ".join(parts) + ".")
     return lines
@@ -600,7 +626,9 @@ def _verdict_lines(tests: Sequence[Mapping[str, Any]], names: Optional[Mapping[T
 
 def _compare_pairs(configs: Sequence[Configuration], factor: str) -> List[Tuple[Configuration, Configuration, str]]:
     """Pairs ``(later, earlier, context)`` of configurations that differ in ``factor`` only."""
-    keys = ("loss_label", "domain", "batch_size", "effective_batch_size", "epochs")
+    keys = ["loss_label", "domain", "batch_size", "epochs"]
+    if any(c.config().get("effective_batch_size") not in (None, c.config().get("batch_size")) for c in configs):
+        keys.insert(3, "effective_batch_size")  # only when it differs from the batch size somewhere
     field_of = {"loss": "loss_label", "domain": "domain", "batch_size": "batch_size",
                 "effective_batch_size": "effective_batch_size", "epochs": "epochs"}
     target = field_of.get(factor, factor)
@@ -771,9 +799,10 @@ def _learning_curves(path: Path, dataset: str, configs: Sequence[Configuration],
             ax.xaxis.get_major_locator().set_params(integer=True)
             if key == "val_dice_dataset":
                 ax.set_ylim(-0.02, 1.02)
-            else:
-                lines = [l.get_ydata() for l in ax.get_lines()]
-                if lines and all(np.nanmin(y) > 0 for y in lines):
+            else:  # log scale only where the curves span more than a decade
+                lines = [np.asarray(l.get_ydata(), dtype=float) for l in ax.get_lines()]
+                if lines and all(np.nanmin(y) > 0 for y in lines) and \
+                        max(np.nanmax(y) for y in lines) > 10 * min(np.nanmin(y) for y in lines):
                     ax.set_yscale("log")
     for ax in axes[-1]:
         ax.set_xlabel("epoch", fontsize=9)
@@ -809,7 +838,7 @@ def _metric_bars(path: Path, dataset: str, configs: Sequence[Configuration], mul
             if b:
                 ax.annotate("best", (x[i], np.nan_to_num(means[i]) + np.nan_to_num(stds[i])), ha="center",
                             va="bottom", fontsize=7)
-        ax.set_title(_row_label(metric, aggregation, label, higher, multiclass), fontsize=9)
+        ax.set_title(textwrap.fill(_row_label(metric, aggregation, label, higher, multiclass), 44), fontsize=9)
         ax.set_xticks(x)
         ax.set_xticklabels([c.label for c in configs], rotation=45, ha="right", fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
