@@ -107,3 +107,31 @@ def test_compare_must_name_a_factor():
         parse_study({"datasets": ["synthetic"], "losses": ["ce"], "compare": "domian"})
     with pytest.raises(StudyError, match="`eval.positives_only` must be true or false"):
         parse_study({"datasets": ["synthetic"], "losses": ["ce"], "eval": {"positives_only": "yes"}})
+
+
+@pytest.mark.parametrize("mode, classes", [("multiclass", 4), ("binary", 2)])
+def test_item_sums_of_an_evaluation_add_up_to_its_pooled_metrics(mode, classes, tmp_path):
+    from seglosses.bench.data import SegmentationDataset
+    from seglosses.bench.evaluate import evaluate, save_image_sums
+
+    gen = torch.Generator().manual_seed(0)
+    sizes = [(12, 10), (12, 10), (9, 14)]  # items of different sizes are evaluated one by one
+    images = [torch.rand(classes if mode == "multiclass" else 1, h, w, generator=gen) * 4 - 2 for h, w in sizes]
+    masks = [torch.randint(0, classes, (h, w), generator=gen) for h, w in sizes]
+    masks[2][:] = 0  # an item without foreground
+    ds = SegmentationDataset(images, masks, names=["a#q0", "a#q1", "b"], groups=["a", "a", "b"])
+    model = torch.nn.Identity()  # the images are the logits
+    out = evaluate(model, ds, mode=mode, num_classes=classes, metrics=METRICS + ["iou_per_class"])
+    assert out["groups"] == {"a#q0": "a", "a#q1": "a", "b": "b"}
+    save_image_sums(tmp_path / IMAGE_SUMS, out["image_sums"])
+    sums = load_image_sums(tmp_path / IMAGE_SUMS)
+    assert sums["groups"] == ["a", "a", "b"] and sums["arrays"]["fg:confusion/tp"].shape[0] == 3
+    fg, every = pooled_accumulators(mode, classes, METRICS + ["iou_per_class"], per_class=True)
+    for prefix, acc in (("fg:", fg), ("all:", every)):
+        total = {k[len(prefix):]: torch.from_numpy(v.sum(0, keepdims=True)) for k, v in sums["arrays"].items()
+                 if k.startswith(prefix)}
+        for key, value in acc.finalize(total).items():
+            name = key[: -len("_dataset")]
+            expected = out["dataset"][name]
+            got = value[0].tolist() if name == "iou_per_class" else float(np.nanmean(value[0].numpy()))
+            assert got == pytest.approx(expected, abs=1e-9), name
