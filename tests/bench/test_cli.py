@@ -28,7 +28,7 @@ def test_bench_default_end_to_end_then_skip_then_report(tmp_path, capsys):
         assert f"## {name}" in md
         for fig in ("learning_curves", "metrics", "samples"):
             assert (report / f"{fig}_{name}.png").is_file()
-    assert "| metric | CE | Dice (batch) | Lovasz |" in md and "mIoU (data set) ↑" in md
+    assert "| metric | CE | Dice (batch) | Lovasz |" in md and "mIoU, pooled per class, mean over foreground classes ↑" in md
     results = json.loads((report / "results.json").read_text())
     assert results["datasets"]["synthetic-binary"]["baseline"] == "CE"
     assert len((report / "results.csv").read_text().splitlines()) == 7
