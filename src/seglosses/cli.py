@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=None, help="report folder (default: <study>/report)")
     report.add_argument("--baseline", default=None, help="reference loss of the significance tests")
     report.add_argument("--no-figures", action="store_true", help="tables only")
+    report.add_argument("--compare", default=None, help="the factor to compare (domain, batch_size, loss, ...; "
+                                                        "default: the study's `compare`)")
 
     sub.add_parser("losses", help="list the registered losses")
     return parser
@@ -117,7 +119,8 @@ def _cmd_report(args) -> int:
         folders = find_studies(args.runs_dir)
         for folder in folders:
             out = args.out if args.out is None or len(folders) == 1 else Path(args.out) / folder.name
-            path = write_report(folder, out=out, baseline=args.baseline, figures=not args.no_figures)
+            path = write_report(folder, out=out, baseline=args.baseline, figures=not args.no_figures,
+                                compare=args.compare)
             print(f"report: {path / 'report.md'}")
     except ReportError as err:
         print(f"seglosses report: error: {err}", file=sys.stderr)

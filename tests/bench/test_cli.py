@@ -38,6 +38,11 @@ def test_bench_default_end_to_end_then_skip_then_report(tmp_path, capsys):
     assert main(["report", str(tmp_path / "default"), "--baseline", "lovasz", "--no-figures",
                  "--out", str(tmp_path / "r2")]) == 0
     assert "against the baseline Lovasz" in (tmp_path / "r2" / "report.md").read_text()
+    # the report command with a compared factor: CE, Dice and Lovasz differ in the loss only
+    assert main(["report", str(tmp_path / "default"), "--compare", "loss", "--no-figures",
+                 "--out", str(tmp_path / "r3")]) == 0
+    md = (tmp_path / "r3" / "report.md").read_text()
+    assert "### synthetic-binary: loss compared" in md and "| Lovasz − CE | Dice, pooled |" in md
 
 
 def test_bench_failures_exit_code_and_list(tmp_path, capsys):
