@@ -314,7 +314,7 @@ def main_table(configs: Sequence[Configuration], *, multiclass: bool = False, di
         >>> print(main_table([a, b]))
         | metric | CE | Dice |
         |---|---|---|
-        | Dice index (data set) ↑ | 0.5000 | **0.7000** |
+        | Dice, pooled ↑ | 0.5000 | **0.7000** |
     """
     lines = ["| metric | " + " | ".join(c.label for c in configs) + " |",
              "|---|" + "---|" * len(configs)]
