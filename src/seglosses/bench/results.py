@@ -108,9 +108,9 @@ CLAIMS: List[Claim] = [
           a=r"^(Soft Dice|Soft Jaccard|Lovasz)$", b=r"^(Soft Dice|Soft Jaccard|Lovasz)$",
           paper_scale="five medical segmentation tasks (2D and 3D), U-Net-like models, GPU"),
 ]
-# seed 004's surrogates are listed first in the study, so in the compare table the CE losses come
-# second ... unless the pair is (CE, surrogate); ``expect=None`` means "the surrogate is better",
-# whichever side it is on (see :func:`_expected`).
+# ``expect=None`` (seed 004's first claim) means "the surrogate is better", whichever side of the
+# pair it is on: the compare table writes each pair as later − earlier in the study's order, so a
+# pair reads "CE − Soft Dice" and the surrogate is better when CE is worse (see :func:`_expected`).
 _SURROGATE = re.compile(r"^(Soft Dice|Soft Jaccard|Lovasz)$")
 
 
