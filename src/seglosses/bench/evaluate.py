@@ -377,14 +377,14 @@ def save_image_sums(path: str | Path, sums: Optional[Mapping[str, Any]]) -> None
     """Write :func:`evaluate`'s ``image_sums`` (names, groups, per-image sums) as a compressed NPZ."""
     if sums is None:
         return
-    from seglosses.bench.train import _atomic
+    from seglosses.bench.runfiles import atomic_write_bytes
 
     buf = io.BytesIO()
     arrays = {k.replace("/", "|"): (v.astype(np.int64) if np.all(v == np.round(v)) else v)
               for k, v in sums["arrays"].items()}
     np.savez_compressed(buf, names=np.array(sums["names"]), groups=np.array(sums["groups"]),
                         meta=np.array(json.dumps(sums["meta"])), **arrays)
-    _atomic(Path(path), lambda f: f.write(buf.getvalue()))
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_image_sums(path: str | Path) -> Optional[Dict[str, Any]]:
