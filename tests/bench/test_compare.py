@@ -21,7 +21,8 @@ def study_dir(tmp_path_factory):
         "model": {"depth": 1, "width": 4}, "compare": "domain", "batch_size": 4,
         "datasets": [{"type": "synthetic", "n_images": 48, "size": 32, "positive_fraction": 0.7, "quadrants": True,
                       "split": {"fractions": [0.5, 0.1, 0.4], "seed": 0}},
-                     {"type": "folder", "images": "/nonexistent/images", "masks": "/nonexistent/masks",
+                     # passes the study check, fails to load: every image is smaller than the tile
+                     {"type": "synthetic", "n_images": 8, "size": 32, "tile": 64, "small": "error",
                       "name": "broken"}],
         "eval": {"metrics": METRICS, "samples": 0, "positives_only": True}})
     out = tmp_path_factory.mktemp("study")
