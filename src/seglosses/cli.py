@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=None, help="report folder (default: <study>/report)")
     report.add_argument("--baseline", default=None, help="reference loss of the significance tests")
     report.add_argument("--no-figures", action="store_true", help="tables only")
+    report.add_argument("--compare", default=None, help="the factor to compare (domain, batch_size, loss, ...; "
+                                                        "default: the study's `compare`)")
 
     sub.add_parser("losses", help="list the registered losses")
     return parser
@@ -179,7 +181,8 @@ def _cmd_report(args) -> int:
             problem = folder_problem(Path(out) if out is not None else folder / "report")
             if problem:
                 raise ReportError(f"`--out` must be a folder the report can be written to; {problem}")
-            path = write_report(folder, out=out, baseline=args.baseline, figures=not args.no_figures, warn=warn)
+            path = write_report(folder, out=out, baseline=args.baseline, figures=not args.no_figures, warn=warn,
+                                compare=args.compare)
             print(f"report: {path / 'report.md'}")
     except ReportError as err:
         print(f"seglosses report: error: {err}", file=sys.stderr)
@@ -284,7 +287,7 @@ def _cmd_bench(args) -> int:
                 dist.destroy_process_group()
     status = 0
     if main:
-        print(f"study {study.name}: {len(outcome.finished)} of {len(outcome.runs)} runs finished in "
+        print(f"study {study.name}: {outcome.summary()} in "
               f"{time.perf_counter() - t0:.1f} s; folder {outcome.folder}")
         if not args.no_report and outcome.finished:
             try:

@@ -21,14 +21,14 @@ def test_bench_default_end_to_end_then_skip_then_report(tmp_path, capsys):
     args = ["bench", *QUICK, "--losses", "CE,Dice (batch),Lovasz", "--out", str(tmp_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "study default: 6 of 6 runs finished" in out
+    assert "study default: 6 of 6 planned runs finished" in out
     report = tmp_path / "default" / "report"
     md = (report / "report.md").read_text()
     for name in ("synthetic-binary", "synthetic-multiclass"):
         assert f"## {name}" in md
         for fig in ("learning_curves", "metrics", "samples"):
             assert (report / f"{fig}_{name}.png").is_file()
-    assert "| metric | CE | Dice (batch) | Lovasz |" in md and "mIoU (data set) ↑" in md
+    assert "| metric | CE | Dice (batch) | Lovasz |" in md and "mIoU, pooled per class, mean over foreground classes ↑" in md
     results = json.loads((report / "results.json").read_text())
     assert results["datasets"]["synthetic-binary"]["baseline"] == "CE"
     assert len((report / "results.csv").read_text().splitlines()) == 7
@@ -38,6 +38,11 @@ def test_bench_default_end_to_end_then_skip_then_report(tmp_path, capsys):
     assert main(["report", str(tmp_path / "default"), "--baseline", "lovasz", "--no-figures",
                  "--out", str(tmp_path / "r2")]) == 0
     assert "against the baseline Lovasz" in (tmp_path / "r2" / "report.md").read_text()
+    # the report command with a compared factor: CE, Dice and Lovasz differ in the loss only
+    assert main(["report", str(tmp_path / "default"), "--compare", "loss", "--no-figures",
+                 "--out", str(tmp_path / "r3")]) == 0
+    md = (tmp_path / "r3" / "report.md").read_text()
+    assert "### synthetic-binary: loss compared" in md and "| Lovasz − CE | Dice, pooled |" in md
 
 
 def test_bench_failures_exit_code_and_list(tmp_path, capsys):

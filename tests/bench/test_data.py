@@ -150,8 +150,9 @@ def test_tiled_dataset_drops_white_tiles_and_keeps_groups():
     img, msk = kept[0]
     assert img.shape == (3, 32, 32) and torch.equal(msk, mask[:32, :32])
     assert len(TiledDataset(base, 32, 32, tissue={"min_tissue_fraction": 0.0})) == 6
-    with pytest.raises(ValueError, match=r"`tile` must be an int .*got 128 for a 64x96 image \(item 0, 'slide'\)"):
-        TiledDataset(base, 128)
+    with pytest.raises(ValueError, match=r"`tile` must be an int .*got 128 for a 64x96 image \(item 0, 'slide'; set "):
+        TiledDataset(base, 128, small="error")
+    assert TiledDataset(base, 128).padded == 1  # by default a small image is padded, not an error
 
 
 def test_tiled_dataset_of_uint8_subset_equals_slices_of_full_items():

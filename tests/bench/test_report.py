@@ -29,7 +29,8 @@ def _run(label, order, seed, dice, hd95, per_image_dice, loss_spec, iou=None, mo
         "status": "finished", "dataset": "d", "num_classes": 2 if iou is None else len(iou), "mode": mode,
         "split": "test", "train_seconds": 3.0, "history": history,
         "results": {"loss": 0.3, "n_images": 6, "dataset": {"dice": dice, **({"iou_per_class": iou} if iou else {})},
-                    "image_mean": {"hd95": hd95}, "defined": {"hd95": 6}},
+                    "image_mean": {"hd95": hd95, "dice": float(np.mean(per_image_dice))},
+                    "defined": {"hd95": 6}},
         "per_image": {name: {"dice": v, "hd95": hd95} for name, v in zip(IMAGES, per_image_dice)},
     }
 
@@ -64,17 +65,18 @@ def test_main_table_layout_bold_arrows_mean_std():
     assert main_table([ce, dice]) == (
         "| metric | CE | Dice |\n"
         "|---|---|---|\n"
-        "| Dice index (data set) ↑ | 0.6000 ± 0.1414 | **0.8000 ± 0.0000** |\n"
-        "| HD95, pixels (per image) ↓ | 4.0000 ± 1.4142 | **2.0000 ± 0.0000** |"
+        "| Dice, pooled ↑ | 0.6000 ± 0.1414 | **0.8000 ± 0.0000** |\n"
+        "| Dice, per-image mean (absent in both: 1) ↑ | 0.5000 ± 0.0000 | **0.8500 ± 0.0000** |\n"
+        "| HD95 px, per-image mean (absent in both: left out; in one: diagonal) ↓ | 4.0000 ± 1.4142 | **2.0000 ± 0.0000** |"
     )
-    assert main_table([ce, dice], multiclass=True).count("↑") == 1
+    assert main_table([ce, dice], multiclass=True).count("↑") == 2
 
 
 def test_ties_are_all_bold_and_missing_values_dash():
     a = Configuration("d", "A", 0, [{"config": {"seed": 0}, "results": {"dataset": {"dice": 0.5}}}])
     b = Configuration("d", "B", 1, [{"config": {"seed": 0}, "results": {"dataset": {"dice": 0.5}}}])
     c = Configuration("d", "C", 2, [{"config": {"seed": 0}, "results": {"dataset": {}}}])
-    assert main_table([a, b, c]).splitlines()[-1] == "| Dice index (data set) ↑ | **0.5000** | **0.5000** | – |"
+    assert main_table([a, b, c]).splitlines()[-1] == "| Dice, pooled ↑ | **0.5000** | **0.5000** | – |"
     assert format_cell([math.nan]) == "–"
 
 
@@ -95,20 +97,29 @@ def test_write_report_files_tables_and_tests(tmp_path):
     _write(tmp_path, runs, samples=True)
     out = write_report(tmp_path, baseline="ce")  # a registered name matches the CE configuration
     md = (out / "report.md").read_text()
-    assert "| Dice index (data set) ↑ | 0.5200 ± 0.0158 | **0.7200 ± 0.0158** |" in md
+    assert "| Dice, pooled ↑ | 0.5200 ± 0.0158 | **0.7200 ± 0.0158** |" in md
     # per-class IoU, seed 003 Table 4 layout
     assert "| configuration | background ↑ | class 1 ↑ |" in md
     assert "| Dice | **0.9500 ± 0.0000** | **0.7000 ± 0.0000** |" in md
-    # per-image Wilcoxon against CE: p = 2/64; over 5 seeds (all better): p = 2/32
+    # per-image Wilcoxon against CE over the 6 source images (all better): p = 2/64, Holm over the two
+    # per-image tests (Dice, HD95 both p = 2/64) doubles it; over 5 seeds (all better): p = 2/32
     assert "paired tests against the baseline CE" in md
-    assert "+0.3500, p=0.0312* (better)" in md
-    assert "Over seeds (paired by seed, at least 5 in common)" in md and "p=0.0625" in md
+    line = next(l for l in md.splitlines() if l.startswith("| Dice − CE | Dice, per-image mean"))
+    assert "| +0.3500 ± 0.0000 (+0.3500, +0.3500, +0.3500, +0.3500, +0.3500) |" in line
+    assert "| Wilcoxon, 6 clusters (6 items) | 0.031 | 0.062 | r = +1.00 | 5/5 better, 0/5 worse;" in line
+    assert line.endswith("| no significant difference |")
+    pooled = next(l for l in md.splitlines() if l.startswith("| Dice − CE | Dice, pooled"))
+    assert "Wilcoxon over 5 seeds p = 0.062" in pooled and "| – | – | – | – |" in pooled  # no image sums stored
+    assert "- **Dice vs CE**: Dice is not significantly different in Dice (per-image), HD95 (per-image); not tested in " \
+           "Dice (pooled)." in md
     assert "- X: boom" in md  # failures of the study are listed
     results = json.loads((out / "results.json").read_text())
     conf = results["datasets"]["d"]["configurations"][1]
     assert conf["label"] == "Dice" and conf["metrics"]["dice_dataset"]["n"] == 5
     assert conf["metrics"]["dice_dataset"]["mean"] == pytest.approx(0.72)
-    assert results["datasets"]["d"]["significance"]["Dice"]["images"]["dice"]["p"] == pytest.approx(2 / 64)
+    tests = {(t["a"], t["metric"], t["aggregation"]): t for t in results["datasets"]["d"]["significance"]}
+    assert tests[("Dice", "dice", "image_mean")]["test"]["p"] == pytest.approx(2 / 64)
+    assert tests[("Dice", "dice", "image_mean")]["p_holm"] == pytest.approx(4 / 64)
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 10 and rows[0]["configuration"] == "CE" and rows[0]["iou_class_1_dataset"] == "0.5"
     for name in ("learning_curves_d.png", "metrics_d.png", "samples_d.png"):
@@ -123,7 +134,7 @@ def test_report_without_index_and_baseline_errors(tmp_path):
     out = write_report(tmp_path, figures=False)
     md = (out / "report.md").read_text()
     assert "against the baseline CE" in md  # the first configuration by default
-    assert "Over seeds: not tested" in md
+    assert "1/1 better, 0/1 worse" in md  # one seed: its sign, no test over seeds
     with pytest.raises(ReportError, match="`baseline` must name a configuration of 'd' \\(CE, Dice\\); got 'focal'"):
         write_report(tmp_path, baseline="focal", figures=False)
     empty = tmp_path / "empty"

@@ -34,9 +34,13 @@ Common keys
     * ``{"fractions": [0.7, 0.15, 0.15], "seed": 0}`` or ``{"counts": [20, 5, 5], "seed": 0}``:
       a seeded random split (:func:`split_indices`), group-aware when the items have groups;
     * ``{"file": "splits.json"}``: names per split from a JSON or CSV file
-      (:func:`read_split_file`), relative to ``root``.
+      (:func:`read_split_file`), relative to ``root``; for a CSV, ``column`` names the split
+      column and ``key`` the item-name column (e.g. a manifest's ``source_split`` and ``id``).
     ``tile``: tile size in pixels, or ``null`` for no tiling (seed 000 section 1.2 uses 512).
     ``stride``: tile stride; default ``tile // 2``.
+    ``small``: an item smaller than ``tile`` is padded (``"pad"``, default), skipped (``"skip"``,
+    counted) or an error (``"error"``); ``pad_mode``: ``"reflect"`` (default, image and mask
+    mirrored) or ``"constant"`` (black pixels of the background class).
     ``tissue_filter``: ``false`` (default), ``true`` (defaults of :func:`tissue_filter`) or a
     dict of its keyword arguments; drops tiles without tissue (needs ``tile``).
     ``positives_only``: keep only items with foreground, in every split (seed 000 section 3.2).
@@ -51,7 +55,9 @@ Common keys
     ``images``, ``masks``: folders, relative to ``root``; ``manifest``: CSV with columns
     ``image``, ``mask`` and optional ``group``; ``classes``: mask value -> class index (keys may
     be strings, as JSON requires); ``image_glob``, ``mask_glob``, ``mask_suffix``,
-    ``group_pattern``: as in :func:`load_folder`.
+    ``group_pattern``: as in :func:`load_folder`; ``group_by``: ``{file, column, key}`` reads each
+    item's group (patient, source slide: the cluster of the report's tests) from a CSV column,
+    matching the item's name in column ``key`` (default ``name``, ``image`` or ``id``).
 
 ``type: synthetic`` (:func:`seglosses.bench.synthetic.make_synthetic`)
     ``n_images`` (default 256), ``size`` (128), ``mode`` (``"binary"``), ``num_classes``,
@@ -108,6 +114,7 @@ __all__ = [
     "quadrants",
     "foreground_flags",
     "positives_only",
+    "positive_evaluation",
     "RatioBatchSampler",
     "parse_index_ranges",
     "split_indices",
@@ -291,16 +298,33 @@ class TiledDataset(Dataset):
     ``"<item name>@<row>,<col>"`` and keeps its item's group, so a group-aware split never puts
     tiles of one image on both sides.
 
+    An item smaller than ``tile`` (in height or width) is, by ``small``, padded up to
+    ``tile`` at its bottom and right (``pad_mode``: ``"reflect"`` mirrors the image and its
+    mask, ``"constant"`` adds black pixels of the background class), skipped (``skipped``
+    counts them), or an error.
+
     Args:
-        base: the data set to tile; every item must be at least ``tile`` pixels high and wide.
+        base: the data set to tile.
         tile: tile side in pixels (seed 000: 512).
         stride: step between tiles; default ``tile // 2`` (seed 000: 256).
         tissue: ``None`` keeps every tile; ``True`` or a dict of keyword arguments of
             :func:`tissue_filter` keeps only tiles with tissue (seed 000: "the images that did not
             contain any tissue were discarded").
+        small: ``"pad"`` (default), ``"skip"`` or ``"error"`` for items smaller than ``tile``.
+        pad_mode: ``"reflect"`` (default) or ``"constant"``.
 
     Raises:
-        ValueError: if ``tile``/``stride`` are invalid or an item is smaller than ``tile``.
+        ValueError: if ``tile``/``stride``/``small``/``pad_mode`` are invalid, an item is smaller
+            than ``tile`` with ``small="error"``, or every item is skipped.
+
+    Example:
+        >>> ds = SegmentationDataset([torch.zeros(1, 6, 6), torch.zeros(1, 3, 6)],
+        ...                          [torch.zeros(6, 6, dtype=torch.long), torch.zeros(3, 6, dtype=torch.long)])
+        >>> tiled = TiledDataset(ds, 4, 2)
+        >>> len(tiled), tiled.padded, tiled[-1][0].shape
+        (6, 1, torch.Size([1, 4, 4]))
+        >>> TiledDataset(ds, 4, 2, small="skip").skipped
+        1
     """
 
     def __init__(
@@ -310,10 +334,20 @@ class TiledDataset(Dataset):
         stride: int | None = None,
         *,
         tissue: bool | Mapping[str, float] | None = None,
+        small: str = "pad",
+        pad_mode: str = "reflect",
     ) -> None:
         stride = max(1, tile // 2) if stride is None else stride
+        if small not in ("pad", "skip", "error"):
+            raise ValueError(f"`small` must be 'pad', 'skip' or 'error'; got {small!r}")
+        if pad_mode not in ("reflect", "constant"):
+            raise ValueError(f"`pad_mode` must be 'reflect' or 'constant'; got {pad_mode!r}")
         tissue_kwargs = None if tissue in (None, False) else ({} if tissue is True else dict(tissue))
         self.base, self.tile, self.stride = base, tile, stride
+        self.pad_mode = pad_mode
+        self.padded = 0
+        self.skipped = 0
+        self._pad: dict[int, tuple[int, int]] = {}
         self.entries: list[tuple[int, int, int]] = []
         self.names: list[str] = []
         self.groups: list[str] = []
@@ -321,10 +355,19 @@ class TiledDataset(Dataset):
         base_names, base_groups = _names(base), _groups(base)
         for i in range(len(base)):
             image, mask = base[i]
+            h, w = image.shape[-2:]
+            if isinstance(tile, int) and not isinstance(tile, bool) and tile >= 1 and (h < tile or w < tile) \
+                    and small != "error":
+                if small == "skip":
+                    self.skipped += 1
+                    continue
+                self._pad[i] = (max(0, tile - h), max(0, tile - w))
+                self.padded += 1
+                image, mask = self._padded_item(i)
             try:
                 origins = tile_origins(image.shape[-2], image.shape[-1], tile, stride)
             except ValueError as err:
-                raise ValueError(f"{err} (item {i}, {base_names[i]!r})") from None
+                raise ValueError(f"{err} (item {i}, {base_names[i]!r}; set `small` to 'pad' or 'skip')") from None
             for y, x in origins:
                 window = (slice(y, y + tile), slice(x, x + tile))
                 if tissue_kwargs is not None and not tissue_filter(image[(slice(None), *window)], **tissue_kwargs):
@@ -333,12 +376,28 @@ class TiledDataset(Dataset):
                 self.names.append(f"{base_names[i]}@{y},{x}")
                 self.groups.append(base_groups[i])
                 self._flags.append(bool(mask[window].any()))
+        if not self.entries and self.skipped:
+            raise ValueError(f"`tile` must fit at least one item; got {tile} and all {self.skipped} items smaller "
+                             f"(set `small` to 'pad')")
+
+    def _padded_item(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.base[i]
+        dh, dw = self._pad[i]
+        if self.pad_mode == "constant":
+            return F.pad(image, (0, dw, 0, dh)), F.pad(mask, (0, dw, 0, dh))
+        # numpy's reflect repeats the reflection when the padding exceeds the size
+        img = np.pad(image.numpy(), ((0, 0), (0, dh), (0, dw)), mode="reflect")
+        msk = np.pad(mask.numpy(), ((0, dh), (0, dw)), mode="reflect")
+        return torch.from_numpy(img), torch.from_numpy(msk)
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         i, y, x = self.entries[index]
+        if i in self._pad:
+            image, mask = self._padded_item(i)
+            return image[:, y:y + self.tile, x:x + self.tile], mask[y:y + self.tile, x:x + self.tile]
         return _window(self.base, i, y, x, self.tile)
 
     @property
@@ -1244,7 +1303,38 @@ def positives_only(dataset: Dataset) -> SubsetDataset:
     indices = [i for i, flag in enumerate(flags) if flag]
     if not indices:
         raise ValueError(f"`dataset` must have at least one item with foreground; got none among {len(flags)}")
-    return SubsetDataset(dataset, indices)
+    subset = SubsetDataset(dataset, indices)
+    subset.positives = True  # read by the evaluation's description of its items
+    return subset
+
+
+def positive_evaluation(data: "BenchData") -> "BenchData":
+    """Restrict the validation and test sets to items with foreground, *after* they are cut into
+    quadrants or tiles (seed 000 section 3.2 evaluates "only those images that contained a
+    positive region"; a quadrant without foreground would otherwise enter per-image means as 0/0).
+
+    Args:
+        data: the data sets of a study entry (changed in place and returned).
+
+    Raises:
+        ValueError: a validation or test set without any item with foreground.
+
+    Example:
+        >>> data = build_dataset({"type": "synthetic", "n_images": 40, "size": 32, "quadrants": True})
+        >>> before = len(data.test)
+        >>> after = len(positive_evaluation(data).test)
+        >>> after < before, all(foreground_flags(data.test))
+        (True, True)
+    """
+    for split in ("val", "test"):
+        ds = getattr(data, split)
+        if ds is not None and len(ds) > 0:
+            try:
+                setattr(data, split, positives_only(ds))
+            except ValueError:
+                raise ValueError(f"`eval.positives_only` must leave items to evaluate; the {split} split of "
+                                 f"{data.name!r} has none with foreground") from None
+    return data
 
 
 class RatioBatchSampler(Sampler[list[int]]):
@@ -1488,11 +1578,13 @@ def split_indices(
     return [sorted(s) for s in splits]
 
 
-def read_split_file(path: str | Path, names: Sequence[str]) -> dict[str, list[int]]:
+def read_split_file(path: str | Path, names: Sequence[str], *, column: str = "split",
+                    key: str | None = None) -> dict[str, list[int]]:
     """Read a split file listing item names per split.
 
     JSON: ``{"train": ["00", "01", ...], "val": [...], "test": [...]}``. CSV: a header with the
-    columns ``split`` and ``name`` (or ``image``), one item per row. Entries match an item's
+    columns ``column`` (default ``split``) and ``key`` (default ``name``, ``image`` or ``id``),
+    one item per row; a data set's manifest with a suggested-split column serves as is. Entries match an item's
     name, or the stem of a file name or path (``"images/03.png"`` matches ``"03"``).
 
     Args:
@@ -1519,12 +1611,13 @@ def read_split_file(path: str | Path, names: Sequence[str]) -> dict[str, list[in
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle)
             columns = [c.strip() for c in (reader.fieldnames or [])]
-            name_column = "name" if "name" in columns else "image" if "image" in columns else None
-            if "split" not in columns or name_column is None:
-                raise ValueError(f"`split` file must have columns 'split' and 'name'; got {columns} in '{path}'")
+            name_column = key or next((c for c in ("name", "image", "id") if c in columns), None)
+            if column not in columns or name_column not in columns:
+                raise ValueError(f"`split` file must have columns {column!r} and {name_column or 'name'!r}; "
+                                 f"got {columns} in '{path}'")
             for row in reader:
                 row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-                entries.setdefault(row["split"], []).append(row[name_column])
+                entries.setdefault(row[column], []).append(row[name_column])
     else:
         raise ValueError(f"`split` file must be .json or .csv; got '{path}'")
     return _indices_by_name(entries, names, f"'{path}'")
@@ -1584,11 +1677,11 @@ class BenchData:
 _COMMON_KEYS = {
     "name": None, "type": None, "split": None, "tile": None, "stride": None, "tissue_filter": False,
     "positives_only": False, "crop": None, "max_angle": 180.0, "crop_seed": 0, "quadrants": False,
-    "num_classes": None,
+    "num_classes": None, "small": "pad", "pad_mode": "reflect",
 }
 _TYPE_KEYS = {
     "folder": {"images": None, "masks": None, "manifest": None, "classes": None, "image_glob": "*",
-               "mask_glob": "*", "mask_suffix": "", "group_pattern": None},
+               "mask_glob": "*", "mask_suffix": "", "group_pattern": None, "group_by": None},
     "synthetic": {"n_images": 256, "size": 128, "mode": "binary", "positive_fraction": 0.25, "seed": 0},
     "nifti": {"images": None, "masks": None, "axis": 2, "classes": None, "intensity_range": None},
 }
@@ -1647,6 +1740,8 @@ def build_dataset(spec: Mapping[str, Any], *, root: str | Path | None = None) ->
             manifest=resolve(full["manifest"]), image_glob=full["image_glob"], mask_glob=full["mask_glob"],
             mask_suffix=full["mask_suffix"], group_pattern=full["group_pattern"],
         )
+        if full["group_by"] is not None:
+            base.groups = _groups_from_file(full["group_by"], base.names, root)
     elif kind == "synthetic":
         from seglosses.bench.synthetic import make_synthetic
 
@@ -1693,7 +1788,7 @@ def build_dataset(spec: Mapping[str, Any], *, root: str | Path | None = None) ->
         ds: Dataset = SubsetDataset(base, indices)
         if full["tile"] is not None:
             ds = TiledDataset(ds, int(full["tile"]), None if full["stride"] is None else int(full["stride"]),
-                              tissue=full["tissue_filter"] or None)
+                              tissue=full["tissue_filter"] or None, small=full["small"], pad_mode=full["pad_mode"])
         if full["positives_only"]:
             ds = positives_only(ds)
         if split == "train" and full["crop"] is not None:
@@ -1707,6 +1802,31 @@ def build_dataset(spec: Mapping[str, Any], *, root: str | Path | None = None) ->
     )
 
 
+def _groups_from_file(spec: Any, names: Sequence[str], root: Path) -> list[str]:
+    """Item groups (patient, source slide) from a CSV column: ``{"file", "column", "key"}``."""
+    if not isinstance(spec, Mapping) or "file" not in spec or "column" not in spec or set(spec) - {"file", "column", "key"}:
+        raise ValueError(f"`group_by` must be {{file: <csv>, column: <group column>, key: <name column>}}; got {spec!r}")
+    path = root / Path(spec["file"])
+    if not path.is_file():
+        raise FileNotFoundError(f"`group_by` file must exist; got '{path}'")
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        key = spec.get("key") or next((c for c in ("name", "image", "id") if c in columns), None)
+        if spec["column"] not in columns or key not in columns:
+            raise ValueError(f"`group_by` file must have columns {spec['column']!r} and {key or 'name'!r}; "
+                             f"got {columns} in '{path}'")
+        found = {}
+        for row in reader:
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            found[row[key]] = row[spec["column"]]
+            found.setdefault(Path(row[key]).stem, row[spec["column"]])
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ValueError(f"`group_by` file must list every item; got no row for {missing[:3]} in '{path}'")
+    return [found[n] for n in names]
+
+
 def _resolve_split(split: Any, base: SegmentationDataset, root: Path) -> dict[str, list[int]]:
     n = len(base)
     if split is None:
@@ -1714,7 +1834,11 @@ def _resolve_split(split: Any, base: SegmentationDataset, root: Path) -> dict[st
     if not isinstance(split, Mapping):
         raise ValueError(f"`split` must be a mapping; got {type(split).__name__}")
     if "file" in split:
-        result = read_split_file(root / Path(split["file"]), base.names)
+        extra = set(split) - {"file", "column", "key"}
+        if extra:
+            raise ValueError(f"`split` with 'file' takes only 'column' and 'key' besides; got {sorted(extra)}")
+        result = read_split_file(root / Path(split["file"]), base.names, column=str(split.get("column", "split")),
+                                 key=split.get("key"))
     elif "fractions" in split or "counts" in split:
         extra = set(split) - {"fractions", "counts", "seed"}
         if extra or ("fractions" in split and "counts" in split):

@@ -41,7 +41,12 @@ Conventions (stated in the report as well):
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+import io
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
 
 import torch
 import torch.distributed as dist
@@ -52,7 +57,8 @@ from seglosses import metrics as M
 from seglosses._options import did_you_mean
 from seglosses.metrics import SegmentationMetrics
 
-__all__ = ["METRICS", "QUICK_METRICS", "evaluate", "predict", "check_metric_names"]
+__all__ = ["METRICS", "QUICK_METRICS", "evaluate", "predict", "check_metric_names", "pooled_accumulators",
+           "describe_items", "save_image_sums", "load_image_sums", "IMAGE_SUMS"]
 
 #: Every metric of a full evaluation: (name, higher is better).
 METRICS: Dict[str, bool] = {
@@ -236,13 +242,8 @@ def evaluate(
     share_names = names[rank::world] if world > 1 else names
 
     fg_only = mode == "multiclass"
-    channels = 1 if mode == "binary" else num_classes
-    fg_names = [m for m in ("dice", "jaccard", "balanced_accuracy", "average_precision") if m in metrics]
-    acc_fg = SegmentationMetrics(fg_names, channels, mode=mode, include_background=not fg_only,
-                                 aggregation="dataset", device=device) if fg_names else None
-    all_names = [m for m in ("pixel_accuracy", "iou_per_class") if m in metrics]
-    acc_all = SegmentationMetrics(all_names, num_classes, mode="multiclass", aggregation="dataset",
-                                  device=device) if all_names else None
+    acc_fg, acc_all = pooled_accumulators(mode, num_classes, metrics, device=device)
+    sums: List[Dict[str, Tensor]] = []
     surface = {m: _surface_options(m) for m in metrics if m in _SURFACE}
 
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -274,12 +275,15 @@ def evaluate(
                     labels = _hard_labels(probs, mode)
                     acc_all.update(labels, masks)
                 if per_image:
+                    sums.extend(_image_sums(acc_fg, acc_all, probs, masks, labels))
+                if per_image:
                     rows.extend(_per_image(probs, masks, labels, mode, num_classes, metrics, surface, fg_only))
     finally:
         model.train(was_training)
 
     out: Dict[str, Any] = {"loss": None, "n_images": len(dataset), "dataset": {}, "image_mean": {},
-                           "per_image": {}, "defined": {}}
+                           "per_image": {}, "defined": {}, "groups": {}, "image_sums": None,
+                           "items": describe_items(dataset)}
     if world > 1:
         dist.all_reduce(loss_sum)
         dist.all_reduce(seen)
@@ -300,6 +304,14 @@ def evaluate(
         else:
             pairs = list(zip(share_names, rows))
         out["per_image"] = dict(pairs)
+        groups = [str(g) for g in getattr(dataset, "groups", names)]
+        out["groups"] = {n: g for n, g in zip(names, groups)}
+        if world > 1:
+            parts: List[Any] = [None] * world
+            dist.all_gather_object(parts, list(zip(share_names, [{k: v.cpu() for k, v in r.items()} for r in sums])))
+            position = {name: i for i, name in enumerate(names)}
+            sums = [r for _, r in sorted((p for part in parts for p in part), key=lambda p: position[p[0]])]
+        out["image_sums"] = _stack_sums(names, groups, sums, mode, num_classes, acc_fg, acc_all)
         for m in metrics:
             if m == "iou_per_class":
                 continue
@@ -307,6 +319,128 @@ def evaluate(
             out["defined"][m] = len(values)
             out["image_mean"][m] = sum(values) / len(values) if values else math.nan
     return out
+
+
+#: The file of a run folder holding the per-image statistics of the pooled metrics.
+IMAGE_SUMS = "image_sums.npz"
+
+_FG_METRICS = ("dice", "jaccard", "balanced_accuracy", "average_precision")
+_ALL_METRICS = ("pixel_accuracy", "iou_per_class")
+
+
+def pooled_accumulators(mode: str, num_classes: int, metrics: Sequence[str], *, device: torch.device | str = "cpu",
+                        per_class: bool = False) -> Tuple[Optional[SegmentationMetrics], Optional[SegmentationMetrics]]:
+    """The two accumulators of the data-set-level metrics: foreground overlap and AP, and the
+    all-class ones (pixel accuracy, per-class IoU); ``None`` for a group without metrics.
+
+    ``per_class=True`` keeps the per-class values (the report's bootstrap recomputes the pooled
+    metrics of many resamples at once and averages the classes itself).
+
+    Example:
+        >>> fg, every = pooled_accumulators("binary", 2, ["dice", "pixel_accuracy"])
+        >>> list(fg.metrics), list(every.metrics)
+        (['dice'], ['pixel_accuracy'])
+    """
+    channels = 1 if mode == "binary" else num_classes
+    fg_names = [m for m in _FG_METRICS if m in metrics]
+    acc_fg = SegmentationMetrics(fg_names, channels, mode=mode, include_background=mode != "multiclass",
+                                 aggregation="dataset", device=device, per_class=per_class) if fg_names else None
+    all_names = [m for m in _ALL_METRICS if m in metrics]
+    acc_all = SegmentationMetrics(all_names, num_classes, mode="multiclass", aggregation="dataset",
+                                  device=device, per_class=per_class) if all_names else None
+    return acc_fg, acc_all
+
+
+def _image_sums(acc_fg, acc_all, probs: Tensor, masks: Tensor, labels: Optional[Tensor]) -> List[Dict[str, Tensor]]:
+    """Per image of the batch, the sums it adds to the pooled accumulators (keys ``fg:``/``all:``)."""
+    rows = []
+    for j in range(probs.shape[0]):
+        row: Dict[str, Tensor] = {}
+        if acc_fg is not None:
+            row.update({f"fg:{k}": v for k, v in acc_fg.batch_sums(probs[j:j + 1], masks[j:j + 1]).items()})
+        if acc_all is not None:
+            row.update({f"all:{k}": v for k, v in acc_all.batch_sums(labels[j:j + 1], masks[j:j + 1]).items()})
+        rows.append(row)
+    return rows
+
+
+def _stack_sums(names, groups, sums, mode, num_classes, acc_fg, acc_all) -> Optional[Dict[str, Any]]:
+    if not sums or not sums[0]:
+        return None
+    arrays = {k: np.stack([r[k].detach().cpu().double().numpy() for r in sums]) for k in sums[0]}
+    meta = {"mode": mode, "num_classes": num_classes,
+            "metrics": sorted([*(acc_fg.metrics if acc_fg else []), *(acc_all.metrics if acc_all else [])])}
+    return {"names": list(names), "groups": list(groups), "meta": meta, "arrays": arrays}
+
+
+def save_image_sums(path: str | Path, sums: Optional[Mapping[str, Any]]) -> None:
+    """Write :func:`evaluate`'s ``image_sums`` (names, groups, per-image sums) as a compressed NPZ."""
+    if sums is None:
+        return
+    from seglosses.bench.runfiles import atomic_write_bytes
+
+    buf = io.BytesIO()
+    arrays = {k.replace("/", "|"): (v.astype(np.int64) if np.all(v == np.round(v)) else v)
+              for k, v in sums["arrays"].items()}
+    np.savez_compressed(buf, names=np.array(sums["names"]), groups=np.array(sums["groups"]),
+                        meta=np.array(json.dumps(sums["meta"])), **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_image_sums(path: str | Path) -> Optional[Dict[str, Any]]:
+    """Read a file of :func:`save_image_sums`; ``None`` when it is missing or unreadable.
+
+    Example:
+        >>> load_image_sums("/nonexistent/image_sums.npz") is None
+        True
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            arrays = {k.replace("|", "/"): z[k].astype(np.float64) for k in z.files if k not in ("names", "groups", "meta")}
+            return {"names": [str(n) for n in z["names"]], "groups": [str(g) for g in z["groups"]],
+                    "meta": json.loads(str(z["meta"])), "arrays": arrays}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def describe_items(dataset: Dataset) -> str:
+    """What the items of an evaluation set are, from its wrappers (e.g. ``"quadrants of 512-px tiles
+    (stride 256) of the source images, with foreground only"``).
+
+    Example:
+        >>> from seglosses.bench.data import SegmentationDataset
+        >>> describe_items(SegmentationDataset(torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long)))
+        'whole images'
+    """
+    from seglosses.bench import data as D
+
+    parts: List[str] = []
+    positives = False
+    ds = dataset
+    for _ in range(20):
+        kind = type(ds).__name__
+        if kind == "SubsetDataset" and getattr(ds, "positives", False):
+            positives = True
+        elif isinstance(ds, D.QuadrantDataset):
+            parts.append("quadrants")
+        elif isinstance(ds, D.TiledDataset):
+            extra = []
+            if getattr(ds, "padded", 0):
+                extra.append(f"{ds.padded} small image(s) padded ({ds.pad_mode})")
+            if getattr(ds, "skipped", 0):
+                extra.append(f"{ds.skipped} small image(s) skipped")
+            parts.append(f"{ds.tile}-px tiles (stride {ds.stride}{'; ' + '; '.join(extra) if extra else ''})")
+        elif type(ds).__name__ == "_Capped" and getattr(ds, "crop", None):
+            parts.append(f"central {ds.crop}-px crops")
+        base = getattr(ds, "base", None)
+        if base is None:
+            break
+        ds = base
+    text = " of ".join(parts + ["the source images"]) if parts else "whole images"
+    return text + (", with foreground only" if positives else "")
 
 
 def _collate(items):

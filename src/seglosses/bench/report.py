@@ -18,11 +18,23 @@ r"""The comparison report of a study: tables, significance tests, figures.
     error bars (standard deviation over seeds); sample predictions of every configuration next
     to the image and its truth (seed 003 Figures 3-4).
 
-Significance: for each configuration and metric, a two-sided Wilcoxon signed-rank test
-(:func:`scipy.stats.wilcoxon`) of the paired per-image values (averaged over the seeds that both
-configurations ran) against the baseline configuration; and, when both have at least five seeds
-in common, of the per-seed values. Pairs with an undefined value are left out; zero
-differences are dropped (``zero_method="wilcox"``). No correction for multiple comparisons.
+Significance (:mod:`seglosses.bench.stats`): every row of the main table is tested for pairs of
+configurations: against the baseline configuration, and, with the study's ``compare:`` factor,
+between the configurations that differ in that factor only (all pairs of its levels, within
+each combination of the other factors). Evaluation items cut from one source image (quadrants,
+tiles), or taken from one patient where the data set says so (``group_by``), form a cluster:
+
+* per-image metrics: per common seed and item the difference, averaged within the cluster and
+  over the seeds, then a two-sided Wilcoxon signed-rank test over the clusters (effect size:
+  matched-pairs rank-biserial correlation);
+* pooled metrics (pooled Dice, IoU / mIoU, AP, balanced and pixel accuracy): a paired bootstrap
+  over clusters of the seed-mean difference, recomputed from the per-item statistics each run
+  stores (``image_sums.npz``); effect size: the difference over its bootstrap s.d.
+
+p-values are Holm-corrected over each table; a verdict (better / worse / no significant
+difference, by the metric's direction) at 0.05. Each row also gives the per-seed differences
+(mean ± s.d. and each value) and their sign consistency; with at least five common seeds a
+Wilcoxon test over seeds as well.
 """
 from __future__ import annotations
 
@@ -30,6 +42,7 @@ import csv
 import io
 import json  # noqa: F401 - the doctests use it
 import math
+import textwrap
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -47,6 +60,8 @@ from seglosses.bench.runfiles import (
     read_index,
     redo_advice,
 )
+from seglosses.bench.stats import (holm, paired_cluster_bootstrap, paired_cluster_test, sign_consistency,
+                                   wilcoxon_test)
 
 __all__ = ["ROWS", "ReportError", "Configuration", "find_studies", "load_runs", "summarize", "format_cell",
            "main_table", "per_class_table", "overview_table", "wilcoxon_test", "write_report"]
@@ -63,27 +78,30 @@ class ReportError(ValueError):
 
 #: The rows of the main table: (metric, aggregation, label, higher is better). The order
 #: follows seed 000 Table 1 (AP, balanced accuracy, Dice, Jaccard, Hausdorff), then seed 003.
+#: Each label says how the metric is aggregated ("pooled": confusion counts or score histograms
+#: summed over every pixel of every evaluation item, then the formula; "per-image mean": each
+#: item's value, then the mean) and how an item without the class is scored.
 ROWS: List[Tuple[str, str, str, bool]] = [
-    ("average_precision", "dataset", "average precision (data set)", True),
-    ("average_precision", "image_mean", "average precision (per image)", True),
-    ("balanced_accuracy", "dataset", "balanced accuracy (data set)", True),
-    ("dice", "dataset", "Dice index (data set)", True),
-    ("dice", "image_mean", "Dice index (per image)", True),
-    ("jaccard", "dataset", "IoU (data set)", True),
-    ("jaccard", "image_mean", "Jaccard index (per image)", True),
-    ("pixel_accuracy", "dataset", "pixel accuracy (data set)", True),
-    ("modified_hausdorff", "image_mean", "mod. Hausdorff / diagonal (per image)", False),
-    ("hd95", "image_mean", "HD95, pixels (per image)", False),
+    ("average_precision", "dataset", "AP, pooled", True),
+    ("average_precision", "image_mean", "AP, per-image mean (class absent: 1)", True),
+    ("balanced_accuracy", "dataset", "balanced accuracy, pooled", True),
+    ("dice", "dataset", "Dice, pooled", True),
+    ("dice", "image_mean", "Dice, per-image mean (absent in both: 1)", True),
+    ("jaccard", "dataset", "IoU, pooled", True),
+    ("jaccard", "image_mean", "Jaccard, per-image mean (absent in both: 1)", True),
+    ("pixel_accuracy", "dataset", "pixel accuracy, pooled", True),
+    ("modified_hausdorff", "image_mean",
+     "mod. Hausdorff / diagonal, per-image mean (absent in both: left out; in one: 1)", False),
+    ("hd95", "image_mean", "HD95 px, per-image mean (absent in both: left out; in one: diagonal)", False),
 ]
-#: The per-image metrics tested against the baseline.
-TESTED = ("dice", "jaccard", "balanced_accuracy", "average_precision", "modified_hausdorff", "hd95")
 _HIGHER = {m: h for m, _, _, h in ROWS}
+_LABELS = {(m, a): label for m, a, label, _ in ROWS}
 
 CONVENTIONS = [
-    "data set: confusion counts summed over all pixels of all evaluation images, then the formula "
+    "pooled: confusion counts summed over all pixels of all evaluation items, then the formula "
     "(seed 003's IoU); average precision from score histograms (1000 bins) summed over the data set",
-    "per image: each image's value, then the mean over the images where it is defined",
-    "multiclass: overlap metrics average the foreground classes (IoU (data set) is then seed 003's mIoU, "
+    "per-image mean: each evaluation item's value, then the mean over the items where it is defined",
+    "multiclass: overlap metrics average the foreground classes (IoU, pooled is then seed 003's mIoU, "
     "the mean of the per-class table without the background)",
     "0/0 overlap ratios (class absent from prediction and truth) count as 1 (seed 003)",
     "mod. Hausdorff: seed 000 eq. 7 over the foreground pixel sets, divided by the image diagonal; "
@@ -91,9 +109,34 @@ CONVENTIONS = [
     "the class, and the diagonal (1 after normalisation) where exactly one lacks it",
     "average precision on the raw probabilities; every other metric on the prediction thresholded at 0.5 "
     "(binary) or its arg-max (multiclass)",
-    "the paired tests treat the evaluation items as independent; items cut from one image (quadrants, tiles) "
-    "are not, so their p-values are optimistic",
+    "paired tests respect the data's structure: evaluation items cut from one source image (tiles, "
+    "quadrants), or taken from one patient where the data set says so, form a cluster. Per-image metrics: "
+    "for each common seed and item the difference, averaged over the cluster's items and the seeds, then a "
+    "two-sided Wilcoxon signed-rank test over the clusters (effect size: matched-pairs rank-biserial r). "
+    "Pooled metrics: a paired bootstrap over clusters (1000 resamples, the same draw for both "
+    "configurations and every seed) of the seed-mean difference of the pooled metric (effect size: the "
+    "difference over its bootstrap s.d.). p-values are Holm-corrected over each table; verdicts at 0.05",
+    "seeds: the per-seed differences of the aggregated metric and how many of them favour each side "
+    "(a Wilcoxon test over seeds needs at least 5 seeds in common)",
 ]
+
+
+_NAMES = {"dice": "Dice", "jaccard": "Jaccard", "balanced_accuracy": "balanced accuracy", "average_precision": "AP",
+          "pixel_accuracy": "pixel accuracy", "modified_hausdorff": "mod. Hausdorff", "hd95": "HD95"}
+
+
+def _short(metric: str, aggregation: str, multiclass: bool = False) -> str:
+    """A metric's short name with its aggregation, for verdict lines (``"Dice (pooled)"``)."""
+    if metric == "jaccard" and aggregation == "dataset":
+        return "mIoU (pooled)" if multiclass else "IoU (pooled)"
+    return f"{_NAMES.get(metric, metric)} ({'pooled' if aggregation == 'dataset' else 'per-image'})"
+
+
+def _heading(metric: str, aggregation: str, multiclass: bool = False) -> str:
+    """The column / row heading of a metric: its name, aggregation and the absent-class rule."""
+    if metric == "jaccard" and aggregation == "dataset" and multiclass:
+        return "mIoU, pooled per class, mean over foreground classes"
+    return _LABELS.get((metric, aggregation), f"{metric} ({aggregation})")
 
 
 @dataclass
@@ -290,9 +333,7 @@ def _best(means: Sequence[float], higher: bool) -> List[bool]:
 
 
 def _row_label(metric: str, aggregation: str, label: str, higher: bool, multiclass: bool) -> str:
-    if metric == "jaccard" and aggregation == "dataset" and multiclass:
-        label = "mIoU (data set)"
-    return f"{label} {'↑' if higher else '↓'}"
+    return f"{_heading(metric, aggregation, multiclass)} {'↑' if higher else '↓'}"
 
 
 def main_table(configs: Sequence[Configuration], *, multiclass: bool = False, digits: int = 4) -> str:
@@ -304,14 +345,14 @@ def main_table(configs: Sequence[Configuration], *, multiclass: bool = False, di
         >>> print(main_table([a, b]))
         | metric | CE | Dice |
         |---|---|---|
-        | Dice index (data set) ↑ | 0.5000 | **0.7000** |
+        | Dice, pooled ↑ | 0.5000 | **0.7000** |
     """
     lines = ["| metric | " + " | ".join(c.label for c in configs) + " |",
              "|---|" + "---|" * len(configs)]
     for metric, aggregation, label, higher in ROWS:
         values = [c.values(metric, aggregation) for c in configs]
-        if not any(values):
-            continue
+        if not any(not math.isnan(v) for vs in values for v in vs):
+            continue  # a metric that was not computed (or nowhere defined) gets no row
         means = [_mean_std(v)[0] for v in values]
         bold = _best(means, higher)
         cells = [format_cell(v, digits, b) for v, b in zip(values, bold)]
@@ -389,92 +430,287 @@ def overview_table(studies: Mapping[str, Sequence[Configuration]], modes: Mappin
 # Significance
 # ------------------------------------------------------------------------------------------------
 
+#: The tested rows: every row of :data:`ROWS`; per-image rows by a Wilcoxon test over clusters,
+#: data-set rows by a paired cluster bootstrap (see :mod:`seglosses.bench.stats`).
+LEVEL = 0.05
+N_BOOT = 1000
 
-def wilcoxon_test(x: Sequence[float], y: Sequence[float]) -> Dict[str, Any]:
-    """Two-sided Wilcoxon signed-rank test of paired values ``x`` vs ``y`` (:func:`scipy.stats.wilcoxon`).
 
-    Returns ``{"n": pairs, "mean_diff": mean(x - y), "p": p-value}``; ``p`` is 1 when every
-    difference is zero and NaN with fewer than two pairs.
+def _source_of(name: str) -> str:
+    """The source image of an evaluation item named by the data module (``img@y,x#q1`` -> ``img``)."""
+    return str(name).split("#q")[0].split("@")[0]
 
-    Example:
-        >>> r = wilcoxon_test([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
-        >>> r["n"], r["mean_diff"], round(r["p"], 4)
-        (6, 2.25, 0.0312)
-    """
-    from scipy.stats import wilcoxon
 
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    d = x - y
-    out: Dict[str, Any] = {"n": int(d.size), "mean_diff": float(d.mean()) if d.size else math.nan, "p": math.nan}
-    if d.size < 2:
+class _Tester:
+    """The paired tests of one data set: per configuration and seed, per-image values and
+    per-cluster pooled statistics (loaded once), and the tests of pairs of configurations."""
+
+    def __init__(self, configs: Sequence[Configuration], n_boot: int = N_BOOT) -> None:
+        self.configs = list(configs)
+        self.n_boot = n_boot
+        self.groups: Dict[str, str] = {}
+        for c in configs:
+            for r in c.runs:
+                for item in r.get("per_image", {}):
+                    self.groups.setdefault(item, _source_of(item))
+                self.groups.update({str(k): str(v) for k, v in (r.get("groups") or {}).items()})
+        self._sums: Dict[Tuple[str, int], Any] = {}
+
+    # ---- what a configuration has
+    def per_image(self, conf: Configuration, metric: str) -> Dict[int, Dict[str, float]]:
+        out: Dict[int, Dict[str, float]] = {}
+        for r in conf.runs:
+            values = {n: row.get(metric) for n, row in r.get("per_image", {}).items()}
+            values = {n: float(v) for n, v in values.items() if v is not None}
+            if values:
+                out[int(r["config"]["seed"])] = values
         return out
-    if np.all(d == 0):
-        out["p"] = 1.0
+
+    def seed_values(self, conf: Configuration, metric: str, aggregation: str) -> Dict[int, float]:
+        out = {}
+        for r in conf.runs:
+            v = r["results"].get(aggregation, {}).get(metric)
+            if v is not None and not isinstance(v, list) and not math.isnan(float(v)):
+                out[int(r["config"]["seed"])] = float(v)
         return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out["p"] = float(wilcoxon(x, y, zero_method="wilcox", alternative="two-sided").pvalue)
-    return out
+
+    def cluster_sums(self, conf: Configuration) -> Dict[int, Any]:
+        """Per seed: (cluster names, per-cluster sums, accumulators) of the pooled metrics."""
+        from seglosses.bench.evaluate import IMAGE_SUMS, load_image_sums, pooled_accumulators
+
+        out = {}
+        for r in conf.runs:
+            seed = int(r["config"]["seed"])
+            key = (conf.label, seed)
+            if key not in self._sums:
+                loaded = load_image_sums(Path(r.get("dir", ".")) / IMAGE_SUMS) if r.get("dir") else None
+                if loaded is None:
+                    self._sums[key] = None
+                else:
+                    meta = loaded["meta"]
+                    clusters = sorted(set(loaded["groups"]))
+                    index = {g: i for i, g in enumerate(clusters)}
+                    member = np.array([index[g] for g in loaded["groups"]])
+                    summed = {}
+                    for k, v in loaded["arrays"].items():
+                        acc = np.zeros((len(clusters),) + v.shape[1:])
+                        np.add.at(acc, member, v)
+                        summed[k] = acc
+                    fg, every = pooled_accumulators(meta["mode"], int(meta["num_classes"]), meta["metrics"],
+                                                    per_class=True)
+                    self._sums[key] = (clusters, summed, fg, every)
+            if self._sums[key] is not None:
+                out[seed] = self._sums[key]
+        return out
+
+    # ---- tests
+    def test(self, a: Configuration, b: Configuration, metric: str, aggregation: str) -> Optional[Dict[str, Any]]:
+        """The paired test of ``a - b`` for one row of :data:`ROWS`, with the per-seed differences."""
+        va, vb = self.seed_values(a, metric, aggregation), self.seed_values(b, metric, aggregation)
+        signs = sign_consistency(va, vb)
+        if not signs["n"]:
+            return None
+        diffs = list(signs["diffs"].values())
+        out: Dict[str, Any] = {"seeds": signs, "mean_diff_seeds": float(np.mean(diffs)),
+                               "std_diff_seeds": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0}
+        if aggregation == "image_mean":
+            pa, pb = self.per_image(a, metric), self.per_image(b, metric)
+            test = paired_cluster_test(pa, pb, self.groups) if set(pa) & set(pb) else None
+        else:
+            test = self._bootstrap(a, b, metric)
+        if test is not None:
+            out["test"] = test
+        if len(set(va) & set(vb)) >= 5:
+            common = sorted(set(va) & set(vb))
+            out["seed_test"] = wilcoxon_test([va[s] for s in common], [vb[s] for s in common])
+        return out
+
+    def _bootstrap(self, a: Configuration, b: Configuration, metric: str) -> Optional[Dict[str, Any]]:
+        sa, sb = self.cluster_sums(a), self.cluster_sums(b)
+        seeds = sorted(set(sa) & set(sb))
+        if not seeds:
+            return None
+        clusters = sorted(set.intersection(*(set(x[s][0]) for x in (sa, sb) for s in seeds)))
+        if not clusters:
+            return None
+        prefix, key = ("all:", metric) if metric in ("pixel_accuracy",) else ("fg:", metric)
+
+        def prepared(entry):
+            names, summed, fg, every = entry
+            acc = every if prefix == "all:" else fg
+            if acc is None or metric not in acc.metrics:
+                return None
+            pos = [names.index(c) for c in clusters]
+            return {k[len(prefix):]: v[pos] for k, v in summed.items() if k.startswith(prefix)}, acc
+
+        pa = {s: prepared(sa[s]) for s in seeds}
+        pb = {s: prepared(sb[s]) for s in seeds}
+        if any(v is None for v in (*pa.values(), *pb.values())):
+            return None
+
+        def statistic(entry, weights: np.ndarray) -> np.ndarray:
+            import torch
+
+            sums, acc = entry
+            batched = {k: torch.from_numpy(np.tensordot(weights, v, axes=(1, 0))) for k, v in sums.items()}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                value = acc.finalize(batched)[f"{key}_dataset"].double().numpy()
+            value = value.reshape(value.shape[0], -1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return np.nanmean(value, axis=1)
+
+        return paired_cluster_bootstrap(pa, pb, clusters, statistic, n_boot=self.n_boot)
 
 
-def _significance(configs: Sequence[Configuration], baseline: Configuration) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for conf in configs:
-        if conf is baseline:
-            continue
-        common = sorted(set(conf.seeds) & set(baseline.seeds))
-        entry: Dict[str, Any] = {"images": {}, "seeds": {}}
-        for metric in TESTED:
-            a, b = conf.per_image(metric, common), baseline.per_image(metric, common)
-            names = [n for n in a if n in b]
-            if names:
-                entry["images"][metric] = wilcoxon_test([a[n] for n in names], [b[n] for n in names])
-        if len(common) >= 5:
-            for metric, aggregation, _, _ in ROWS:
-                va = {int(r["config"]["seed"]): r["results"].get(aggregation, {}).get(metric) for r in conf.runs}
-                vb = {int(r["config"]["seed"]): r["results"].get(aggregation, {}).get(metric) for r in baseline.runs}
-                pairs = [(va[s], vb[s]) for s in common if va.get(s) is not None and vb.get(s) is not None
-                         and not math.isnan(va[s]) and not math.isnan(vb[s])]
-                if len(pairs) >= 5:
-                    entry["seeds"][f"{metric}_{aggregation}"] = wilcoxon_test([p[0] for p in pairs],
-                                                                              [p[1] for p in pairs])
-        out[conf.label] = entry
-    return out
+def _pair_tests(tester: _Tester, pairs: Sequence[Tuple[Configuration, Configuration]],
+                rows: Sequence[Tuple[str, str, str, bool]]) -> List[Dict[str, Any]]:
+    """Every test of the pairs ``(a, b)`` (difference ``a - b``) and rows; Holm-corrected together."""
+    found: List[Dict[str, Any]] = []
+    for a, b in pairs:
+        for metric, aggregation, label, higher in rows:
+            r = tester.test(a, b, metric, aggregation)
+            if r is None:
+                continue
+            r.update(a=a.label, b=b.label, metric=metric, aggregation=aggregation, row=label, higher=higher)
+            found.append(r)
+    adjusted = holm([r["test"]["p"] if "test" in r else math.nan for r in found])
+    for r, p in zip(found, adjusted):
+        r["p_holm"] = p
+        r["verdict"] = _verdict(r)
+    return found
 
 
-def _sig_cell(r: Optional[Mapping[str, Any]], higher: bool) -> str:
-    if not r or math.isnan(r["p"]):
+def _verdict(r: Mapping[str, Any]) -> str:
+    """``better`` / ``worse`` (a against b, by the metric's direction) at Holm-adjusted p < LEVEL,
+    else ``no significant difference`` (``not tested`` without a test)."""
+    if "test" not in r or math.isnan(r.get("p_holm", math.nan)):
+        return "not tested"
+    if r["p_holm"] >= LEVEL or r["test"]["mean_diff"] == 0:
+        return "no significant difference"
+    return "better" if (r["test"]["mean_diff"] > 0) == r["higher"] else "worse"
+
+
+def _fmt(v: Optional[float], digits: int = 4, sign: bool = True) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    star = "*" if r["p"] < 0.05 else ""
-    better = (r["mean_diff"] > 0) == higher and r["mean_diff"] != 0
-    arrow = "" if r["mean_diff"] == 0 else (" (better)" if better else " (worse)")
-    return f"{r['mean_diff']:+.4f}, p={r['p']:.3g}{star}{arrow if star else ''}"
+    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
 
-_SHORT = {"dice": "Dice", "jaccard": "Jaccard", "balanced_accuracy": "balanced acc.", "average_precision": "AP",
-          "pixel_accuracy": "pixel acc.", "modified_hausdorff": "mod. Hausdorff", "hd95": "HD95"}
+def _p(v: Optional[float]) -> str:
+    if v is None or math.isnan(v):
+        return "–"
+    return f"{v:.2g}" if v >= 1e-3 else f"{v:.1e}"
 
 
-def _column(key: str) -> str:
-    for (metric, aggregation, label, higher) in ROWS:
-        if key == f"{metric}_{aggregation}":
-            return f"{label} {'↑' if higher else '↓'}"
-    return f"{_SHORT.get(key, key)} {'↑' if _HIGHER.get(key, True) else '↓'}"
+def _signs_text(signs: Mapping[str, Any], higher: bool) -> str:
+    n = signs["n"]
+    good = signs["positive"] if higher else signs["negative"]
+    bad = signs["negative"] if higher else signs["positive"]
+    return f"{good}/{n} better, {bad}/{n} worse"
 
 
-def _significance_table(sig: Mapping[str, Any], kind: str, metrics: Sequence[str]) -> Optional[str]:
-    rows = [(label, entry[kind]) for label, entry in sig.items() if entry.get(kind)]
-    if not rows:
-        return None
-    lines = ["| configuration | " + " | ".join(_column(m) for m in metrics) + " |", "|---|" + "---|" * len(metrics)]
-    for label, tests in rows:
-        cells = []
-        for m in metrics:
-            metric = next((name for name in _HIGHER if m.startswith(name)), m)
-            cells.append(_sig_cell(tests.get(m), _HIGHER.get(metric, True)))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+def _tests_table(tests: Sequence[Mapping[str, Any]], *, pair_column: str, multiclass: bool = False) -> str:
+    lines = [f"| {pair_column} | metric | difference over seeds (per seed) | test | p | p (Holm) | effect | "
+             "seeds | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in tests:
+        per_seed = ", ".join(_fmt(v) for v in r["seeds"]["diffs"].values())
+        diff = f"{_fmt(r['mean_diff_seeds'])} ± {_fmt(r['std_diff_seeds'], sign=False)} ({per_seed})"
+        t = r.get("test")
+        if t is None:
+            kind, p, effect = "–", "–", "–"
+        elif t["unit"] == "cluster":
+            kind = f"Wilcoxon, {t['n_clusters']} clusters ({t['n_items']} items)"
+            p, effect = _p(t["p"]), f"r = {_fmt(t['effect'], 2)}"
+        else:
+            kind = f"bootstrap, {t['n_clusters']} clusters, 95% CI [{_fmt(t['ci'][0])}, {_fmt(t['ci'][1])}]"
+            p, effect = _p(t["p"]), f"d/sd = {_fmt(t['effect'], 2)}"
+        verdict = r["verdict"]
+        verdict = f"**{verdict}**" if verdict in ("better", "worse") else verdict
+        seeds = _signs_text(r["seeds"], r["higher"])
+        if r.get("seed_test"):
+            seeds += f"; Wilcoxon over {r['seed_test']['n']} seeds p = {_p(r['seed_test']['p'])}"
+        lines.append(f"| {r['a']} − {r['b']} | {_heading(r['metric'], r['aggregation'], multiclass)} | {diff} | "
+                     f"{kind} | {p} | "
+                     f"{_p(r.get('p_holm'))} | {effect} | {seeds} | {verdict} |")
     return "\n".join(lines)
+
+
+def _verdict_lines(tests: Sequence[Mapping[str, Any]], names: Optional[Mapping[Tuple[str, str], str]] = None,
+                   multiclass: bool = False) -> List[str]:
+    """One line per compared pair: where ``a`` is better, worse, not significantly different."""
+    pairs: "OrderedDict[Tuple[str, str], List[Mapping[str, Any]]]" = OrderedDict()
+    for r in tests:
+        pairs.setdefault((r["a"], r["b"]), []).append(r)
+    lines = []
+    for (a, b), rows in pairs.items():
+        by = {v: [_short(r["metric"], r["aggregation"], multiclass) for r in rows if r["verdict"] == v]
+              for v in ("better", "worse", "no significant difference", "not tested")}
+        words = {"better": "better in", "worse": "worse in", "no significant difference": "not significantly different in",
+                 "not tested": "not tested in"}
+        parts = [f"{words[v]} {', '.join(m)}" for v, m in by.items() if m]
+        title = names.get((a, b)) if names else None
+        lines.append(f"- **{title or f'{a} vs {b}'}**: {a} is " + "; ".join(parts) + ".")
+    return lines
+
+
+def _compare_pairs(configs: Sequence[Configuration], factor: str) -> List[Tuple[Configuration, Configuration, str]]:
+    """Pairs ``(later, earlier, context)`` of configurations that differ in ``factor`` only."""
+    keys = ["loss_label", "domain", "batch_size", "epochs"]
+    if any(c.config().get("effective_batch_size") not in (None, c.config().get("batch_size")) for c in configs):
+        keys.insert(3, "effective_batch_size")  # only when it differs from the batch size somewhere
+    field_of = {"loss": "loss_label", "domain": "domain", "batch_size": "batch_size",
+                "effective_batch_size": "effective_batch_size", "epochs": "epochs"}
+    target = field_of.get(factor, factor)
+    varying = [k for k in keys if k != target and len({c.config().get(k) for c in configs} - {None}) > 1]
+    groups: "OrderedDict[tuple, List[Configuration]]" = OrderedDict()
+    for c in configs:
+        if c.config().get(target) is None:
+            continue
+        groups.setdefault(tuple(c.config().get(k) for k in varying), []).append(c)
+    names = {"loss_label": "loss", "domain": "domain", "batch_size": "batch size",
+             "effective_batch_size": "effective batch size", "epochs": "epochs"}
+    out = []
+    for key, members in groups.items():
+        context = ", ".join(f"{names[k]} {v}" for k, v in zip(varying, key) if v is not None)
+        for j, later in enumerate(members):
+            for earlier in members[:j]:
+                out.append((later, earlier, context))
+    return out
+
+
+def _full_spec(spec: Any, mode: str) -> str:
+    """The loss spec with every parameter, defaults included (the run's exact definition)."""
+    try:
+        from seglosses.bench.train import build_run_loss
+        from seglosses.losses.compound import WeightedSum
+
+        loss = build_run_loss(spec, mode, None)
+    except Exception:  # noqa: BLE001 - an old or foreign spec: show it as written
+        return str(spec)
+    hidden = ("check_values", "sync", "mode", "from_logits")
+
+    def one(module) -> str:
+        name = getattr(type(module), "registry_name", type(module).__name__)
+        args = ", ".join(f"{k}={v!r}" for k, v in getattr(module, "config", {}).items() if k not in hidden)
+        return f"{name}({args})"
+
+    if isinstance(loss, WeightedSum):
+        parts = []
+        for w, term in loss.terms():
+            parts.append(f"{float(w) if isinstance(w, (int, float)) else w!r}*{_full_spec_term(term, one)}")
+        return " + ".join(parts)
+    return one(loss)
+
+
+def _full_spec_term(term, one) -> str:
+    from seglosses.losses.compound import WeightedSum
+
+    if isinstance(term, WeightedSum):
+        return "(" + " + ".join(f"{float(w) if isinstance(w, (int, float)) else w!r}*{_full_spec_term(t, one)}"
+                                for w, t in term.terms()) + ")"
+    return one(term)
 
 
 def _match_baseline(configs: Sequence[Configuration], name: Optional[str]) -> Optional[Configuration]:
@@ -518,48 +754,94 @@ def _colors(n: int):
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _learning_curves(path: Path, dataset: str, configs: Sequence[Configuration]) -> bool:
+def _curve(conf: Configuration, key: str):
+    """(epochs, mean, std) of one history column over the seeds, or ``None``."""
+    histories = [h for h in (r.get("history") or [] for r in conf.runs) if h]
+    if not histories:
+        return None
+    n = min(len(h) for h in histories)
+    epochs = [h["epoch"] for h in histories[0][:n]]
+    arr = np.array([[np.nan if row.get(key) is None else float(row[key]) for row in h[:n]] for h in histories])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(arr, axis=0)
+        std = np.nanstd(arr, axis=0, ddof=1) if arr.shape[0] > 1 else None
+    return epochs, mean, std
+
+
+def _panels(configs: Sequence[Configuration], factor: Optional[str]) -> "OrderedDict[str, List[Configuration]]":
+    """Configurations per panel: with a compared factor, one panel per combination of the other
+    factors (its levels side by side); else one panel per loss."""
+    panels: "OrderedDict[str, List[Configuration]]" = OrderedDict()
+    if factor:
+        paired = _compare_pairs(configs, factor)
+        for a, b, ctx in paired:
+            members = panels.setdefault(ctx or "all", [])
+            for c in (b, a):
+                if c not in members:
+                    members.append(c)
+        for c in configs:
+            if not any(c in m for m in panels.values()):
+                panels.setdefault(c.label, []).append(c)
+        return panels
+    for c in configs:
+        panels.setdefault(str(c.config().get("loss_label") or c.label), []).append(c)
+    return panels
+
+
+#: Above this many configurations the learning curves are drawn as small multiples.
+MAX_OVERLAID = 4
+
+
+def _learning_curves(path: Path, dataset: str, configs: Sequence[Configuration], factor: Optional[str] = None) -> bool:
     import matplotlib.pyplot as plt
 
-    panels = [("train_loss", "training loss"), ("val_loss", "validation loss"),
-              ("val_dice_dataset", "validation Dice (data set)")]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
-    colors = _colors(len(configs))
-    drawn = False
-    for conf, color in zip(configs, colors):
-        histories = [r.get("history") or [] for r in conf.runs]
-        histories = [h for h in histories if h]
-        if not histories:
-            continue
-        n = min(len(h) for h in histories)
-        epochs = [h["epoch"] for h in histories[0][:n]]
-        for ax, (key, _) in zip(axes, panels):
-            arr = np.array([[np.nan if row.get(key) is None else float(row[key]) for row in h[:n]] for h in histories])
-            mean = np.nanmean(arr, axis=0)
-            ax.plot(epochs, mean, marker="o", markersize=3, color=color, label=conf.label, linewidth=1.6)
-            if arr.shape[0] > 1:
-                std = np.nanstd(arr, axis=0, ddof=1)
-                ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
-            drawn = True
-    if not drawn:
-        plt.close(fig)
+    if not any(_curve(c, "train_loss") for c in configs):
         return False
-    for ax, (key, title) in zip(axes, panels):
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(True, alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        if key != "val_dice_dataset":
-            lines = [l.get_ydata() for l in ax.get_lines()]
-            if lines and all(np.nanmin(y) > 0 for y in lines):
-                ax.set_yscale("log")
-        else:
-            ax.set_ylim(-0.02, 1.02)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.995, 0.5), frameon=False)
-    fig.suptitle(f"{dataset}: learning curves (mean over seeds; band: ± 1 s.d.)")
+    rows = [("train_loss", "training loss"), ("val_loss", "validation loss"),
+            ("val_dice_dataset", "validation Dice (pooled)")]
+    if len(configs) <= MAX_OVERLAID:
+        panels = OrderedDict([("", list(configs))])
+    else:
+        panels = _panels(configs, factor)
+    ncols = len(panels)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(max(5.0, 3.6 * ncols) + 2.5, 2.9 * len(rows)),
+                             squeeze=False, sharex=True)
+    colors = _colors(max(len(m) for m in panels.values()))
+    for col, (title, members) in enumerate(panels.items()):
+        for j, conf in enumerate(members):
+            for row, (key, _) in enumerate(rows):
+                found = _curve(conf, key)
+                if found is None:
+                    continue
+                epochs, mean, std = found
+                ax = axes[row, col]
+                ax.plot(epochs, mean, marker="o", markersize=2.5, color=colors[j], linewidth=1.4,
+                        label=conf.label if row == 0 else None)
+                if std is not None:
+                    ax.fill_between(epochs, mean - std, mean + std, color=colors[j], alpha=0.15, linewidth=0)
+        axes[0, col].set_title(title, fontsize=9)
+        axes[0, col].legend(fontsize=7, frameon=False, loc="upper right")
+    for row, (key, label) in enumerate(rows):
+        axes[row, 0].set_ylabel(label, fontsize=9)
+        for ax in axes[row]:
+            ax.grid(True, alpha=0.3)
+            ax.tick_params(labelsize=7)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            if key == "val_dice_dataset":
+                ax.set_ylim(-0.02, 1.02)
+            else:  # log scale only where the curves span more than a decade
+                lines = [np.asarray(l.get_ydata(), dtype=float) for l in ax.get_lines()]
+                if lines and all(np.nanmin(y) > 0 for y in lines) and \
+                        max(np.nanmax(y) for y in lines) > 10 * min(np.nanmin(y) for y in lines):
+                    ax.set_yscale("log")
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch", fontsize=9)
+    how = "one panel per " + ("combination of the other factors" if factor else "loss") if ncols > 1 else ""
+    fig.suptitle(f"{dataset}: learning curves (mean over seeds; band: ± 1 s.d.){'; ' + how if how else ''}",
+                 fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return True
 
@@ -587,7 +869,7 @@ def _metric_bars(path: Path, dataset: str, configs: Sequence[Configuration], mul
             if b:
                 ax.annotate("best", (x[i], np.nan_to_num(means[i]) + np.nan_to_num(stds[i])), ha="center",
                             va="bottom", fontsize=7)
-        ax.set_title(_row_label(metric, aggregation, label, higher, multiclass), fontsize=9)
+        ax.set_title(textwrap.fill(_row_label(metric, aggregation, label, higher, multiclass), 44), fontsize=9)
         ax.set_xticks(x)
         ax.set_xticklabels([c.label for c in configs], rotation=45, ha="right", fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
@@ -725,7 +1007,8 @@ def _csv(runs: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseline: Optional[str] = None,
-                 figures: bool = True, warn: Optional[Callable[[str], None]] = None) -> Path:
+                 figures: bool = True, compare: Optional[str] = None, n_boot: int = N_BOOT,
+                 warn: Optional[Callable[[str], None]] = None) -> Path:
     """Write the report of one study folder (see the module docstring); returns the report folder.
 
     Args:
@@ -735,6 +1018,8 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
             a loss label, a loss spec or a registered loss name (``"ce"``); default the study's
             ``baseline`` setting, else the first configuration.
         figures: write the PNG figures (matplotlib, Agg backend).
+        compare: the factor of the comparison section (default: the study's ``compare``).
+        n_boot: bootstrap resamples of the pooled metrics' tests.
         warn: told about each damaged run file left out (the runs are also listed in the report).
 
     Returns:
@@ -749,7 +1034,7 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
         >>> run = {"config": {"label": "CE", "seed": 0}, "dataset": "d", "results": {"dataset": {"dice": 0.5}}}
         >>> _ = (root / "r" / "final.json").write_text(json.dumps(run))
         >>> out = write_report(root, figures=False)
-        >>> "| Dice index (data set) ↑ | **0.5000** |" in (out / "report.md").read_text()
+        >>> "| Dice, pooled ↑ | **0.5000** |" in (out / "report.md").read_text()
         True
     """
     study_dir = Path(study_dir)
@@ -763,24 +1048,23 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
     out_dir = Path(out) if out is not None else study_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     grouped = summarize(runs)
-    wanted = baseline if baseline is not None else (index.get("settings") or {}).get("baseline")
+    settings = index.get("settings") or {}
+    wanted = baseline if baseline is not None else settings.get("baseline")
+    factor = compare if compare is not None else settings.get("compare")
     modes = {run["dataset"]: run.get("mode", "binary") for run in runs}
     classes = {run["dataset"]: int(run.get("num_classes", 2)) for run in runs}
     class_names = {run["dataset"]: run.get("class_names") for run in runs if run.get("class_names")}
     name = index.get("name") or study_dir.name
 
     md: List[str] = [f"# Loss comparison: {name}", ""]
-    n_runs = len(runs)
-    expected = len(index.get("runs", [])) or n_runs
-    md.append(f"{n_runs} finished runs" + (f" of {expected}" if expected != n_runs else "") + ". "
-              "Values are mean ± sample standard deviation over seeds; the best value of each row is in bold; "
-              "↑ means larger is better, ↓ smaller is better.")
+    md.append(summary_line(index, runs) + " Values are mean ± sample standard deviation over seeds; the best value "
+              "of each row is in bold; ↑ means larger is better, ↓ smaller is better.")
     failures = index.get("failures") or []
     if failures:
         md += ["", "**Failed runs:**", ""] + [f"- {f['run']}: {f['error']}" for f in failures]
     if skipped:
         md += ["", "**Runs left out (their results cannot be read):**", ""] + [f"- {m}" for m in skipped]
-    results: Dict[str, Any] = {"study": name, "conventions": CONVENTIONS, "datasets": {}}
+    results: Dict[str, Any] = {"study": name, "conventions": CONVENTIONS, "compare": factor, "datasets": {}}
     figures_written: List[str] = []
     if figures:
         import matplotlib
@@ -790,46 +1074,61 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
         multiclass = modes[dataset] == "multiclass"
         first = configs[0].runs[0]
         seeds = sorted({s for c in configs for s in c.seeds})
+        tester = _Tester(configs, n_boot=n_boot)
+        n_items = first["results"].get("n_images")
+        n_clusters = len({tester.groups.get(n, _source_of(n)) for n in first.get("per_image", {})})
+        items = first["results"].get("items")
+        what = f"{n_items} evaluation items" + (f" ({items})" if items else "") + \
+            (f" from {n_clusters} source images / patients (the clusters of the tests)" if n_clusters else "")
         md += ["", f"## {dataset}", "",
                f"{'multiclass, ' + str(classes[dataset]) + ' classes' if multiclass else 'binary'}; evaluated on the "
-               f"{first.get('split', 'test')} split ({first['results'].get('n_images')} images) after "
+               f"{first.get('split', 'test')} split: {what}; after "
                f"{', '.join(sorted({str(c.config().get('epochs')) for c in configs}))} epochs; "
                f"seeds {', '.join(map(str, seeds))}.", ""]
         md.append(main_table(configs, multiclass=multiclass))
-        md += ["", "Configurations:", ""]
+        md += ["", "Configurations (the full loss definition, every parameter included):", ""]
         for c in configs:
             cfg = c.config()
             extra = f", pre-trained with {cfg['pretrain']['loss']} for {cfg['pretrain']['epochs']} epochs" \
                 if cfg.get("pretrain") else ""
-            md.append(f"- **{c.label}**: `{cfg.get('loss_spec')}`, batch size {cfg.get('batch_size')}"
+            md.append(f"- **{c.label}**: `{_full_spec(cfg.get('loss_spec'), modes[dataset])}`, batch size "
+                      f"{cfg.get('batch_size')}"
                       f"{'' if cfg.get('effective_batch_size') == cfg.get('batch_size') else ', effective ' + str(cfg.get('effective_batch_size'))}"
                       f", {cfg.get('epochs')} epochs, {len(c.runs)} seed(s), "
                       f"{np.mean([r.get('train_seconds', 0.0) for r in c.runs]):.0f} s training per run{extra}")
         pct = per_class_table(configs, classes[dataset], class_names=class_names.get(dataset))
         if pct is not None:
-            md += ["", f"### {dataset}: IoU per class (data set)", "", pct]
+            md += ["", f"### {dataset}: IoU per class, pooled", "", pct]
+        rows = [r for r in ROWS if any(tester.seed_values(c, r[0], r[1]) for c in configs)]
+        entry: Dict[str, Any] = {"mode": modes[dataset], "num_classes": classes[dataset], "n_items": n_items,
+                                 "items": items, "n_clusters": n_clusters, "configurations": []}
+        if factor:
+            pairs = _compare_pairs(configs, factor)
+            md += ["", f"### {dataset}: {factor} compared", ""]
+            if pairs:
+                tests = _pair_tests(tester, [(a, b) for a, b, _ in pairs], rows)
+                titles = {(a.label, b.label): f"{a.label} vs {b.label}" + (f" ({ctx})" if ctx else "")
+                          for a, b, ctx in pairs}
+                md += ["Paired differences (first − second) of every metric; " + _TEST_NOTE, "",
+                       _tests_table(tests, pair_column="comparison", multiclass=multiclass), "", "Verdicts:", ""]
+                md += _verdict_lines(tests, titles, multiclass)
+                entry["compare"] = {"factor": factor, "tests": tests}
+            else:
+                md.append(f"No two configurations differ in {factor} only.")
         base = _match_baseline(configs, wanted)
         if base is None:
             known = ", ".join(c.label for c in configs)
             raise ReportError(f"`baseline` must name a configuration of {dataset!r} ({known}); got {wanted!r}")
-        sig = _significance(configs, base)
-        md += ["", f"### {dataset}: paired tests against the baseline {base.label}", ""]
-        tested = [m for m in TESTED if any(m in e["images"] for e in sig.values())]
-        table = _significance_table(sig, "images", tested)
-        if table:
-            md += ["Mean per-image difference (configuration − baseline) and the two-sided Wilcoxon signed-rank "
-                   "p-value over the evaluation images (per-image values averaged over the common seeds; "
-                   "* p < 0.05, no correction for multiple comparisons):", "", table]
-        else:
-            md.append("No per-image values to test.")
-        seed_metrics = [f"{m}_{a}" for m, a, _, _ in ROWS if any(f"{m}_{a}" in e["seeds"] for e in sig.values())]
-        table = _significance_table(sig, "seeds", seed_metrics)
-        if table:
-            md += ["", "Over seeds (paired by seed, at least 5 in common):", "", table]
-        else:
-            md += ["", "Over seeds: not tested (fewer than 5 seeds in common with the baseline)."]
-        entry: Dict[str, Any] = {"mode": modes[dataset], "num_classes": classes[dataset], "baseline": base.label,
-                                 "configurations": [], "significance": sig}
+        entry["baseline"] = base.label
+        others = [c for c in configs if c is not base]
+        if others and (not factor or wanted is not None):
+            tests = _pair_tests(tester, [(c, base) for c in others], rows)
+            md += ["", f"### {dataset}: paired tests against the baseline {base.label}", "",
+                   "Paired differences (configuration − baseline); " + _TEST_NOTE, "",
+                   _tests_table(tests, pair_column="configuration − baseline", multiclass=multiclass), "",
+                   "Verdicts:", ""]
+            md += _verdict_lines(tests, multiclass=multiclass)
+            entry["significance"] = tests
         for c in configs:
             metrics = {}
             for metric, aggregation, label, higher in ROWS:
@@ -848,15 +1147,17 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
             cfg = c.config()
             entry["configurations"].append({
                 "label": c.label, "loss": cfg.get("loss_label"), "loss_spec": cfg.get("loss_spec"),
+                "full_spec": _full_spec(cfg.get("loss_spec"), modes[dataset]),
                 "domain": cfg.get("domain"), "batch_size": cfg.get("batch_size"),
                 "effective_batch_size": cfg.get("effective_batch_size"), "epochs": cfg.get("epochs"),
-                "seeds": c.seeds, "metrics": metrics})
+                "seeds": c.seeds, "train_seconds": [r.get("train_seconds") for r in c.runs], "metrics": metrics})
         results["datasets"][dataset] = entry
         if figures:
             slug = _slug(dataset)
             md += ["", f"### {dataset}: figures", ""]
             for fname, fn, caption in (
-                (f"learning_curves_{slug}.png", lambda p: _learning_curves(p, dataset, configs), "learning curves"),
+                (f"learning_curves_{slug}.png", lambda p: _learning_curves(p, dataset, configs, factor),
+                 "learning curves"),
                 (f"metrics_{slug}.png", lambda p: _metric_bars(p, dataset, configs, multiclass), "final metrics"),
                 (f"samples_{slug}.png", lambda p: _sample_panel(p, dataset, configs, classes[dataset],
                                                                 class_names.get(dataset), warn),
@@ -868,13 +1169,34 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
     if len(grouped) > 0:
         overview = overview_table(grouped, modes)
         if overview:
-            md += ["", "## Pixel accuracy and IoU / mIoU (data set) over all data sets", "", overview]
+            md += ["", "## Pixel accuracy and IoU / mIoU (pooled) over all data sets", "", overview]
     md += ["", "## Conventions", ""] + [f"- {c}" for c in CONVENTIONS] + [""]
     results["figures"] = figures_written
     atomic_write_text(out_dir / "report.md", "\n".join(md))
     atomic_write_text(out_dir / "results.csv", _csv([r for c in grouped.values() for conf in c for r in conf.runs]))
     atomic_write_json(out_dir / "results.json", _jsonable(results))
     return out_dir
+
+
+_TEST_NOTE = ("mean ± s.d. over seeds of the per-seed difference of the aggregated metric, with the per-seed "
+              "values; per-image metrics tested by a Wilcoxon signed-rank test over clusters (source images / "
+              "patients: an item's differences averaged within its cluster and over the seeds), pooled metrics "
+              "by a paired bootstrap over clusters; p-values Holm-corrected over this table; verdict at 0.05, "
+              "by the metric's direction (better / worse / no significant difference).")
+
+
+def summary_line(index: Mapping[str, Any], runs: Sequence[Any]) -> str:
+    """``"N of M planned runs finished."`` naming the data sets that failed as a whole.
+
+    Example:
+        >>> summary_line({"planned": 6, "failures": [{"run": "data set kvasir-seg", "error": "x"}]}, [1, 2, 3])
+        '3 of 6 planned runs finished; data set(s) failed: kvasir-seg.'
+    """
+    n = len(runs)
+    planned = int(index.get("planned") or len(index.get("runs", [])) or n)
+    failed = [f["run"][len("data set "):] for f in index.get("failures") or [] if str(f.get("run", "")).startswith("data set ")]
+    text = f"{n} of {planned} planned runs finished" if planned != n or failed else f"{n} finished runs"
+    return text + (f"; data set(s) failed: {', '.join(failed)}." if failed else ".")
 
 
 def _jsonable(obj: Any) -> Any:

@@ -31,7 +31,8 @@ fine-tune a copy per loss). A study file is YAML (``.yaml``/``.yml``), TOML (``.
     model: {depth: 4, width: 16, norm: batch, groups: 8, dropout: 0.0, prior_init: true}
     sampler: {ratio: dataset}           # seed 000 §3.1; null: plain shuffling; or a fraction
     pretrain: null                      # seed 003: {loss: ce, epochs: 50}
-    eval: {metrics: null, batch_size: null, samples: 4}
+    eval: {metrics: null, batch_size: null, samples: 4}   # positives_only: true evaluates only the
+                                        # items (quadrants, tiles) with foreground (seed 000 §3.2)
     amp: auto                           # CUDA only: auto | bf16 | fp16 | off
     num_workers: 0                      # data-loader workers per run (at most the run's threads)
     baseline: null                      # the report's reference loss (default: the first)
@@ -41,6 +42,8 @@ fine-tune a copy per loss). A study file is YAML (``.yaml``/``.yml``), TOML (``.
     ray: {address: null, results: auto} # results: shared | return | auto (see below)
     slurm: {partition: null, time: 60, array: false, max_parallel: null, setup: [], extra: {},
             folder: null, cluster: slurm}  # time in minutes; folder default OUT/<study>/slurm
+    compare: null                       # a factor (domain, batch_size, loss, ...): the report pairs
+                                        # configurations that differ only in it
 
 Keys may be given in the singular or plural (``seed: 0``, ``seeds: [0, 1]``). Relative
 paths are resolved against the working directory, then against the study file's folder.
@@ -107,7 +110,7 @@ import torch
 from torch.utils.data import Dataset
 
 from seglosses._options import did_you_mean
-from seglosses.bench.data import BenchData, build_dataset, foreground_flags
+from seglosses.bench.data import BenchData, build_dataset, foreground_flags, positive_evaluation
 from seglosses.bench.evaluate import check_metric_names
 from seglosses.bench.executors import Executor, InlineExecutor, check_execution_settings, execute_runs
 from seglosses.bench.progress import StudyProgress
@@ -146,6 +149,32 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "split": {"train": "0-19", "val": "20-24", "test": "25-29"},
         "crop": 256, "quadrants": True, "class_names": ["cell interior", "membrane"],
     },
+    # 44 H&E tiles of 512x512, one TCGA patient each; split by patient as the README suggests
+    # (train 24, val 6, test 14 = the challenge's test images); random rotated 256 crops for
+    # training, the four 256x256 quadrants for evaluation (seed 000 section 3)
+    "monuseg": {
+        "type": "folder", "images": "images", "masks": "masks",
+        "split": {"file": "manifest.csv", "column": "source_split", "key": "id"},
+        "group_by": {"file": "manifest.csv", "column": "tcga_patient", "key": "id"},
+        "crop": 256, "quadrants": True, "class_names": ["background", "nucleus"],
+    },
+    # 250 colonoscopy frames, long side 256 (height 177-256): training crops of 160, evaluation on
+    # quadrants; the README's fixed-seed split 200 / 25 / 25 (no patient ids: each frame its own cluster)
+    "kvasir-seg": {
+        "type": "folder", "images": "images", "masks": "masks",
+        "split": {"file": "manifest.csv", "column": "suggested_split", "key": "id"},
+        "group_by": {"file": "manifest.csv", "column": "source_image", "key": "id"},
+        "crop": 160, "quadrants": True, "class_names": ["background", "polyp"],
+    },
+    # 400 cine-MRI slices of 100 patients (4 per patient), sizes 154-512: split by patient as the
+    # README suggests (70 / 10 / 20 patients); the patient is the cluster of the report's tests;
+    # training crops of 128, evaluation on whole slices (seed 003)
+    "acdc-slices": {
+        "type": "folder", "images": "images", "masks": "masks",
+        "split": {"file": "manifest.csv", "column": "source_split", "key": "id"},
+        "group_by": {"file": "manifest.csv", "column": "patient", "key": "id"},
+        "crop": 128, "class_names": ["background", "RV cavity", "myocardium", "LV cavity"],
+    },
 }
 
 DEFAULTS: Dict[str, Any] = {
@@ -172,7 +201,10 @@ DEFAULTS: Dict[str, Any] = {
     "ray": {"address": None, "results": "auto"},
     "slurm": {"partition": None, "time": 60, "array": False, "max_parallel": None, "setup": [], "extra": {},
               "folder": None, "cluster": "slurm"},
+    "compare": None,
 }
+#: The factors a study can ``compare:`` (the report pairs configurations that differ in it only).
+COMPARABLE = ("domain", "batch_size", "effective_batch_size", "epochs", "loss", "dataset", "pretrain")
 _SINGULAR = {"domain": "domains", "batch_size": "batch_sizes", "effective_batch_size": "effective_batch_sizes",
              "seed": "seeds", "dataset": "datasets", "loss": "losses"}
 _LISTS = ("domains", "batch_sizes", "effective_batch_sizes", "seeds", "epochs", "datasets", "losses")
@@ -253,6 +285,21 @@ class StudyOutcome:
     finished: List[str]
     failures: List[Dict[str, str]]
     seconds: float
+    planned: int = 0
+    failed_datasets: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """``"N of M planned runs finished"``, naming the data sets that failed as a whole.
+
+        Example:
+            >>> StudyOutcome(Path("s"), [], [], [], 0.0, planned=4, failed_datasets=["kvasir-seg"]).summary()
+            '0 of 4 planned runs finished (data set kvasir-seg failed)'
+        """
+        planned = max(self.planned, len(self.runs))
+        text = f"{len(self.finished)} of {planned} planned runs finished"
+        if self.failed_datasets:
+            text += f" (data set{'s' if len(self.failed_datasets) > 1 else ''} {', '.join(self.failed_datasets)} failed)"
+        return text
 
 
 # ------------------------------------------------------------------------------------------------
@@ -410,9 +457,12 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
                     except ValueError as err:
                         problems.append(str(err))
                 settings["eval"]["metrics"] = names
-        unknown = set(settings["eval"]) - {"metrics", "batch_size", "samples"}
+        unknown = set(settings["eval"]) - {"metrics", "batch_size", "samples", "positives_only"}
         if unknown:
-            problems.append(f"`eval` keys must be among metrics, batch_size, samples; got {sorted(unknown)}")
+            problems.append(f"`eval` keys must be among metrics, batch_size, samples, positives_only; "
+                            f"got {sorted(unknown)}")
+        if not isinstance(settings["eval"].get("positives_only", False), bool):
+            problems.append(f"`eval.positives_only` must be true or false; got {settings['eval']['positives_only']!r}")
     entries = []
     for i, e in enumerate(settings["losses"]):
         try:
@@ -424,6 +474,10 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
         check_execution_settings(settings)
     except ValueError as err:
         problems.append(str(err))
+    compare = settings.get("compare")
+    if compare is not None and compare not in COMPARABLE:
+        problems.append(f"`compare` must be null or a factor among {', '.join(COMPARABLE)}; got {compare!r}"
+                        f"{did_you_mean(str(compare), COMPARABLE)}")
     name = settings["name"] or default_name
     if not re.fullmatch(r"[A-Za-z0-9._-]+", str(name)):
         problems.append(f"`name` must use letters, digits, '.', '_' or '-'; got {name!r}")
@@ -626,6 +680,9 @@ def _preset(name: str, base_dir: Path) -> Dict[str, Any]:
         spec = {"type": "folder", "images": "images", "masks": "masks"}
     spec["images"] = str(folder / spec["images"])
     spec["masks"] = str(folder / spec["masks"])
+    for option in ("split", "group_by"):  # files named by the preset live in the data set's folder
+        if isinstance(spec.get(option), Mapping) and "file" in spec[option]:
+            spec[option] = {**spec[option], "file": str(folder / spec[option]["file"])}
     spec["name"] = key
     return spec
 
@@ -922,6 +979,8 @@ def run_study(
     datasets_info: List[Dict[str, Any]] = []
     batches: List[Any] = []
     specs: Dict[int, Dict[str, Any]] = {}
+    failed_datasets: List[str] = []
+    unplanned = 0  # the runs of data sets that failed before their runs could be planned
     redo_patterns = [str(p) for p in (redo or [])]
     redo_used: set = set()
 
@@ -935,7 +994,8 @@ def run_study(
                           "domain": r.config["domain"], "batch_size": r.config["batch_size"],
                           "effective_batch_size": r.config["effective_batch_size"], "epochs": r.config["epochs"],
                           "pretrain": r.pretrain.id if r.pretrain else None} for r in all_runs],
-                "finished": finished, "failures": failures,
+                "finished": finished, "failures": failures, "planned": len(all_runs) + unplanned,
+                "failed_datasets": failed_datasets,
             })
 
     def wanted_again(r: RunSpec) -> bool:
@@ -952,9 +1012,13 @@ def run_study(
             names.append(spec["name"])
             log(f"data set {spec['name']}: loading")
             data = build_data(spec)
+            if study.settings["eval"].get("positives_only"):
+                positive_evaluation(data)
         except (ValueError, FileNotFoundError, OSError) as err:
             label = entry if isinstance(entry, str) else (entry.get("name") or entry.get("preset") or entry.get("type"))
             failures.append({"run": f"data set {label}", "error": f"{type(err).__name__}: {err}"})
+            failed_datasets.append(str(label))
+            unplanned += count_runs(study)
             log(f"FAILED data set {label}: {err}")
             continue
         datasets_info.append({"name": data.name, "num_classes": data.num_classes,
@@ -993,4 +1057,24 @@ def run_study(
     if unused:
         log(f"note: --redo {', '.join(unused)} matched no run of the study")
     save_index()
-    return StudyOutcome(folder, all_runs, finished, failures, time.perf_counter() - t_start)
+    return StudyOutcome(folder, all_runs, finished, failures, time.perf_counter() - t_start,
+                        planned=len(all_runs) + unplanned, failed_datasets=failed_datasets)
+
+
+def count_runs(study: Study, mode: str = "binary") -> int:
+    """The runs one data-set entry of the study plans (an upper bound when configurations coincide):
+    losses × domains (for losses with a domain) × batch sizes × effective batch sizes × epochs × seeds.
+
+    Example:
+        >>> count_runs(parse_study({"datasets": ["x"], "losses": ["ce", "dice"], "domains": ["image", "batch"],
+        ...                         "seeds": [0, 1]}))
+        6
+    """
+    st = study.settings
+    per_loss = 0
+    for loss in st["losses"]:
+        try:
+            per_loss += len(st["domains"]) if loss_has_domain(loss["loss"], mode) else 1
+        except (ValueError, TypeError):
+            continue
+    return per_loss * len(st["batch_sizes"]) * len(st["effective_batch_sizes"]) * len(st["epochs"]) * len(st["seeds"])

@@ -20,6 +20,9 @@ permissions of an ordinary write):
 ``final.json``         the final evaluation (data-set level, per-image means, per-image values);
                        its presence marks the run as finished
 ``per_image.csv``      the per-image values of the final evaluation
+``image_sums.npz``     per evaluation item: its source image / patient (cluster) and the sums it
+                       adds to the pooled metrics (TP/FP/FN/TN per class, AP histograms), for
+                       the report's paired cluster bootstrap of the data-set-level metrics
 ``samples.npz``        a few evaluation images, their truth and the prediction (report figures)
 =====================  ========================================================================
 
@@ -72,7 +75,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from seglosses import build_loss
 from seglosses.accumulate import BatchwiseAccumulator, split_batch
 from seglosses.bench.data import BenchData, RatioBatchSampler, foreground_flags
-from seglosses.bench.evaluate import QUICK_METRICS, evaluate
+from seglosses.bench.evaluate import IMAGE_SUMS, QUICK_METRICS, evaluate, save_image_sums
 from seglosses.bench.runfiles import (
     DamagedFile,
     atomic_torch_save,
@@ -734,13 +737,15 @@ def train_run(
         "train_seconds": elapsed,
         "eval_seconds": eval_seconds,
         "history": history,
-        "results": {k: result[k] for k in ("loss", "n_images", "dataset", "image_mean", "defined")},
+        "results": {k: result[k] for k in ("loss", "n_images", "dataset", "image_mean", "defined", "items")},
         "per_image": result["per_image"],
+        "groups": result["groups"],
     }
     if main:
         _write_samples(run_dir / "samples.npz", model, eval_set, mode, device, autocast,
                        int(eval_cfg.get("samples", 4)))
         _write_per_image_csv(run_dir / "per_image.csv", result["per_image"])
+        save_image_sums(run_dir / IMAGE_SUMS, result["image_sums"])
         atomic_write_json(final_path, final)
     if world > 1:
         dist.barrier()

@@ -1,0 +1,100 @@
+"""The results page (seglosses.bench.results) on a tiny synthetic study: verdicts follow the numbers."""
+import json
+
+import pytest
+
+from seglosses.bench.results import CLAIMS, Claim, build_page, judge, main
+
+IMAGES = [f"img{i}" for i in range(6)]
+
+
+def _run(domain, seed, per_image):
+    label = f"Dice ({domain})"
+    mean = sum(per_image) / len(per_image)
+    return {
+        "config": {"label": label, "order": 0 if domain == "image" else 1, "seed": seed, "loss_label": "Dice",
+                   "loss_spec": f"dice(domain='{domain}')", "batch_size": 4, "effective_batch_size": 4,
+                   "epochs": 2, "domain": domain, "kind": "run"},
+        "status": "finished", "dataset": "toy", "num_classes": 2, "mode": "binary", "split": "test",
+        "train_seconds": 30.0, "eval_seconds": 6.0, "history": [],
+        "results": {"n_images": 6, "items": "quadrants of the source images", "dataset": {"dice": mean},
+                    "image_mean": {"dice": mean}},
+        "per_image": {n: {"dice": v} for n, v in zip(IMAGES, per_image)},
+        "groups": {n: n for n in IMAGES},
+    }
+
+
+def _study(root, batch_gain):
+    folder = root / "toy-study"
+    runs = []
+    for seed in (0, 1, 2):
+        base = [0.5, 0.4, 0.6, 0.5, 0.45, 0.55]
+        runs.append(_run("image", seed, base))
+        runs.append(_run("batch", seed, [v + g for v, g in zip(base, batch_gain)]))
+    entries = []
+    for run in runs:
+        run_id = f"toy/{run['config']['label'].replace(' ', '_')}-s{run['config']['seed']}"
+        (folder / "runs" / run_id).mkdir(parents=True)
+        (folder / "runs" / run_id / "final.json").write_text(json.dumps(run))
+        entries.append({"id": run_id})
+    (folder / "study.json").write_text(json.dumps({
+        "name": "toy-study", "runs": entries, "planned": 8, "failures": [],
+        "settings": {"compare": "domain", "baseline": None, "epochs": [2], "batch_sizes": [4], "seeds": [0, 1, 2],
+                     "steps_per_epoch": None, "datasets": [{"type": "synthetic", "crop": 16}]},
+        "datasets": [{"name": "toy", "num_classes": 2, "sizes": {"train": 10, "val": 2, "test": 6}}]}))
+
+
+CLAIM = Claim("toy-claim", "toy paper, Table 1", "The batch domain beats the image domain.", ("toy-study",),
+              "compare", "better", (("dice", "image_mean"),), a=r"\(batch\)", b=r"\(image\)", paper_scale="huge")
+
+
+@pytest.mark.parametrize("gain, verdict, counts, test_verdict", [
+    # six source images all better: Wilcoxon p = 2/64 over the clusters, the only test of the table
+    ([0.1, 0.2, 0.15, 0.12, 0.3, 0.05], "holds", "Of 1 tests, 1 as claimed, 0 significant against", "better"),
+    ([-0.1, -0.2, -0.15, -0.12, -0.3, -0.05], "does not hold", "Of 1 tests, 0 as claimed, 1 significant against",
+     "worse"),
+    ([0.1, -0.2, 0.15, -0.12, 0.3, -0.05], "inconclusive at this scale",
+     "Of 1 tests, 0 as claimed, 0 significant against the claim, 1 without a significant difference",
+     "no significant difference"),
+])
+def test_page_verdict_follows_the_numbers(tmp_path, gain, verdict, counts, test_verdict):
+    _study(tmp_path / "results", gain)
+    page = build_page(tmp_path / "results", tmp_path / "docs" / "results.md", claims=[CLAIM], figures=False)
+    md = page.read_text()
+    assert f"**Verdict: {verdict}.** {counts}" in md
+    assert f"| [The batch domain beats the image domain.](#toy-claim) | toy paper, Table 1 | toy-study | **{verdict}** |" in md
+    # the facts of the study come from its files: 6 runs of 8 planned, wall time 6 x 36 s
+    assert "6 of 8 planned runs finished; toy: 10 training / 2 validation items, 6 test items (quadrants of the " \
+           "source images) from 6 clusters; training crops 16 px; epochs 2; batch sizes 4; seeds 0, 1, 2; wall " \
+           "time 3.6 min" in md
+    assert (tmp_path / "docs" / "results" / "toy-study" / "report.md").is_file()
+    row = next(l for l in md.splitlines() if l.startswith("| toy-study | toy | Dice (batch) − Dice (image) |"))
+    assert "| Dice, per-image mean (absent in both: 1) |" in row and row.endswith(f"| 0.031 | 0.031 | {test_verdict} |") \
+        or row.endswith(f"| {test_verdict} |") and test_verdict == "no significant difference"
+
+
+def test_missing_study_is_not_run_yet_and_cli(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    out = tmp_path / "page.md"
+    assert main(["--results", str(tmp_path / "results"), "--out", str(out), "--no-figures"]) == 0
+    md = out.read_text()
+    assert "results page:" in capsys.readouterr().out
+    assert md.count("**Verdict: not run yet.**") == len(CLAIMS)
+    assert "no finished run in" in md and "seglosses bench studies/seed000-table1-monuseg.yaml" in md
+
+
+def test_judge_of_a_no_difference_claim():
+    claim = Claim("k", "s", "x", ("s",), "compare", "none", (("dice", "dataset"),))
+    tests = [{"verdict": v, "a": "A", "b": "B"} for v in ("no significant difference", "better")]
+    assert judge(claim, tests[:1])[0] == "holds"
+    assert judge(claim, tests)[0] == "does not hold"
+    assert judge(claim, [{"verdict": "not tested", "a": "A", "b": "B"}])[0] == "inconclusive at this scale"
+    assert judge(claim, [])[0] == "not run yet"
+
+
+def test_surrogate_claim_reads_either_side_of_a_pair():
+    claim = next(c for c in CLAIMS if c.key == "seed004-surrogates-vs-ce")
+    # in the compare table CE comes second in the study, so the pair reads CE − Soft Dice
+    t = {"verdict": "worse", "a": "CE", "b": "Soft Dice", "metric": "dice", "aggregation": "dataset"}
+    assert judge(claim, [t])[0] == "holds"
+    assert judge(claim, [{**t, "verdict": "better"}])[0] == "does not hold"
