@@ -35,6 +35,7 @@ Common keys
       a seeded random split (:func:`split_indices`), group-aware when the items have groups;
     * ``{"file": "splits.json"}``: names per split from a JSON or CSV file
       (:func:`read_split_file`), relative to ``root``.
+
     ``tile``: tile size in pixels, or ``null`` for no tiling (seed 000 section 1.2 uses 512).
     ``stride``: tile stride; default ``tile // 2``.
     ``tissue_filter``: ``false`` (default), ``true`` (defaults of :func:`tissue_filter`) or a
