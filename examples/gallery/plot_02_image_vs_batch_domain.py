@@ -63,8 +63,10 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# In the image domain the empty image contributes a whole loss term of its own (its
-# false positives can only be removed, so its Dice is driven by the blob alone) and the
-# small object's handful of pixels gets a gradient as large as a big object's rim. In the
-# batch domain the blob and the small object are a few pixels among thousands: their
-# gradients shrink to the size of any other pixel's. See :doc:`/guides/domains`.
+# What the figure shows. In the image domain the empty image's term is stuck: with a
+# small :math:`\delta`, :math:`1 - \delta/(FP + \delta)` stays about 1 whatever the
+# false positives, so its gradient is almost 0 and nothing removes the faint blob. The
+# small object's few pixels decide a whole term, so each gets a large gradient (dark
+# blue). In the batch domain the blob's false positives are pushed down like any other
+# background pixel, and every pixel of the batch weighs the same. See
+# :doc:`/guides/domains`.
