@@ -25,10 +25,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-PAGES = {  # name -> (page, needs math, needs figures)
-    "index": ("index.html", True, False),
-    "loss": ("api/losses/dice.html", True, False),
-    "gallery": ("gallery/plot_02_image_vs_batch_domain.html", False, True),
+PAGES = {  # name -> (page, needs math, needs figures, screenshot height)
+    "index": ("index.html", True, False, 1400),
+    "loss": ("api/losses/dice.html", True, False, 1600),
+    "gallery": ("gallery/plot_02_image_vs_batch_domain.html", False, True, 2700),
 }
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]
@@ -120,7 +120,7 @@ def browse(root: Path, shots: Path, timeout: int) -> list:
     problems = []
     exe = chromium()
     shots.mkdir(parents=True, exist_ok=True)
-    for name, (rel, needs_math, needs_figures) in PAGES.items():
+    for name, (rel, needs_math, needs_figures, height) in PAGES.items():
         path = root / rel
         if not path.is_file():
             problems.append(f"{rel}: not built")
@@ -146,7 +146,7 @@ def browse(root: Path, shots: Path, timeout: int) -> list:
         shot = shots / f"{name}.png"
         with tempfile.TemporaryDirectory() as profile:
             base = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000"]
-            subprocess.run([*base, "--window-size=1280,1600", f"--screenshot={shot}", url],
+            subprocess.run([*base, f"--window-size=1280,{height}", f"--screenshot={shot}", url],
                            capture_output=True, text=True, timeout=timeout)
         if not shot.is_file() or shot.stat().st_size < 10_000:
             problems.append(f"{rel}: no screenshot")

@@ -47,7 +47,27 @@ MODULES: List[Tuple[str, str, str, str]] = [
      "Names of the ``seglosses`` namespace not documented on another page."),
     ("seglosses.integrations", "integrations", "Integrations",
      "seglosses inside Lightning, MONAI and nnU-Net v2."),
+    ("seglosses.integrations.nnunet", "integrations_nnunet", "Integrations: nnU-Net v2",
+     "The nnU-Net v2 trainer and its loss wiring."),
+    ("seglosses.integrations.lightning", "integrations_lightning", "Integrations: Lightning",
+     "A LightningModule with a seglosses loss and seglosses metrics."),
 ]
+# written by hand where the documented class only exists with an optional package installed
+FALLBACK = {
+    "integrations_nnunet": ("nnUNetTrainerSeglosses", """
+.. py:class:: seglosses.integrations.nnunet.nnUNetTrainerSeglosses
+
+   nnU-Net v2's ``nnUNetTrainer`` with a seglosses loss (any :func:`seglosses.build_loss`
+   spec). Defined when ``nnunetv2`` is importable (it is not, where this page was built).
+   Its ``_build_loss`` returns :func:`build_nnunet_loss` with the trainer's label manager
+   (regions, ignore label), deep-supervision scales and DDP flag.
+
+   .. py:attribute:: loss_spec
+      :value: None
+
+      The loss spec; ``None``: ``$SEGLOSSES_NNUNET_LOSS``, else ``"dice + ce"``.
+"""),
+}
 # extra names documented on a page although their module has no __all__ entry for them
 EXTRA = {"composition": ["seglosses.build_loss", "seglosses.registry.list_losses", "seglosses.registry.resolve",
                          "seglosses.registry.Entry", "seglosses.registry.ENTRIES"]}
@@ -211,15 +231,17 @@ def generate_api(out: Path) -> int:
         body = [_title(title), intro + "\n"]
         if page == "metrics":
             body.append("Empty masks and the other conventions: :doc:`../guides/metrics`.\n")
-        if page == "integrations":
+        if page.startswith("integrations"):
             body.append("How to use them: :doc:`../guides/integrations`.\n")
         for home in sorted(by_module, key=lambda h: (h != modname, h)):
             if len(by_module) > 1:
                 body.append(_title(f"From ``{home}``", "-"))
             for path, obj in by_module[home]:
-                options = ["members"] if inspect.isclass(obj) and page in ("metrics", "accumulate", "distributed",
-                                                                          "composition", "integrations") else []
+                options = ["members"] if inspect.isclass(obj) and (page in ("metrics", "accumulate", "distributed",
+                                                                          "composition") or page.startswith("integrations")) else []
                 body.append(_directive(_kind(obj), path, options))
+        if page in FALLBACK and FALLBACK[page][0] not in names:
+            body.append(FALLBACK[page][1])
         _write(out / f"{page}.rst", "\n".join(body))
         module_pages.append(page)
         pages += 1
