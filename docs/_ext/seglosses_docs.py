@@ -254,6 +254,11 @@ def generate_api(out: Path) -> int:
     _write(out / "index.rst", "\n".join(lines) + "\n")
     pages += 1
     pages += generate_cli(out / "cli.rst")
+    # drop pages of names that no longer exist (a loss removed or renamed since the last build)
+    keep = {out / "index.rst", out / "cli.rst", out / "losses" / "index.rst"}
+    keep |= {out / f"{d}.rst" for d in loss_docs} | {out / f"{p}.rst" for p in module_pages}
+    for stale in set(out.rglob("*.rst")) - keep:
+        stale.unlink()
     return pages
 
 

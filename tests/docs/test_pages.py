@@ -85,6 +85,9 @@ def test_a_new_loss_gets_a_page_without_editing_the_docs(tmp_path, monkeypatch):
     _ext().generate_api(tmp_path)
     assert (tmp_path / "losses" / "dice_copy.rst").is_file()
     assert "dice_copy" in (tmp_path / "losses" / "index.rst").read_text()
+    monkeypatch.undo()
+    _ext().generate_api(tmp_path)  # and loses it when the loss is gone
+    assert not (tmp_path / "losses" / "dice_copy.rst").exists()
 
 
 def test_study_reference_lists_every_default_key(tmp_path):
