@@ -25,49 +25,34 @@ context_p = torch.tensor([0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1])
 context_g = torch.tensor([1, 1, 1, 0, 0, 0, 0])
 
 losses = {
-    "cross entropy": sl.CrossEntropyLoss(mode="binary", from_logits=False),
-    "focal (gamma=2)": sl.FocalLoss(mode="binary", from_logits=False, gamma=2.0),
-    "Dice": sl.DiceLoss(mode="binary", from_logits=False),
-    "Tversky (a=0.3, b=0.7)": sl.TverskyLoss(mode="binary", from_logits=False, alpha=0.3, beta=0.7),
-    "confidence penalty": sl.ConfidencePenalty(mode="binary", from_logits=False),
+    "cross entropy": sl.CrossEntropyLoss(mode="binary", from_logits=False, reduction="none"),
+    "focal (gamma=2)": sl.FocalLoss(mode="binary", from_logits=False, gamma=2.0, reduction="none"),
+    "Dice": sl.DiceLoss(mode="binary", from_logits=False, reduction="none"),
+    "Tversky (a=0.3, b=0.7)": sl.TverskyLoss(mode="binary", from_logits=False, alpha=0.3, beta=0.7,
+                                             reduction="none"),
+    "confidence penalty": sl.ConfidencePenalty(mode="binary", from_logits=False, reduction="none"),
+    # the Lovász hinge is defined on logits (binary): plotted against sigmoid(z), gradient in z
+    "Lovász hinge (grad in logit z)": sl.LovaszLoss(mode="binary", reduction="none"),
 }
 
 
-def curve(loss_fn, g):
-    """Loss value and d loss / d p of pixel 0, for every p, with the pixel's label g."""
-    values, grads = [], []
-    for q in p:
-        q = q.clone().requires_grad_(True)
-        probs = torch.cat([q.view(1), context_p]).view(1, 1, 1, 8)
-        target = torch.cat([torch.tensor([g]), context_g]).view(1, 1, 8)
-        value = loss_fn(probs, target)
-        (grad,) = torch.autograd.grad(value, q)
-        values.append(float(value.detach()))
-        grads.append(float(grad))
-    return values, grads
-
-
-# the Lovász hinge takes logits (binary): plot it against the logit's probability
-lovasz = sl.LovaszLoss(mode="binary")
-
-
-def lovasz_curve(g):
-    values, grads = [], []
-    for q in p:
-        z = torch.logit(q).clone().requires_grad_(True)
-        logits = torch.cat([z.view(1), torch.logit(context_p)]).view(1, 1, 1, 8)
-        target = torch.cat([torch.tensor([g]), context_g]).view(1, 1, 8)
-        value = lovasz(logits, target)
-        (grad,) = torch.autograd.grad(value, z)
-        values.append(float(value.detach()))
-        grads.append(float(grad))  # the hinge is defined on logits: its gradient in z
-    return values, grads
+def curve(name, loss_fn, g):
+    """Loss of each image and d loss / d p of its pixel 0: one image per value of p, in one call
+    (``reduction="none"`` keeps the images apart, so one backward pass gives every gradient)."""
+    logits_input = name.startswith("Lovász")
+    q = (torch.logit(p) if logits_input else p).clone().requires_grad_(True)
+    context = torch.logit(context_p) if logits_input else context_p
+    x = torch.cat([q[:, None], context.expand(len(p), 7)], dim=1).view(len(p), 1, 1, 8)
+    target = torch.cat([torch.full((len(p), 1), g), context_g.expand(len(p), 7)], dim=1).view(len(p), 1, 8)
+    per_image = loss_fn(x, target).reshape(len(p), -1).mean(dim=1)  # each image's own loss
+    (grad,) = torch.autograd.grad(per_image.sum(), q)
+    return per_image.detach(), grad
 
 
 fig, axes = plt.subplots(2, 6, figsize=(17, 5.5), sharex=True)
-for col, (name, loss_fn) in enumerate(list(losses.items()) + [("Lovász hinge (grad in logit z)", None)]):
+for col, (name, loss_fn) in enumerate(losses.items()):
     for g, style in ((1, "-"), (0, "--")):
-        values, grads = curve(loss_fn, g) if loss_fn is not None else lovasz_curve(g)
+        values, grads = curve(name, loss_fn, g)
         label = "foreground pixel" if g else "background pixel"
         axes[0, col].plot(p, values, style, label=label)
         axes[1, col].plot(p, grads, style, label=label)
