@@ -155,7 +155,7 @@ def generate_api(out: Path) -> int:
     # ---- one page per registered loss, grouped by family
     families: Dict[str, List[Any]] = {}
     for entry in registry.ENTRIES:
-        families.setdefault(entry.family, []).append(entry)
+        families.setdefault(getattr(entry, "family", "other"), []).append(entry)
     loss_rows = []
     loss_docs = []
     for family, entries in families.items():
@@ -167,13 +167,13 @@ def generate_api(out: Path) -> int:
             fn = _functional_of(cls)
             doc = f"losses/{entry.name}"
             loss_docs.append(doc)
-            aliases = ", ".join(f"``{a}``" for a in entry.aliases) or "none"
+            aliases = ", ".join(f"``{a}``" for a in getattr(entry, "aliases", ())) or "none"
             body = [
                 f".. _loss-{entry.name}:\n",
                 _title(f"{cls.__name__}"),
                 f"Registry name ``{entry.name}`` (aliases: {aliases}); family: {family}. "
                 f"Build it by name with ``seglosses.build_loss(\"{entry.name}\")``.\n",
-                f"*{_escape(entry.description)}*\n",
+                f"*{_escape(getattr(entry, 'description', '') or cls.__name__)}*\n",
             ]
             value_range = getattr(cls, "value_range", None)
             if value_range is not None:
@@ -186,7 +186,7 @@ def generate_api(out: Path) -> int:
                 body.append(f"Functional form: :func:`{fpath}` (documented on :doc:`../functional`).\n")
             _write(out / f"{doc}.rst", "\n".join(body))
             pages += 1
-            loss_rows.append((entry.name, cls.__name__, family, entry.description, doc))
+            loss_rows.append((entry.name, cls.__name__, family, getattr(entry, "description", "") or cls.__name__, doc))
 
     lines = [_title("Losses"),
              "Every registered loss and regulariser, read from :data:`seglosses.registry.ENTRIES` "
