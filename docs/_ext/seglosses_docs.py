@@ -192,11 +192,11 @@ def generate_api(out: Path) -> int:
              "Every registered loss and regulariser, read from :data:`seglosses.registry.ENTRIES` "
              "at build time. Each page shows the formula, the source paper, the conventions "
              "(empty masks, ignored pixels, domain) and the arguments.\n",
-             ".. list-table::", "   :header-rows: 1", "   :widths: 18 22 12 48", "",
-             "   * - name", "     - class", "     - family", "     - definition"]
+             ".. list-table::", "   :header-rows: 1", "   :widths: 35 65", "",
+             "   * - loss (registry name, family)", "     - definition"]
     for name, clsname, family, desc, doc in loss_rows:
-        lines += [f"   * - ``{name}``", f"     - :doc:`{clsname} <{doc.split('/', 1)[1]}>`",
-                  f"     - {family}", f"     - {_escape(desc)}"]
+        lines += [f"   * - :doc:`{clsname} <{doc.split('/', 1)[1]}>` (``{name}``, {family})",
+                  f"     - {_escape(desc)}"]
     lines += ["", ".. toctree::", "   :hidden:", ""]
     lines += [f"   {d.split('/', 1)[1]}" for d in loss_docs]
     _write(out / "losses" / "index.rst", "\n".join(lines) + "\n")
