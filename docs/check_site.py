@@ -5,7 +5,7 @@
 1. Every page of the build: each relative link and image points to a file of the build,
    each ``#fragment`` to an id of its page; no page loads a script, style or font from
    another host.
-2. Chromium (headless, no network use of its own, a fresh profile) loads the index, one
+2. Chromium (headless, a fresh profile, every host name unresolvable) loads the index, one
    loss page and one gallery page; after the page's scripts ran, the DOM must hold
    rendered formulas (MathJax elements) and no raw TeX in the text, and the gallery page
    its figures. A screenshot of each goes to ``<build>/_screenshots/``.
@@ -31,7 +31,9 @@ PAGES = {  # name -> (page, needs math, needs figures, screenshot height)
     "gallery": ("gallery/plot_02_image_vs_batch_domain.html", False, True, 2700),
 }
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                  # no host name resolves: the pages must render from the build folder alone
+                  "--host-resolver-rules=MAP * ~NOTFOUND"]
 RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\\frac|\\sum|\\begin\{")
 
 
