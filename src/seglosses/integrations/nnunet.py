@@ -1,10 +1,13 @@
 """seglosses in nnU-Net v2: a trainer that trains with any :func:`seglosses.build_loss` spec.
 
 nnU-Net picks its trainer by class name (``nnUNetv2_train ... -tr nnUNetTrainerSeglosses``)
-among the classes found in ``nnunetv2/training/nnUNetTrainer/``. Make the class visible
-there with a one-line module, e.g. ``nnunetv2/training/nnUNetTrainer/seglosses_trainer.py``::
+among the names of the modules in its trainer folders. Make the class visible with a
+one-line module, ``seglosses_trainer.py``::
 
     from seglosses.integrations.nnunet import nnUNetTrainerSeglosses  # noqa: F401
+
+in a folder named by nnU-Net's ``nnUNet_extTrainer`` environment variable (nnU-Net 2.8), or
+in ``nnunetv2/training/nnUNetTrainer/`` of older versions.
 
 and choose the loss with the environment variable ``SEGLOSSES_NNUNET_LOSS`` (a
 :func:`~seglosses.build_loss` spec; default ``"dice + ce"``), or subclass it with another
