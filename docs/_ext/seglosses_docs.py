@@ -364,7 +364,7 @@ def _results_directive():
                 para += nodes.Text(" (docs/results.md).")
             else:
                 para += nodes.Text("This build has no measured results page: docs/results.md is not part of "
-                                   "this checkout. Nothing below is a measurement.")
+                                   "this checkout, and nothing on this page is a measurement of seglosses.")
             return [para]
 
     return ResultsLink

@@ -107,3 +107,15 @@ def test_no_cdn_or_remote_script_in_the_docs_sources():
             continue
         text = path.read_text(encoding="utf-8")
         assert "cdn." not in text and "jsdelivr" not in text, path
+
+
+def test_results_page_joins_the_toctree_only_when_it_exists(tmp_path, monkeypatch):
+    ext = _ext()
+    index = (DOCS / "index.rst").read_text(encoding="utf-8")
+    monkeypatch.setattr(ext, "RESULTS", tmp_path / "results.md")
+    source = [index]
+    ext._add_results_to_toctree(None, "index", source)
+    assert source[0] == index
+    (tmp_path / "results.md").write_text("# Results\n")
+    ext._add_results_to_toctree(None, "index", source)
+    assert "   architecture\n   results\n" in source[0]
