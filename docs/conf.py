@@ -73,6 +73,10 @@ mathjax_path = "mathjax/tex-svg.js"
 # ---- markdown pages (docs/*.md)
 myst_heading_anchors = 3
 myst_enable_extensions = ["dollarmath"]
+# the Markdown pages are also read on GitHub, where they link to files of the repository
+# (study files, CSVs) that are no pages of this site: such links stay plain text here;
+# links between pages are still checked by docs/check_site.py
+suppress_warnings = ["myst.xref_missing", "myst.header"]
 
 # ---- gallery: every script runs at build time
 sphinx_gallery_conf = {
