@@ -185,3 +185,67 @@ def test_list_losses_and_registry():
                        ("focal", sl.FocalLoss), ("dpce", sl.DistancePenalizedCELoss),
                        ("margin", sl.MarginCalibrationLoss), ("combo", sl.ComboLoss), ("ell", sl.ExpLogLoss)]:
         assert type(build_loss(alias)) is cls
+
+
+@pytest.mark.parametrize("spec, shown", [
+    ("1e999*dice", "got inf"),
+    ("-1e999*dice", "got inf"),
+    ("1e200*1e200*dice", "got inf"),
+    ("dice/1e-320", "got inf"),
+    ("dice - 1e999*ce", "got inf"),
+    ("dice - 1e300*1e300*ce", "got inf"),
+    ("1" + "0" * 400 + "*dice", "got an integer of 401 digits"),
+    ("ramp(0, 1, 5)*1e308*1e308*dice", "`end` of a ramp must be a finite number; got inf"),
+])
+def test_non_finite_weights_are_refused_in_strings(spec, shown):
+    with pytest.raises(ValueError, match=r"^`spec` term \d+ \(.* at column \d+\): a weight must be .*" + shown):
+        build_loss(spec)
+
+
+def test_non_finite_weights_are_refused_in_dicts_lists_and_products():
+    for w in (float("inf"), float("-inf"), float("nan"), 10 ** 400):
+        with pytest.raises(ValueError, match=r"^`spec` terms\[0\] \(name 'dice'\): a weight must be a finite number"):
+            build_loss({"terms": [{"name": "dice", "weight": w}]})
+        with pytest.raises(ValueError, match=r"^`spec` terms\[0\] \(name 'dice'\): a weight must be a finite number"):
+            build_loss([{"name": "dice", "weight": w}])
+    for w in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match=r"^`weight` must be a finite number; got (inf|nan)$"):
+            sl.DiceLoss() * w
+        with pytest.raises(ValueError, match=r"^`weight` must be a finite number; got (inf|nan)$"):
+            w * (sl.DiceLoss() + sl.CrossEntropyLoss())
+        with pytest.raises(ValueError, match=r"^`terms\[1\]` weight must be a finite number; got (inf|nan)$"):
+            WeightedSum([(1.0, sl.DiceLoss()), (w, sl.DiceLoss())])
+    with pytest.raises(ValueError, match=r"^`weight` must be a finite number, also times each term's weight; got "
+                                         r"1e\+200 times 1e\+200 = inf$"):
+        sl.DiceLoss() * 1e200 * 1e200
+    # a schedule that leaves the finite numbers is refused when it is read
+    loss = WeightedSum([(lambda step: 0.5 if step < 2 else float("inf"), sl.DiceLoss())])
+    assert loss.weights() == [0.5]
+    loss.step(2)
+    with pytest.raises(ValueError, match=r"^`weight` schedule .* must give a finite number; got inf at step 2$"):
+        loss.weights()
+
+
+def test_long_sums_parse_without_recursion():
+    n = 2000
+    loss = build_loss(" + ".join(["dice"] * n) + " - 0.5*ce")
+    assert len(loss.terms()) == n + 1 and loss.weights()[-1] == -0.5
+    names = loss.term_names()
+    assert names[:3] == ["dice", "dice_2", "dice_3"] and names[-2:] == [f"dice_{n}", "cross_entropy"]
+    x, t = torch.randn(1, 1, 3, 3), torch.randint(0, 2, (1, 3, 3))
+    single = sl.DiceLoss()(x, t)
+    assert torch.allclose(loss(x, t), n * single - 0.5 * sl.CrossEntropyLoss()(x, t), rtol=1e-5)
+    # beyond what Python's parser nests: a clear message, no RecursionError
+    with pytest.raises(ValueError, match=r"^`spec` must be a sum of weighted loss terms that Python can parse; got "
+                                         r"one nested too deeply \(\d+ characters\): write long sums as a list"):
+        build_loss(" + ".join(["dice"] * 100_000))
+
+
+def test_term_positions_in_messages_with_non_ascii_text():
+    # the term text shown in messages is cut at the parser's (UTF-8 byte) offsets
+    with pytest.raises(ValueError, match=r"^`spec` term 2 \('0.5\*dîce' at column 7\): must name a registered loss; "
+                                         r"got 'dîce'"):
+        build_loss("dice + 0.5*dîce")
+    with pytest.raises(ValueError, match=r"^`spec` term 2 \('ce\(1\)' at column \d+\): arguments of 'ce' must be given "
+                                         r"by keyword"):
+        build_loss("tversky(mode='é') + ce(1)")

@@ -206,9 +206,16 @@ def test_device_and_dtype_preserved(backend, device, dtype):
 
 
 def test_zero_size_inputs(backend):
-    for shape in [(0, 5, 6), (2, 0, 6)]:
+    # zero masks: an empty result (the surface metrics transform empty selections)
+    for shape in [(0, 5, 6), (0, 2, 3, 4)]:
         out = edt(torch.zeros(shape, dtype=torch.bool), backend=backend)
         assert out.shape == shape and out.dtype == torch.float32
+    # an image of zero pixels: refused, as the losses and metrics refuse it
+    for fn in (edt, signed_distance, distance.two_sided_distance):
+        for shape in [(2, 0, 6), (1, 4, 0), (2, 3, 0, 5)]:
+            with pytest.raises(ValueError, match=r"^`mask` must hold at least one pixel per image; got a spatial "
+                                                 r"size of 0, shape \(" + ", ".join(map(str, shape)) + r"\)$"):
+                fn(torch.zeros(shape, dtype=torch.bool), backend=backend)
 
 
 def test_auto_backend_choice():

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Optional, Sequence, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -225,6 +225,28 @@ class ValueCheck:
                 check_probabilities("target", self.target)
 
 
+def check_ignore_index(ignore_index: Optional[int], mode: str, num_classes: int, *, label_map: bool) -> None:
+    """Refuse an ``ignore_index`` that is a value the target holds for a class: a class
+    index of a multiclass label map (``label_map=True``), or 0 / 1 of a binary, multilabel
+    or dense (one-hot / soft) multiclass target. It would remove a class, or every pixel."""
+    if ignore_index is None:
+        return
+    if mode == "multiclass" and label_map and 0 <= ignore_index < num_classes:
+        raise ValueError(
+            f"`ignore_index` must not be a class index in [0, {num_classes - 1}] (it would remove class "
+            f"{ignore_index}); got {ignore_index} (use e.g. 255 or -100)"
+        )
+    if ignore_index in (0, 1) and (mode != "multiclass" or not label_map):
+        what = {"binary": "the background" if ignore_index == 0 else "the foreground",
+                "multilabel": "every pixel where a label is " + ("off" if ignore_index == 0 else "on"),
+                "multiclass": "every pixel of a one-hot target"}[mode]
+        kind = "a one-hot / soft target's value" if mode == "multiclass" else f"a target value in {mode} mode"
+        raise ValueError(
+            f"`ignore_index` must not be {kind} (0 or 1: it would remove {what}); "
+            f"got {ignore_index} (use e.g. 255 or -100)"
+        )
+
+
 def canonicalize(
     input: Tensor,
     target: Tensor,
@@ -279,6 +301,12 @@ def canonicalize(
         raise ValueError(f"`input` must hold at least one image; got batch size 0, shape {_shape(input)}")
     b, c = input.shape[:2]
     spatial = tuple(input.shape[2:])
+    if c == 0:
+        raise ValueError(f"`input` must have at least one channel; got 0 channels, shape {_shape(input)}")
+    if 0 in spatial:
+        raise ValueError(
+            f"`input` must hold at least one pixel per image; got a spatial size of 0, shape {_shape(input)}"
+        )
     is_float_target = target.dtype in _FLOAT_DTYPES
     is_int_target = target.dtype == torch.bool or not (is_float_target or target.is_complex())
     if not (is_float_target or is_int_target):
@@ -338,6 +366,11 @@ def canonicalize(
                 f"for input {_shape(input)}; got {_shape(target)}"
             )
     else:  # multilabel
+        if c == 1 and not include_background:
+            raise ValueError(
+                f"`include_background` must be True for a single-channel input in multilabel mode (leaving channel "
+                f"0 out would leave no class to score); got False with shape {_shape(input)}"
+            )
         if tuple(target.shape) != tuple(input.shape):
             raise ValueError(
                 f"`target` must have shape {_shape(input)} in multilabel mode (one channel per label); "
@@ -349,11 +382,7 @@ def canonicalize(
         else:
             dense = target
 
-    if ignore_index is not None and mode == "multiclass" and 0 <= ignore_index < c and labels is not None:
-        raise ValueError(
-            f"`ignore_index` must not be a class index in [0, {c - 1}] (it would remove class "
-            f"{ignore_index}); got {ignore_index} (use e.g. 255 or -100)"
-        )
+    check_ignore_index(ignore_index, mode, c, label_map=labels is not None)
 
     # ---- ignore mask (before the value checks, which read the cleaned target) ----
     valid = None
@@ -407,13 +436,48 @@ def canonicalize(
     )
 
 
+def float_tuple(name: str, value: object) -> Tuple[float, ...]:
+    """A sequence of real numbers (list, tuple, 1-D tensor or array) as a tuple of floats.
+
+    Raises a ``TypeError`` naming ``name`` for anything else (a string, a mapping,
+    non-numeric items, complex values) and a ``ValueError`` for nested sequences.
+    """
+    bad = TypeError(f"`{name}` must be a sequence of real numbers; got {_short_repr(value)}")
+    if isinstance(value, (str, Mapping, bytes, bytearray)) or isinstance(value, bool):
+        raise bad
+    try:
+        t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise bad from None
+    if t.is_complex() or t.dtype == torch.bool:
+        raise bad
+    if t.dim() > 1:
+        raise ValueError(f"`{name}` must be one-dimensional (one value per class or dim); got shape {tuple(t.shape)}")
+    return tuple(float(v) for v in t.reshape(-1).tolist())
+
+
+def _short_repr(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def check_class_weights(class_weights: Optional[Sequence[float] | Tensor], num: int, like: Tensor) -> Optional[Tensor]:
     """Validate per-class weights against the number of classes the loss keeps.
 
-    Returns a float tensor on ``like``'s device, or ``None``.
+    Returns a float tensor on ``like``'s device, or ``None``. A string is refused here:
+    only the distribution losses take weight scheme names (their own check lists them).
     """
     if class_weights is None:
         return None
+    if isinstance(class_weights, str):
+        raise TypeError(
+            f"`class_weights` must be None or one weight per class (a sequence of numbers or a tensor) for this loss, "
+            f"which takes no weight scheme name; got {class_weights!r}"
+        )
+    if not isinstance(class_weights, Tensor):
+        class_weights = float_tuple("class_weights", class_weights)
+    elif class_weights.is_complex() or class_weights.dtype == torch.bool:
+        raise TypeError(f"`class_weights` must hold real numbers; got a tensor of {class_weights.dtype}")
     w = torch.as_tensor(class_weights, dtype=torch.float64 if like.dtype == torch.float64 else torch.float32)
     w = w.to(like.device)
     if w.dim() != 1 or w.numel() != num:
@@ -423,6 +487,21 @@ def check_class_weights(class_weights: Optional[Sequence[float] | Tensor], num: 
     if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not bool(w.sum() > 0):
         raise ValueError(f"`class_weights` must be finite, >= 0 and not all 0; got {w.tolist()}")
     return w
+
+
+def check_constant_target(target: Optional[Tensor], why: str) -> None:
+    """Refuse a target that requires grad where the loss reads it through a transform
+    without a gradient (a distance map, a label map, class counts): its gradient would
+    otherwise be dropped, or be only the share of the other terms, without a word.
+
+    ``target`` is the target as given or as canonicalised (``Canonical.dense``); integer
+    targets never require grad.
+    """
+    if target is not None and target.requires_grad and torch.is_grad_enabled():
+        raise ValueError(
+            f"`target` must not require grad here: {why}, which has no gradient; got a target with "
+            f"requires_grad=True (pass target.detach() to use it as a constant)"
+        )
 
 
 def with_valid(canon: Canonical, valid: Optional[Tensor]) -> Canonical:

@@ -23,8 +23,11 @@ gathered at the true class and scattered into the class axis. The moments come o
 of a custom autograd function whose backward rebuilds ``∂L/∂p`` from the upstream
 gradients of the moments (``∂L/∂p_ic = a_c g_ic + b_c + 2 c_c p_ic + …``) and
 recomputes the activation from the saved input, so nothing of pixel size is stored
-between forward and backward beyond the input and the target. The target is treated
-as a constant (no gradient flows into it).
+between forward and backward beyond the input and the target. A dense (soft) target
+that requires grad (soft labels from a teacher) gets its exact gradient the same way:
+the moments are sums, so ``∂L/∂g_ic = a_c p_ic + b'_c + …`` from the same upstream
+gradients (:func:`_target_backward`, taken only when the target requires grad); a
+label map is an integer tensor and has none.
 
 Cost, for the Dice/Tversky moments ``p, g, pg`` (no ``ignore_index``): the forward is
 the activation, one reduction per moment (the product of ``pg`` taken in place in the
@@ -36,7 +39,8 @@ of which is the returned gradient.
 
 Statistics are accumulated in float32 for float16/bfloat16 input, in the input's
 dtype otherwise; the pixel-sized intermediates (the probabilities and ``∂L/∂p``) stay
-in the input's dtype.
+in the input's dtype, except in the backward of the quadratic moments (``pp, ppg``, the
+soft form of a dense target), whose cancelling terms are combined in float32.
 """
 from __future__ import annotations
 
@@ -239,6 +243,7 @@ def _moments_backward(
     grads: Sequence[Optional[Tensor]],
     dtype: torch.dtype,
     device: torch.device,
+    scale: Optional[Tensor] = None,
 ) -> Tensor:
     """``∂L/∂p`` ``[B, C, N]`` in ``dtype`` (the input's) from the upstream gradients
     ``grads`` (``[B, C]`` or ``None`` for an unused moment, in the order of ``names``).
@@ -250,8 +255,13 @@ def _moments_backward(
     and may be ``None`` otherwise.
     """
     # the coefficients in the gradient's dtype: every op below then runs in one dtype and
-    # writes its result in place (mixed dtypes would make CPU ops allocate a temporary)
-    coef = {k: g.to(dtype).unsqueeze(-1) for k, g in zip(names, grads) if g is not None and k in _P_MOMENTS}
+    # writes its result in place (mixed dtypes would make CPU ops allocate a temporary).
+    # In half precision they are first scaled by ``scale`` (a power of two, exact) so that
+    # none overflows (coefficients reach 1/smooth); the caller undoes it (:func:`unscale`)
+    used = {k: g for k, g in zip(names, grads) if g is not None and k in _P_MOMENTS}
+    if scale is not None:
+        used = {k: g * scale for k, g in used.items()}
+    coef = {k: g.to(dtype).unsqueeze(-1) for k, g in used.items()}
     b = coef.get("p")
     if "absdiff" in coef and labels is not None:
         # d|p - g|/dp = +1 off the true class, -1 at it: +1 everywhere, -2 scattered below
@@ -307,9 +317,28 @@ def _moments_backward(
                 qt = _gather(q.squeeze(-1), 1, labels).mul_(_gather(p, 1, labels.unsqueeze(1)).squeeze(1))
                 vals.add_(qt, alpha=2)  # + 2 (q + c_ppg)_t p_t
             _scatter_(v, 1, labels.unsqueeze(1), vals.unsqueeze(1))
-    if valid is not None:
-        v.mul_(valid.unsqueeze(1))
+    if valid is not None:  # (a fill, not a product: an overflowed coefficient gives no NaN here)
+        v.masked_fill_(~valid.unsqueeze(1), 0)
     return v
+
+
+_HALF_EXP = 8  # scaled coefficients stay below 2**8: sums of a few terms fit any half type
+
+
+def half_scale(grads: Sequence[Optional[Tensor]]) -> Tuple[Tensor, Tensor]:
+    """``(2**-k, k)`` for the upstream gradients of a half-precision backward: ``k >= 0``
+    the smallest integer (at most 30) that brings every coefficient below ``2**8``. A
+    device computation without a host sync."""
+    peak = torch.stack([g.detach().abs().amax().float() for g in grads if g is not None]).amax()
+    k = torch.ceil(torch.log2(peak.clamp_min(1.0))).sub(_HALF_EXP).clamp(0, 30)
+    return torch.exp2(-k), k
+
+
+def unscale(t: Tensor, k: Tensor) -> Tensor:
+    """``t * 2**k`` in place, in two factors of at most ``2**15`` (each exact and in range in
+    half precision); overflows only where the result itself leaves the dtype's range."""
+    lo = torch.floor(k / 2)
+    return t.mul_(torch.exp2(lo).to(t.dtype)).mul_(torch.exp2(k - lo).to(t.dtype))
 
 
 def _activation_backward(p: Tensor, v: Tensor, activation: str) -> Tensor:
@@ -335,10 +364,54 @@ def _kernel() -> str:
     return "traced" if _compiling() else get_kernel()
 
 
+_G_MOMENTS = frozenset(("g", "pg", "gg", "ppg", "pgg", "ggg", "absdiff"))  # the moments that depend on g
+
+
+def _target_backward(x: Tensor, dense: Tensor, valid: Optional[Tensor], activation: str, names: Sequence[str],
+                     grads: Sequence[Optional[Tensor]]) -> Tensor:
+    """``∂L/∂g`` ``[B, C, N]`` of a dense (soft) target that requires grad, in its dtype.
+
+    The moments are sums, so with ``a`` the upstream gradient of each moment:
+    ``∂L/∂g = w (a_g + a_pg p + 2 a_gg g + a_ppg p² + 2 a_pgg p g + 3 a_ggg g² − a_absdiff sign(p − g))``,
+    the same expression for every kernel (only taken when the target requires grad;
+    computed in the statistics' dtype, the activation recomputed from ``x``).
+    """
+    dtype = compute_dtype(x.dtype)
+    p = activate(x, activation).to(dtype)
+    g = dense.to(dtype)
+    v: Optional[Tensor] = None
+    for name, a in zip(names, grads):
+        if a is None or name not in _G_MOMENTS:
+            continue
+        a = a.to(dtype).unsqueeze(-1)
+        if name == "g":
+            t = a.expand_as(g)
+        elif name == "pg":
+            t = a * p
+        elif name == "gg":
+            t = 2 * a * g
+        elif name == "ppg":
+            t = a * p * p
+        elif name == "pgg":
+            t = 2 * a * p * g
+        elif name == "ggg":
+            t = 3 * a * g * g
+        else:  # absdiff: d|p - g|/dg = -sign(p - g)
+            t = -a * torch.sign(p - g)
+        v = t if v is None else v + t
+    if v is None:
+        v = torch.zeros_like(g)
+    if valid is not None:
+        v = v * valid.unsqueeze(1).to(dtype)
+    return v.to(dense.dtype)
+
+
 class _Moments(torch.autograd.Function):
     """The moments of (activation(x), target), one ``[B, C]`` output each; the backward
-    rebuilds ``∂L/∂x`` from their gradients. The target-only moments (``g, gg, ggg, n``)
-    are marked non-differentiable."""
+    rebuilds ``∂L/∂x`` from their gradients, and ``∂L/∂g`` for a dense target that
+    requires grad (:func:`_target_backward`). Moments that depend on nothing that
+    requires grad (``n`` always; ``g, gg, ggg`` for a constant target) are marked
+    non-differentiable."""
 
     @staticmethod
     def forward(ctx, x, labels, dense, valid, activation, names, kernel, bounds):  # type: ignore[override]
@@ -358,7 +431,8 @@ class _Moments(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         if lohi is not None:
             out = out + (lohi,)
-        ctx.mark_non_differentiable(*[t for k, t in zip(names, out) if k not in _P_MOMENTS],
+        live = _P_MOMENTS | (_G_MOMENTS if dense is not None and ctx.needs_input_grad[2] else frozenset())
+        ctx.mark_non_differentiable(*[t for k, t in zip(names, out) if k not in live],
                                     *([lohi] if lohi is not None else []))
         return out
 
@@ -367,19 +441,35 @@ class _Moments(torch.autograd.Function):
         x, labels, dense, valid = ctx.saved_tensors
         names = ctx.names
         grads = grads[:len(names)]  # (the bounds of the value checks have no gradient)
-        if all(g is None for k, g in zip(names, grads) if k in _P_MOMENTS):
-            return None, None, None, None, None, None, None, None
+        d_target = None
+        if dense is not None and ctx.needs_input_grad[2] and any(
+                g is not None for k, g in zip(names, grads) if k in _G_MOMENTS):
+            d_target = _target_backward(x, dense, valid, ctx.activation, names, grads)
+        if not ctx.needs_input_grad[0] or all(g is None for k, g in zip(names, grads) if k in _P_MOMENTS):
+            return None, None, d_target, None, None, None, None, None
         if ctx.kernel != "eager":
             run = fused_backward if ctx.kernel == "traced" else compiled_backward
             used = tuple(g if k in _P_MOMENTS else None for k, g in zip(names, grads))
-            return run(x, labels, dense, valid, ctx.activation, names, used), None, None, None, None, None, None, None
+            return (run(x, labels, dense, valid, ctx.activation, names, used), None, d_target,
+                    None, None, None, None, None)
         p = None
+        xw = x
         if _backward_reads_p(names, dense is not None):
-            p = activate(x, ctx.activation)
-        v = _moments_backward(p, x.shape, labels, dense, valid, names, grads, x.dtype, x.device)
+            # the quadratic forms (Σp², Σp²g, soft form) combine terms that cancel, with
+            # coefficients up to 1/smooth: in half precision they overflow (NaN) or lose
+            # every digit, so their backward runs in float32 and is cast back at the end
+            xw = x.to(compute_dtype(x.dtype))
+            p = activate(xw, ctx.activation)
+        scale = k = None
+        if xw.dtype != compute_dtype(xw.dtype):
+            scale, k = half_scale(grads)
+        v = _moments_backward(p, xw.shape, labels, dense, valid, names, grads, xw.dtype, xw.device, scale)
         if p is None:  # recomputed after v: its temporaries are gone, the peak is v and p
-            p = activate(x, ctx.activation)
-        return _activation_backward(p, v, ctx.activation), None, None, None, None, None, None, None
+            p = activate(xw, ctx.activation)
+        dx = _activation_backward(p, v, ctx.activation)
+        if k is not None:
+            dx = unscale(dx, k)
+        return dx.to(x.dtype), None, d_target, None, None, None, None, None
 
 
 def moments(canon: Canonical, names: Sequence[str]) -> Dict[str, Tensor]:

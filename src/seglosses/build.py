@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from torch import nn
@@ -72,27 +73,41 @@ def _suggest(key: str, names) -> str:
     return did_you_mean(key, names)
 
 
-def _scale(w: Any, f: float) -> Any:
+def _scale(w: Any, f: float, where: str = "weight") -> Any:
     if isinstance(w, Ramp):
-        return Ramp(w.start * f, w.end * f, w.steps)
-    return w * f
+        try:
+            return Ramp(w.start * f, w.end * f, w.steps)
+        except ValueError as e:
+            raise _fail(where, f"a weight must be finite; {e}") from None
+    return _finite(w * f, where)
+
+
+def _finite(w: float, where: str) -> float:
+    """A numeric weight, refused when it is not finite (``1e999``, an overflowing product)."""
+    if not math.isfinite(w):
+        raise _fail(where, f"a weight must be a finite number; got {w!r}")
+    return w
 
 
 def _mul_weights(a: Any, b: Any, where: str) -> Any:
     if isinstance(a, Ramp) and isinstance(b, Ramp):
         raise _fail(where, "a term can have one schedule; got a product of two ramps")
     if isinstance(a, Ramp):
-        return _scale(a, b)
-    return _scale(b, a)
+        return _scale(a, b, where)
+    return _scale(b, a, where)
 
 
 def _weight_node(node: ast.AST, where: str) -> Optional[Any]:
     """The weight a node denotes (number or Ramp), or None when it is not a weight expression."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-        return float(node.value)
+        try:
+            return _finite(float(node.value), where)
+        except OverflowError:  # an integer literal beyond the float range
+            raise _fail(where, f"a weight must be a finite number; got an integer of {len(str(node.value))} "
+                               f"digits") from None
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         w = _weight_node(node.operand, where)
-        return None if w is None else (_scale(w, -1.0) if isinstance(node.op, ast.USub) else w)
+        return None if w is None else (_scale(w, -1.0, where) if isinstance(node.op, ast.USub) else w)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ramp":
         if node.keywords or len(node.args) != 3:
             raise _fail(where, "`ramp` must be called as ramp(start, end, steps) with three numbers")
@@ -111,7 +126,7 @@ def _weight_node(node: ast.AST, where: str) -> Optional[Any]:
         if isinstance(node.op, ast.Div):
             if isinstance(b, Ramp) or b == 0:
                 raise _fail(where, "a weight can be divided by a non-zero number only")
-            return _scale(a, 1.0 / b)
+            return _scale(a, 1.0 / b, where)
         return _mul_weights(a, b, where)
     return None
 
@@ -125,7 +140,7 @@ def _term_node(node: ast.AST, text: str, where: str) -> Tuple[Any, bool, ast.AST
         return 1.0, False, node
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         inner_w, _, inner = _term_node(node.operand, text, where)
-        return (_scale(inner_w, -1.0) if isinstance(node.op, ast.USub) else inner_w), True, inner
+        return (_scale(inner_w, -1.0, where) if isinstance(node.op, ast.USub) else inner_w), True, inner
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div)):
         wl, wr = _weight_node(node.left, where), _weight_node(node.right, where)
         if isinstance(node.op, ast.Mult) and wl is not None:
@@ -142,10 +157,33 @@ def _term_node(node: ast.AST, text: str, where: str) -> Tuple[Any, bool, ast.AST
 
 
 def _split_sum(node: ast.AST, sign: float = 1.0) -> List[Tuple[float, ast.AST]]:
-    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
-        right_sign = sign if isinstance(node.op, ast.Add) else -sign
-        return _split_sum(node.left, sign) + _split_sum(node.right, right_sign)
-    return [(sign, node)]
+    """The signed terms of a sum, left to right, without recursion (``a + b + ...`` nests
+    to the left: one level per term, far beyond Python's recursion limit in long specs)."""
+    out: List[Tuple[float, ast.AST]] = []
+    stack: List[Tuple[float, ast.AST]] = [(sign, node)]
+    while stack:
+        s, n = stack.pop()
+        if isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub)):
+            stack.append((s if isinstance(n.op, ast.Add) else -s, n.right))
+            stack.append((s, n.left))  # popped first: terms come out in order
+        else:
+            out.append((s, n))
+    return out
+
+
+def _segments(text: str) -> Callable[[ast.AST], str]:
+    """``node -> its source text``, as :func:`ast.get_source_segment` (which splits the
+    whole text on every call: quadratic in the length of a long spec)."""
+    lines = [line.encode() for line in text.splitlines(keepends=True)]
+
+    def segment(node: ast.AST) -> str:
+        first, last = node.lineno - 1, node.end_lineno - 1  # type: ignore[attr-defined]
+        start, end = node.col_offset, node.end_col_offset  # type: ignore[attr-defined]
+        if first == last:
+            return lines[first][start:end].decode()
+        return b"".join([lines[first][start:]] + lines[first + 1:last] + [lines[last][:end]]).decode()
+
+    return segment
 
 
 def _parse_string(spec: str) -> List[_Term]:
@@ -154,22 +192,26 @@ def _parse_string(spec: str) -> List[_Term]:
         raise ValueError("`spec` must name at least one loss; got an empty string")
     try:
         tree = ast.parse(text, mode="eval")
+    except (RecursionError, MemoryError):
+        raise ValueError(f"`spec` must be a sum of weighted loss terms that Python can parse; got one nested too "
+                         f"deeply ({len(text)} characters): write long sums as a list of term dicts") from None
     except SyntaxError as e:
         col = (e.offset or 1) - 1
         raise ValueError(f"`spec` must be a sum of weighted loss terms; got a syntax error at column {col}: "
                          f"{text!r}\n{' ' * (col + len('got ') + 1)}^ ({e.msg})") from None
     terms: List[_Term] = []
+    source = _segments(text)
     for i, (sign, node) in enumerate(_split_sum(tree.body), start=1):
-        seg = ast.get_source_segment(text, node) or ""
+        seg = source(node)
         where = f"term {i} ({seg!r} at column {node.col_offset})"
         weight, explicit, call = _term_node(node, seg, where)
         if sign < 0:
-            weight, explicit = _scale(weight, -1.0), True
+            weight, explicit = _scale(weight, -1.0, where), True
         if isinstance(call, ast.Name):
             name, kwargs = call.id, {}
         else:
             if not isinstance(call.func, ast.Name):
-                raise _fail(where, f"a loss must be called by its name; got {ast.get_source_segment(text, call.func)!r}")
+                raise _fail(where, f"a loss must be called by its name; got {source(call.func)!r}")
             name = call.func.id
             if call.args:
                 raise _fail(where, f"arguments of {name!r} must be given by keyword (key=value); got "
@@ -183,7 +225,7 @@ def _parse_string(spec: str) -> List[_Term]:
                 except ValueError:
                     raise _fail(where, f"keyword {kw.arg!r} must have a literal value (number, string, "
                                        f"tuple, list, dict, True/False/None); got "
-                                       f"{ast.get_source_segment(text, kw.value)!r}") from None
+                                       f"{source(kw.value)!r}") from None
         terms.append(_Term(name, weight, explicit, kwargs, where))
     return terms
 
@@ -207,7 +249,10 @@ def _dict_weight(w: Any, where: str) -> Any:
     if isinstance(w, bool) or not isinstance(w, (int, float)):
         raise _fail(where, f"'weight' must be a number, a callable or {{'ramp': [start, end, steps]}}; "
                            f"got {w!r}")
-    return float(w)
+    try:
+        return _finite(float(w), where)
+    except OverflowError:
+        raise _fail(where, f"a weight must be a finite number; got an integer of {len(str(w))} digits") from None
 
 
 def _parse_term_dict(d: Any, where: str) -> _Term:

@@ -11,7 +11,10 @@
 ``DIR/<study>/report/``. Quick-run options of ``bench`` (smaller studies for a first look or
 for tests; they change the run ids, so they never mix with full runs): ``--epochs N``,
 ``--max-images N``, ``--size PX``, ``--width C``, ``--seeds 0,1``, ``--losses CE,Dice``,
-``--pretrain-epochs N``. ``--stop-after-epoch K`` stops every run right after the checkpoint of
+``--pretrain-epochs N`` (checked as the study file's values are). ``--redo RUN[,RUN]`` trains the
+named runs again from scratch (run ids as in the messages, labels or shell patterns). Before the
+first run, the whole study, ``--device`` and ``--out`` are checked; every problem of the study is
+listed at once. ``--stop-after-epoch K`` stops every run right after the checkpoint of
 epoch K, as if the process had been killed there (for resumption tests).
 
 Exit codes: 0 success; 1 some runs failed (the others finished, the report was written);
@@ -73,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--seeds", type=_int_list, help="comma-separated seeds")
     quick.add_argument("--losses", type=_str_list, help="comma-separated loss labels (or specs) to keep")
     quick.add_argument("--pretrain-epochs", type=int, help="epochs of the pre-training (seed 003 protocol)")
+    bench.add_argument("--redo", type=_str_list, action="append", metavar="RUN",
+                       help="train these runs again from scratch (their folders are removed): comma-separated "
+                            "run ids (as in study.json and the messages), labels or shell patterns; repeatable")
     bench.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
 
     report = sub.add_parser("report", help="write the comparison report of a study folder")
@@ -112,22 +118,54 @@ def _cmd_losses() -> int:
 
 def _cmd_report(args) -> int:
     from seglosses.bench.report import ReportError, find_studies, write_report
+    from seglosses.bench.runfiles import folder_problem
+
+    def warn(message: str) -> None:
+        print(f"seglosses report: {message}", file=sys.stderr)
 
     try:
         folders = find_studies(args.runs_dir)
         for folder in folders:
             out = args.out if args.out is None or len(folders) == 1 else Path(args.out) / folder.name
-            path = write_report(folder, out=out, baseline=args.baseline, figures=not args.no_figures)
+            problem = folder_problem(Path(out) if out is not None else folder / "report")
+            if problem:
+                raise ReportError(f"`--out` must be a folder the report can be written to; {problem}")
+            path = write_report(folder, out=out, baseline=args.baseline, figures=not args.no_figures, warn=warn)
             print(f"report: {path / 'report.md'}")
     except ReportError as err:
         print(f"seglosses report: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"seglosses report: error: cannot write the report: {err}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _device(text: Optional[str]):
+    """The ``--device`` value as a torch device; ``ValueError`` with a one-line message when unusable."""
+    import torch
+
+    if text is None:
+        return None
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"`--device` must be cpu, cuda, cuda:N, mps, ...; got {text!r}") from None
+    available = {"cuda": torch.cuda.is_available,
+                 "mps": lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()}
+    if device.type in available and not available[device.type]():
+        raise ValueError(f"`--device` must be available on this machine; got {text!r} (torch finds no "
+                         f"{device.type.upper()} device)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"`--device` must name one of the {torch.cuda.device_count()} CUDA devices; got {text!r}")
+    return device
 
 
 def _cmd_bench(args) -> int:
     from seglosses.bench.default_study import default_study
     from seglosses.bench.report import ReportError, write_report
+    from seglosses.bench.checks import validate_study
+    from seglosses.bench.runfiles import folder_problem
     from seglosses.bench.study import StudyError, apply_overrides, load_study, parse_study, run_study
     from seglosses.bench.train import RunInterrupted, distributed_context
 
@@ -139,9 +177,15 @@ def _cmd_bench(args) -> int:
         study = apply_overrides(study, epochs=args.epochs, max_images=args.max_images, size=args.size,
                                 width=args.width, seeds=args.seeds, pretrain_epochs=args.pretrain_epochs,
                                 losses=args.losses)
-    except StudyError as err:
+        validate_study(study)
+        device = _device(args.device)
+        problem = folder_problem(Path(args.out) / study.name) if main else None
+        if problem:
+            raise ValueError(f"`--out` must be a folder the runs can be written to; {problem}")
+    except (StudyError, ValueError) as err:
         print(f"seglosses bench: error: {err}", file=sys.stderr)
         return 2
+    redo = [x for group in args.redo or [] for x in group]
     progress = not args.quiet and sys.stderr.isatty() and main
 
     def log(message: str) -> None:
@@ -156,8 +200,12 @@ def _cmd_bench(args) -> int:
 
     t0 = time.perf_counter()
     try:
-        outcome = run_study(study, args.out, device=args.device, progress=progress, log=log,
-                            stop_after_epoch=args.stop_after_epoch)
+        outcome = run_study(study, args.out, device=device, progress=progress, log=log,
+                            stop_after_epoch=args.stop_after_epoch, redo=redo)
+    except StudyError as err:
+        if main:
+            print(f"seglosses bench: error: {err}", file=sys.stderr)
+        return 2
     except RunInterrupted as err:
         if main:
             print(f"seglosses bench: {err}; re-run the same command to resume", file=sys.stderr)
@@ -178,9 +226,10 @@ def _cmd_bench(args) -> int:
               f"{time.perf_counter() - t0:.1f} s; folder {outcome.folder}")
         if not args.no_report and outcome.finished:
             try:
-                path = write_report(outcome.folder, baseline=args.baseline)
+                path = write_report(outcome.folder, baseline=args.baseline,
+                                    warn=lambda m: print(f"seglosses bench: report: {m}", file=sys.stderr))
                 print(f"report: {path / 'report.md'}")
-            except ReportError as err:
+            except (ReportError, OSError) as err:
                 print(f"seglosses bench: report error: {err}", file=sys.stderr)
                 status = 2
         if outcome.failures:

@@ -72,6 +72,12 @@ def _check_mask(mask: object) -> torch.Tensor:
             f"`mask` must have a batch dim and at least one spatial dim [B, *spatial]; "
             f"got shape {tuple(mask.shape)}"
         )
+    if 0 in mask.shape[1:]:
+        # (an empty batch, B = 0, gives an empty result: callers transform the masks of
+        # zero images; an image of zero pixels has no boundary to measure from)
+        raise ValueError(
+            f"`mask` must hold at least one pixel per image; got a spatial size of 0, shape {tuple(mask.shape)}"
+        )
     if mask.dtype == torch.bool:
         return mask
     if mask.numel() and bool(((mask != 0) & (mask != 1)).any()):

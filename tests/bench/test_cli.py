@@ -41,17 +41,24 @@ def test_bench_default_end_to_end_then_skip_then_report(tmp_path, capsys):
 
 
 def test_bench_failures_exit_code_and_list(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    for sub in ("images", "masks"):
+        (tmp_path / "bad" / sub).mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "bad" / "images" / f"{i}.png")
+        Image.fromarray(np.full((8, 8), 7, np.uint8)).save(tmp_path / "bad" / "masks" / f"{i}.png")
     study = tmp_path / "s.yaml"
     study.write_text("datasets:\n  - {type: synthetic, n_images: 12, size: 32, positive_fraction: 0.5, seed: 3}\n"
-                     "  - {type: folder, name: nowhere, images: no/such/images, masks: no/such/masks}\n"
-                     "losses: [ce, dcie]\nepochs: 1\nmodel: {depth: 2, width: 4}\n"
+                     f"  - {{type: folder, name: bad, images: {tmp_path}/bad/images, masks: {tmp_path}/bad/masks, "
+                     "classes: {0: 0, 255: 1}}\n"
+                     "losses: [ce]\nepochs: 1\nmodel: {depth: 2, width: 4}\n"
                      "eval: {metrics: [dice], samples: 0}\n")
     assert main(["bench", str(study), "--out", str(tmp_path / "out"), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "2 failure(s):" in err
-    assert "loss 'dcie': `spec` term 1 ('dcie' at column 0): must name a registered loss; got 'dcie' " \
-           "(did you mean 'dice'?)" in err
-    assert "data set nowhere: FileNotFoundError: `images_dir` must be an existing directory" in err
+    assert "1 failure(s):" in err
+    assert "data set bad: ValueError: `classes` must map every mask value" in err
     assert (tmp_path / "out" / "s" / "report" / "report.md").is_file()  # the runs that worked are reported
 
 

@@ -133,16 +133,13 @@ def _folder(tmp_path, n=3, size=(8, 8), mask_values=(0, 255), drop_mask=None, ba
 
 
 @pytest.mark.parametrize("kind, match", [
-    ("missing", "`images_dir` must be an existing directory; got '.*nowhere'"),
     ("no mask", "must hold a mask for every image; got no mask with stem '02' for image '.*02.png'"),
     ("size", "must match their images in size; got mask \\[4, 8\\] in '.*01.png' for image \\[8, 8\\]"),
     ("values", "`classes` must map every mask value; got values \\[7\\] in '.*02.png' outside its keys \\[0, 255\\]"),
 ])
 def test_study_goes_on_after_data_errors(tmp_path, kind, match):
     root = tmp_path / kind.replace(" ", "_")
-    if kind == "missing":
-        bad = {"type": "folder", "name": "f", "images": str(root / "nowhere"), "masks": str(root / "nowhere")}
-    elif kind == "no mask":
+    if kind == "no mask":
         bad = _folder(root, drop_mask=2)
     elif kind == "size":
         bad = _folder(root, bad_size=(4, 8))

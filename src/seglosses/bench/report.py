@@ -28,17 +28,25 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+import json  # noqa: F401 - the doctests use it
 import math
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from seglosses.bench.train import atomic_write_json, atomic_write_text
+from seglosses.bench.runfiles import (
+    DamagedFile,
+    atomic_write_json,
+    atomic_write_text,
+    load_samples,
+    read_final,
+    read_index,
+    redo_advice,
+)
 
 __all__ = ["ROWS", "ReportError", "Configuration", "find_studies", "load_runs", "summarize", "format_cell",
            "main_table", "per_class_table", "overview_table", "wilcoxon_test", "write_report"]
@@ -166,24 +174,35 @@ def find_studies(path: str | Path) -> List[Path]:
                       f"got none in '{path}'")
 
 
-def load_runs(study_dir: str | Path) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+def load_runs(study_dir: str | Path, skipped: Optional[List[str]] = None
+              ) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
     """The study index (``study.json``, or ``{}``) and the finished runs (``final.json`` contents).
 
     Runs are those the index lists when there is one, else every ``final.json`` below the
-    folder; pre-training runs are left out. Each run gets ``"dir"``, its folder.
+    folder; pre-training runs are left out. Each run gets ``"dir"``, its folder. A damaged
+    ``final.json`` is left out and its message (path, damage, remedy) appended to ``skipped``.
+
+    Raises:
+        ReportError: a damaged ``study.json`` (the message names it and the remedy).
 
     Example:
         >>> import tempfile
         >>> root = Path(tempfile.mkdtemp()); (root / "r").mkdir()
-        >>> _ = (root / "r" / "final.json").write_text('{"config": {"kind": "run"}}')
-        >>> index, runs = load_runs(root)
-        >>> index, len(runs), runs[0]["dir"] == str(root / "r")
-        ({}, 1, True)
+        >>> run = '{"config": {"kind": "run", "seed": 0}, "dataset": "d", "results": {}}'
+        >>> _ = (root / "r" / "final.json").write_text(run)
+        >>> (root / "q").mkdir(); _ = (root / "q" / "final.json").write_text(run[:20])
+        >>> skipped = []
+        >>> index, runs = load_runs(root, skipped)
+        >>> index, len(runs), runs[0]["dir"] == str(root / "r"), "(truncated JSON)" in skipped[0]
+        ({}, 1, True, True)
     """
     study_dir = Path(study_dir)
     index: Dict[str, Any] = {}
     if (study_dir / "study.json").is_file():
-        index = json.loads((study_dir / "study.json").read_text())
+        try:
+            index = read_index(study_dir / "study.json")
+        except DamagedFile as err:
+            raise ReportError(str(err)) from None
     runs = []
     if index.get("runs"):
         paths = [study_dir / "runs" / r["id"] / "final.json" for r in index["runs"]]
@@ -192,12 +211,24 @@ def load_runs(study_dir: str | Path) -> Tuple[Dict[str, Any], List[Dict[str, Any
     for p in paths:
         if not p.is_file():
             continue
-        run = json.loads(p.read_text())
+        try:
+            run = read_final(p, advice=redo_advice(_run_id(study_dir, p)))
+        except DamagedFile as err:
+            if skipped is not None:
+                skipped.append(str(err))
+            continue
         if run.get("config", {}).get("kind") == "pretrain":
             continue
         run["dir"] = str(p.parent)
         runs.append(run)
     return index, runs
+
+
+def _run_id(study_dir: Path, final: Path) -> Optional[str]:
+    try:
+        return final.parent.relative_to(study_dir / "runs").as_posix()
+    except ValueError:
+        return None
 
 
 def summarize(runs: Sequence[Mapping[str, Any]]) -> "OrderedDict[str, List[Configuration]]":
@@ -571,28 +602,27 @@ def _metric_bars(path: Path, dataset: str, configs: Sequence[Configuration], mul
     return True
 
 
-def _load_samples(run_dir: Path) -> Optional[Dict[str, Any]]:
+def _load_samples(run_dir: Path, warn: Optional[Callable[[str], None]] = None) -> Optional[Dict[str, Any]]:
     p = run_dir / "samples.npz"
     if not p.is_file():
         return None
-    with np.load(p) as z:
-        names = [str(n) for n in z["names"]]
-        if "images" in z:
-            return {"names": names, "images": list(z["images"]), "truths": list(z["truths"]), "preds": list(z["preds"])}
-        k = len(names)
-        return {"names": names, "images": [z[f"image_{j}"] for j in range(k)],
-                "truths": [z[f"truth_{j}"] for j in range(k)], "preds": [z[f"pred_{j}"] for j in range(k)]}
+    try:
+        return load_samples(p)
+    except DamagedFile as err:
+        if warn is not None:
+            warn(f"{err} (left out of the sample figure)")
+        return None
 
 
 def _sample_panel(path: Path, dataset: str, configs: Sequence[Configuration], num_classes: int,
-                  class_names: Optional[Sequence[str]] = None) -> bool:
+                  class_names: Optional[Sequence[str]] = None, warn: Optional[Callable[[str], None]] = None) -> bool:
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     samples = []
     for conf in configs:
-        s = _load_samples(Path(conf.runs[0]["dir"])) if conf.runs else None
+        s = _load_samples(Path(conf.runs[0]["dir"]), warn) if conf.runs else None
         samples.append(s)
     ref = next((s for s in samples if s is not None), None)
     if ref is None:
@@ -695,7 +725,7 @@ def _csv(runs: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseline: Optional[str] = None,
-                 figures: bool = True) -> Path:
+                 figures: bool = True, warn: Optional[Callable[[str], None]] = None) -> Path:
     """Write the report of one study folder (see the module docstring); returns the report folder.
 
     Args:
@@ -705,6 +735,7 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
             a loss label, a loss spec or a registered loss name (``"ce"``); default the study's
             ``baseline`` setting, else the first configuration.
         figures: write the PNG figures (matplotlib, Agg backend).
+        warn: told about each damaged run file left out (the runs are also listed in the report).
 
     Returns:
         The report folder.
@@ -722,7 +753,11 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
         True
     """
     study_dir = Path(study_dir)
-    index, runs = load_runs(study_dir)
+    skipped: List[str] = []
+    index, runs = load_runs(study_dir, skipped)
+    for message in skipped:
+        if warn is not None:
+            warn(f"skipped a run: {message}")
     if not runs:
         raise ReportError(f"`runs_dir` must hold finished runs (final.json); got none in '{study_dir}'")
     out_dir = Path(out) if out is not None else study_dir / "report"
@@ -743,6 +778,8 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
     failures = index.get("failures") or []
     if failures:
         md += ["", "**Failed runs:**", ""] + [f"- {f['run']}: {f['error']}" for f in failures]
+    if skipped:
+        md += ["", "**Runs left out (their results cannot be read):**", ""] + [f"- {m}" for m in skipped]
     results: Dict[str, Any] = {"study": name, "conventions": CONVENTIONS, "datasets": {}}
     figures_written: List[str] = []
     if figures:
@@ -822,7 +859,8 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
                 (f"learning_curves_{slug}.png", lambda p: _learning_curves(p, dataset, configs), "learning curves"),
                 (f"metrics_{slug}.png", lambda p: _metric_bars(p, dataset, configs, multiclass), "final metrics"),
                 (f"samples_{slug}.png", lambda p: _sample_panel(p, dataset, configs, classes[dataset],
-                                                                class_names.get(dataset)), "sample predictions"),
+                                                                class_names.get(dataset), warn),
+                 "sample predictions"),
             ):
                 if fn(out_dir / fname):
                     figures_written.append(fname)

@@ -43,14 +43,21 @@ Runs live in ``OUT/<study>/runs/<data set>/<label>-s<seed>-<hash>``; the hash co
 setting that changes the result, so an edited study gets new folders and an unchanged one
 finds its finished runs (skipped) and its interrupted ones (resumed from the last checkpoint).
 ``OUT/<study>/study.json`` lists the runs in the study's order, for the report.
+``OUT/<study>/.locks/`` holds one lock file per run (see :class:`~seglosses.bench.runfiles.RunLock`).
+
+Checks: :func:`parse_study` checks the top-level settings and :func:`apply_overrides` the
+command-line values; :func:`run_study` then checks the whole study
+(:mod:`seglosses.bench.checks`) before its first run. Each step lists all its problems at once.
 """
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
 import json
 import os
 import re
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -58,12 +65,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from seglosses._options import did_you_mean
 from seglosses.bench.data import BenchData, build_dataset, foreground_flags
 from seglosses.bench.evaluate import check_metric_names
+from seglosses.bench.runfiles import DamagedFile, RunLock, load_samples, read_final, redo_advice
 from seglosses.bench.train import (
+    FINAL,
     RunError,
     RunInterrupted,
     atomic_write_json,
@@ -297,15 +307,18 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
     where = f" in '{source}'" if source else ""
     if not isinstance(raw, Mapping):
         raise StudyError(f"`study` must be a mapping of settings{where}; got {type(raw).__name__}")
+    problems: List[str] = []
     settings = copy.deepcopy(DEFAULTS)
     seen = set()
     for key, value in raw.items():
         canon = _SINGULAR.get(key, key)
         if canon not in DEFAULTS:
-            raise StudyError(f"`{key}` must be a study setting ({', '.join(DEFAULTS)}){where}; "
-                             f"got an unknown key{did_you_mean(str(key), list(DEFAULTS) + list(_SINGULAR))}")
+            problems.append(f"`{key}` must be a study setting ({', '.join(DEFAULTS)}); "
+                            f"got an unknown key{did_you_mean(str(key), list(DEFAULTS) + list(_SINGULAR))}")
+            continue
         if canon in seen:
-            raise StudyError(f"`{canon}` must be given once{where}; got it twice (singular and plural)")
+            problems.append(f"`{canon}` must be given once; got it twice (singular and plural)")
+            continue
         seen.add(canon)
         if isinstance(DEFAULTS[canon], dict) and isinstance(value, Mapping):
             settings[canon] = {**DEFAULTS[canon], **value}
@@ -315,42 +328,90 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
         value = settings[key]
         if value is None or isinstance(value, (str, int, float, Mapping)):
             settings[key] = [value] if value is not None else None
+        elif not isinstance(value, list):
+            problems.append(f"`{key}` must be a value or a list; got {type(value).__name__}")
+            settings[key] = copy.deepcopy(DEFAULTS[key])
     for key in ("datasets", "losses"):
         if not settings[key]:
-            raise StudyError(f"`{key}` must list at least one entry{where}; got none")
-    for d in settings["domains"]:
+            problems.append(f"`{key}` must list at least one entry; got none")
+            settings[key] = []
+    for d in settings["domains"] or []:
         if d not in ("image", "batch"):
-            raise StudyError(f"`domains` must hold 'image' or 'batch'{where}; got {d!r}")
+            problems.append(f"`domains` must hold 'image' or 'batch'; got {d!r}")
     for key in ("batch_sizes", "seeds", "epochs"):
-        for v in settings[key]:
+        for v in settings[key] or []:
             low = 0 if key == "seeds" else 1
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise StudyError(f"`{key}` must hold integers >= {low}{where}; got {v!r}")
-    for v in settings["effective_batch_sizes"]:
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise StudyError(f"`effective_batch_size` must hold integers >= 1 or null{where}; got {v!r}")
+            if not _is_int(v, low):
+                problems.append(f"`{key}` must hold integers >= {low}; got {v!r}")
+    for v in settings["effective_batch_sizes"] or []:
+        if v is not None and not _is_int(v, 1):
+            problems.append(f"`effective_batch_size` must hold integers >= 1 or null; got {v!r}")
     pre = settings["pretrain"]
     if pre is not None:
         if not isinstance(pre, Mapping) or set(pre) - {"loss", "epochs", "label"} or "epochs" not in pre:
-            raise StudyError(f"`pretrain` must be null or {{loss: <spec>, epochs: N}}{where}; got {pre!r}")
-        settings["pretrain"] = {"loss": pre.get("loss", "ce"), "epochs": int(pre["epochs"]),
-                                "label": pre.get("label")}
-    metrics = settings["eval"].get("metrics")
-    if metrics is not None:
+            problems.append(f"`pretrain` must be null or {{loss: <spec>, epochs: N}}; got {pre!r}")
+        elif not _is_int(pre["epochs"], 1):
+            problems.append(f"`pretrain.epochs` must be an integer >= 1; got {pre['epochs']!r}")
+        else:
+            settings["pretrain"] = {"loss": pre.get("loss", "ce"), "epochs": int(pre["epochs"]),
+                                    "label": pre.get("label")}
+    if not isinstance(settings["eval"], Mapping):
+        problems.append(f"`eval` must be a mapping (metrics, batch_size, samples); got {settings['eval']!r}")
+    else:
+        metrics = settings["eval"].get("metrics")
+        if metrics is not None:
+            names = [metrics] if isinstance(metrics, str) else list(metrics) if isinstance(metrics, list) else None
+            if names is None:
+                problems.append(f"`eval.metrics` must be a list of metric names or null; got {metrics!r}")
+            else:
+                for name in names:
+                    try:
+                        check_metric_names([name], "eval.metrics")
+                    except ValueError as err:
+                        problems.append(str(err))
+                settings["eval"]["metrics"] = names
+        unknown = set(settings["eval"]) - {"metrics", "batch_size", "samples"}
+        if unknown:
+            problems.append(f"`eval` keys must be among metrics, batch_size, samples; got {sorted(unknown)}")
+    entries = []
+    for i, e in enumerate(settings["losses"]):
         try:
-            settings["eval"]["metrics"] = check_metric_names(list(metrics), "eval.metrics")
-        except ValueError as err:
-            raise StudyError(f"{err}{where}") from None
-    unknown = set(settings["eval"]) - {"metrics", "batch_size", "samples"}
-    if unknown:
-        raise StudyError(f"`eval` keys must be among metrics, batch_size, samples{where}; got {sorted(unknown)}")
-    settings["losses"] = [_loss_entry(e, where) for e in settings["losses"]]
+            entries.append(_loss_entry(e, ""))
+        except StudyError as err:
+            problems.append(f"`losses[{i}]`: {err}")
+    settings["losses"] = entries
     name = settings["name"] or default_name
     if not re.fullmatch(r"[A-Za-z0-9._-]+", str(name)):
-        raise StudyError(f"`name` must use letters, digits, '.', '_' or '-'{where}; got {name!r}")
+        problems.append(f"`name` must use letters, digits, '.', '_' or '-'; got {name!r}")
+    raise_problems(problems, source)
     settings["name"] = str(name)
     return Study(name=str(name), settings=settings, source=source,
                  base_dir=Path(base_dir) if base_dir is not None else Path.cwd())
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= low
+
+
+def raise_problems(problems: Sequence[str], source: Optional[str] = None) -> None:
+    """Raise one :class:`StudyError` listing every problem (nothing when there is none).
+
+    Each problem names where it is in the study file (``model.dpeth``, ``losses[2]``).
+
+    Example:
+        >>> raise_problems(["`a` must be 1; got 2", "`b` must be 3; got 4"], "s.yaml")
+        Traceback (most recent call last):
+        ...
+        seglosses.bench.study.StudyError: the study 's.yaml' has 2 problems:
+          - `a` must be 1; got 2
+          - `b` must be 3; got 4
+    """
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise StudyError(problems[0] + (f" (in '{source}')" if source else ""))
+    what = f"the study '{source}'" if source else "the study"
+    raise StudyError(f"{what} has {len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def _loss_entry(entry: Any, where: str) -> Dict[str, Any]:
@@ -380,7 +441,10 @@ def apply_overrides(study: Study, *, epochs: Optional[int] = None, max_images: O
     (synthetic data: ``n_images``); ``size`` sets the synthetic image size, and for other data
     the training crop and a central crop of the evaluation items; ``width`` the U-Net width;
     ``seeds`` the seeds; ``pretrain_epochs`` the pre-training epochs; ``losses`` keeps the losses
-    whose label or spec is listed.
+    whose label or spec is listed. The values get the study file's checks (``--epochs 0`` is refused).
+
+    Raises:
+        StudyError: a value the study file would not accept, or ``losses`` naming none of the study's.
 
     Example:
         >>> s = parse_study({"datasets": [{"type": "synthetic"}], "losses": ["ce", "dice"]})
@@ -388,6 +452,17 @@ def apply_overrides(study: Study, *, epochs: Optional[int] = None, max_images: O
         >>> t["epochs"], [e["label"] for e in t["losses"]]
         ([1], ['dice'])
     """
+    problems = []
+    for flag, value, low in (("--epochs", epochs, 1), ("--max-images", max_images, 1), ("--size", size, 1),
+                             ("--width", width, 1), ("--pretrain-epochs", pretrain_epochs, 1)):
+        if value is not None and not _is_int(value, low):
+            problems.append(f"`{flag}` must be an integer >= {low}; got {value!r}")
+    for value in seeds or []:
+        if not _is_int(value, 0):
+            problems.append(f"`--seeds` must hold integers >= 0; got {value!r}")
+    if seeds is not None and not seeds:
+        problems.append("`--seeds` must hold at least one seed; got none")
+    raise_problems(problems)
     s = copy.deepcopy(study)
     st = s.settings
     if epochs is not None:
@@ -718,6 +793,9 @@ def _pretrain_run(study: Study, config: Mapping[str, Any], data: BenchData) -> R
 # ------------------------------------------------------------------------------------------------
 
 
+SAMPLES = "samples.npz"
+
+
 def _default_device() -> torch.device:
     rank, world = distributed_context()
     if torch.cuda.is_available():
@@ -733,14 +811,26 @@ def run_study(
     progress: bool = False,
     log: Callable[[str], None] = print,
     stop_after_epoch: Optional[int] = None,
+    redo: Optional[Sequence[str]] = None,
 ) -> StudyOutcome:
     """Run every run of a study that is not finished yet; go on past failures.
 
-    For each data-set entry the data are built once; then each run is trained (or resumed, or
-    skipped when finished) by :func:`~seglosses.bench.train.train_run`. An error in a data set
-    fails its runs, an error in a loss spec or a run fails that run only; every failure is
-    recorded (``error.txt`` in the run folder, ``study.json``) and the study goes on.
-    ``OUT/<study>/study.json`` is rewritten after every run.
+    The whole study is checked first (:func:`seglosses.bench.checks.validate_study`): a problem
+    anywhere stops it before the first run, with every problem listed. Then, for each data-set
+    entry, the data are built once and each run is trained (or resumed, or skipped when
+    finished) by :func:`~seglosses.bench.train.train_run`. An error in a data set fails its
+    runs, an error in a run fails that run only; every failure is recorded (``error.txt`` in the
+    run folder, ``study.json``) and the study goes on. ``OUT/<study>/study.json`` is rewritten
+    after every run.
+
+    Each run is trained under its :class:`~seglosses.bench.runfiles.RunLock`: a run that another
+    process holds is left for later, and after the other runs the study waits for it (its
+    results are then read, or, when the holder died, it is resumed from its checkpoint). So
+    several processes may share one output folder; no run is ever trained twice at once.
+
+    A run whose results are damaged (``final.json`` or ``samples.npz`` unreadable) is run again,
+    from its checkpoint when that is sound; a damaged checkpoint fails the run with a message
+    naming the file and ``--redo``.
 
     Args:
         study: the study.
@@ -750,11 +840,15 @@ def run_study(
         log: where the messages and one-line summaries go.
         stop_after_epoch: passed to every run (a test hook simulating a kill); the study stops
             at the first run it interrupts.
+        redo: runs to train again from scratch (their folders are removed first): run ids
+            (``synthetic/dice-s0-1a2b3c4d``, also pre-training runs), configuration labels,
+            shell patterns of either (``synthetic/*``).
 
     Returns:
         A :class:`StudyOutcome`.
 
     Raises:
+        StudyError: a problem in the study (all of them listed).
         RunInterrupted: from ``stop_after_epoch``.
 
     Example:
@@ -766,6 +860,9 @@ def run_study(
         >>> len(outcome.finished), outcome.failures, (outcome.folder / "study.json").is_file()
         (1, [], True)
     """
+    from seglosses.bench.checks import validate_study
+
+    validate_study(study)
     t_start = time.perf_counter()
     folder = Path(out_dir) / study.name
     rank, world = distributed_context()
@@ -775,6 +872,9 @@ def run_study(
     finished: List[str] = []
     all_runs: List[RunSpec] = []
     datasets_info: List[Dict[str, Any]] = []
+    redo_patterns = [str(p) for p in (redo or [])]
+    redo_used: set = set()
+    redone: set = set()
 
     def save_index() -> None:
         if main:
@@ -788,6 +888,92 @@ def run_study(
                           "pretrain": r.pretrain.id if r.pretrain else None} for r in all_runs],
                 "finished": finished, "failures": failures,
             })
+
+    def wanted_again(r: RunSpec) -> bool:
+        hits = [p for p in redo_patterns if fnmatch.fnmatchcase(r.id, p) or fnmatch.fnmatchcase(r.label, p)]
+        redo_used.update(hits)
+        return bool(hits) and r.id not in redone
+
+    def settle(r: RunSpec, r_dir: Path, prefix: str) -> bool:
+        """Under ``r``'s lock: carry out ``--redo``, drop damaged results; whether ``r`` is finished."""
+        if main and wanted_again(r):
+            redone.add(r.id)
+            if r_dir.exists():
+                shutil.rmtree(r_dir)
+                log(f"{prefix}: --redo: removed its folder, training it again")
+        if world > 1:
+            dist.barrier()  # every process sees what rank 0 removed
+        damage: Optional[DamagedFile] = None
+        if (r_dir / FINAL).is_file():
+            advice = redo_advice(r.id)
+            try:
+                read_final(r_dir / FINAL, advice=advice)
+                if int((r.config.get("eval") or {}).get("samples", 4)) > 0 and (r_dir / SAMPLES).is_file():
+                    load_samples(r_dir / SAMPLES, advice=advice)
+            except DamagedFile as err:
+                damage = err
+        else:
+            return False
+        if world > 1:
+            dist.barrier()  # every process has read the files before rank 0 removes any
+        if damage is not None and main:
+            log(f"{prefix}: `{damage.path}` is damaged ({damage.reason}); running it again")
+            for name in (FINAL, SAMPLES, "per_image.csv"):
+                (r_dir / name).unlink(missing_ok=True)
+        if damage is not None and world > 1:
+            dist.barrier()  # removed before any process looks again
+        return damage is None
+
+    def locked(r: RunSpec, prefix: str, blocking: bool) -> Optional[RunLock]:
+        """``r``'s lock, taken; ``None`` when another process holds it and ``blocking`` is off."""
+        lock = RunLock(folder / ".locks" / f"{r.id}.lock")
+        if not main:
+            return lock  # under torchrun rank 0 holds the lock for all processes
+        waiting = lambda holder: log(f"{prefix}: waiting for {holder}, which holds `{lock.path}`")  # noqa: E731
+        if not lock.acquire(blocking=blocking or world > 1, on_wait=waiting):
+            log(f"{prefix}: {lock.holder()} holds `{lock.path}`; coming back to it after the other runs")
+            return None
+        return lock
+
+    def attempt(run: RunSpec, data: BenchData, prefix: str, blocking: bool,
+                pretrained: Dict[str, Optional[str]]) -> bool:
+        """Train (or skip, or resume) one run under its lock; False when it was left for later."""
+        run_dir = folder / "runs" / run.id
+        init = None
+        if run.pretrain is not None:
+            pid = run.pretrain.id
+            if pid not in pretrained:
+                pre_dir = folder / "runs" / pid
+                lock = locked(run.pretrain, prefix, blocking)
+                if lock is None:
+                    return False
+                try:
+                    pretrained[pid] = None
+                    done = settle(run.pretrain, pre_dir, f"{prefix} (pre-training)")
+                    if not done:
+                        log(f"{prefix}: pre-training with {run.pretrain.config['loss_label']} "
+                            f"for {run.pretrain.config['epochs']} epochs")
+                    train_run(run.pretrain.config, pre_dir, data, device=device, progress=progress, log=log,
+                              stop_after_epoch=stop_after_epoch)
+                    pretrained[pid] = str(pre_dir / "checkpoint.pt")
+                finally:
+                    lock.release()
+            if pretrained[pid] is None:
+                raise RunError(f"its pre-training run {pid} failed")
+            init = pretrained[pid]
+        lock = locked(run, prefix, blocking)
+        if lock is None:
+            return False
+        try:
+            if settle(run, run_dir, prefix):
+                log(f"{prefix}: finished earlier, skipped")
+            else:
+                log(f"{prefix}: training")
+                train_run(run.config, run_dir, data, device=device, progress=progress, log=log,
+                          stop_after_epoch=stop_after_epoch, init_checkpoint=init)
+        finally:
+            lock.release()
+        return True
 
     names = []
     for entry in study.settings["datasets"]:
@@ -809,43 +995,35 @@ def run_study(
         runs = plan_runs(study, entry, spec, data, failures)
         all_runs.extend(runs)
         save_index()
-        done_pretrain: Dict[str, Optional[str]] = {}
-        for i, run in enumerate(runs, 1):
-            run_dir = folder / "runs" / run.id
-            prefix = f"[{data.name} {i}/{len(runs)}] {run.label} seed {run.seed}"
-            try:
-                init = None
-                if run.pretrain is not None:
-                    pid = run.pretrain.id
-                    if pid not in done_pretrain:
-                        done_pretrain[pid] = None
-                        pre_dir = folder / "runs" / pid
-                        if not (pre_dir / "final.json").is_file():
-                            log(f"{prefix}: pre-training with {run.pretrain.config['loss_label']} "
-                                f"for {run.pretrain.config['epochs']} epochs")
-                        train_run(run.pretrain.config, pre_dir, data, device=device, progress=progress, log=log,
-                                  stop_after_epoch=stop_after_epoch)
-                        done_pretrain[pid] = str(pre_dir / "checkpoint.pt")
-                    if done_pretrain[pid] is None:
-                        raise RunError(f"its pre-training run {pid} failed")
-                    init = done_pretrain[pid]
-                if (run_dir / "final.json").is_file():
-                    log(f"{prefix}: finished earlier, skipped")
-                else:
-                    log(f"{prefix}: training")
-                    train_run(run.config, run_dir, data, device=device, progress=progress, log=log,
-                              stop_after_epoch=stop_after_epoch, init_checkpoint=init)
-                finished.append(run.id)
-            except (RunInterrupted, KeyboardInterrupt):
+        pretrained: Dict[str, Optional[str]] = {}
+        pending = list(enumerate(runs, 1))
+        for blocking in (False, True):  # first the runs no other process holds, then wait for the others
+            later = []
+            for i, run in pending:
+                prefix = f"[{data.name} {i}/{len(runs)}] {run.label} seed {run.seed}"
+                try:
+                    if not attempt(run, data, prefix, blocking, pretrained):
+                        later.append((i, run))
+                        continue
+                    finished.append(run.id)
+                except (RunInterrupted, KeyboardInterrupt):
+                    save_index()
+                    raise
+                except Exception as err:  # noqa: BLE001 - any failure of one run; the study goes on
+                    message = str(err) if isinstance(err, DamagedFile) else f"{type(err).__name__}: {err}"
+                    failures.append({"run": f"{run.label} seed {run.seed} [{data.name}]", "error": message,
+                                     "id": run.id})
+                    log(f"FAILED {prefix}: {message}")
+                    if main:
+                        try:
+                            atomic_write_text(folder / "runs" / run.id / "error.txt",
+                                              message + "\n\n" + traceback.format_exc())
+                        except OSError:
+                            pass
                 save_index()
-                raise
-            except Exception as err:  # noqa: BLE001 - any failure of one run; the study goes on
-                message = f"{type(err).__name__}: {err}"
-                failures.append({"run": f"{run.label} seed {run.seed} [{data.name}]", "error": message,
-                                 "id": run.id})
-                log(f"FAILED {prefix}: {message}")
-                if main:
-                    atomic_write_text(run_dir / "error.txt", message + "\n\n" + traceback.format_exc())
-            save_index()
+            pending = later
+    unused = [p for p in redo_patterns if p not in redo_used]
+    if unused:
+        log(f"note: --redo {', '.join(unused)} matched no run of the study")
     save_index()
     return StudyOutcome(folder, all_runs, finished, failures, time.perf_counter() - t_start)

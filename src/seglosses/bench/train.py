@@ -7,12 +7,15 @@ end evaluates the model on the test split (the validation split when there is no
 :func:`seglosses.bench.evaluate.evaluate`. Seed 000 (section 3) is the experiment: the same
 U-Net and optimiser for every loss, only the loss changes.
 
-A run folder holds (every file written atomically: a temporary file, then ``os.replace``):
+A run folder holds (every file written atomically: a temporary file, then ``os.replace``, with the
+permissions of an ordinary write):
 
 =====================  ========================================================================
 ``config.json``        the run's configuration
-``checkpoint.pt``      model, optimiser, schedule, gradient scaler, random generator states and
-                       the per-epoch history, after the last finished epoch
+``checkpoint.pt``      model, optimiser, schedule, gradient scaler, loss weight-schedule position,
+                       random generator states and the per-epoch history, after the last
+                       finished epoch; tensors, numbers, strings and plain containers only, read
+                       back with ``torch.load(weights_only=True)``
 ``metrics.csv``        one row per epoch: learning rate, train loss, validation loss and metrics
 ``final.json``         the final evaluation (data-set level, per-image means, per-image values);
                        its presence marks the run as finished
@@ -25,6 +28,16 @@ random generator states of that moment (torch, CUDA, NumPy, Python) and the data
 next epoch (the batch sampler and the random crops depend only on ``(seed, epoch)``), so the
 final metrics equal those of an uninterrupted run on the same machine. A process killed at
 any moment loses at most the epoch it was in.
+
+Weight schedules (``ramp(start, end, steps)*loss``, ``{"weight": {"ramp": [...]}}``) advance once
+per epoch: epoch ``e`` trains and validates with the weights of step ``e - 1`` (the first epoch
+with the ramp's start), and the history records them (``loss_weights``). The position is saved
+in the checkpoint, so a resumed run continues the ramp where it was.
+
+Damaged files: a ``final.json`` or checkpoint that cannot be read back (truncated, garbage, a
+pickle with objects other than tensors and plain values, keys missing, a model that does not fit)
+raises :class:`~seglosses.bench.runfiles.DamagedFile`, naming the file and the remedy; a crafted
+checkpoint is refused, never executed.
 
 Batch sizes: ``effective_batch_size`` images make one optimiser step (over all processes);
 ``batch_size`` images go through the model at once. When the effective batch is larger, the
@@ -43,12 +56,9 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
 import math
-import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
@@ -63,8 +73,20 @@ from seglosses import build_loss
 from seglosses.accumulate import BatchwiseAccumulator, split_batch
 from seglosses.bench.data import BenchData, RatioBatchSampler, foreground_flags
 from seglosses.bench.evaluate import QUICK_METRICS, evaluate
+from seglosses.bench.runfiles import (
+    DamagedFile,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    load_checkpoint,
+    read_final,
+    redo_advice,
+    rng_state,
+    set_rng_state,
+)
 from seglosses.bench.unet import UNet
-from seglosses.losses import SegLoss
+from seglosses.losses import SegLoss, WeightedSum
 
 __all__ = [
     "RunError",
@@ -116,68 +138,6 @@ class RunInterrupted(RuntimeError):
 # ------------------------------------------------------------------------------------------------
 
 
-def _atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and ``os.replace``.
-
-    A reader (or a process killed mid-write) sees the old file or the new one, never a part.
-
-    Args:
-        path: the destination; its folder is created.
-        text: the content.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
-        >>> atomic_write_text(p, "hello"); p.read_text()
-        'hello'
-    """
-    _atomic(Path(path), lambda f: f.write(text.encode("utf-8")))
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically (see :func:`atomic_write_text`).
-
-    Non-finite floats are written as ``NaN`` / ``Infinity`` (Python's JSON dialect).
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.json"
-        >>> atomic_write_json(p, {"x": 1}); json.loads(p.read_text())
-        {'x': 1}
-    """
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def atomic_torch_save(path: str | Path, obj: Any) -> None:
-    """``torch.save`` through a temporary file and ``os.replace`` (see :func:`atomic_write_text`).
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.pt"
-        >>> atomic_torch_save(p, {"w": torch.ones(2)}); torch.load(p)["w"]
-        tensor([1., 1.])
-    """
-    _atomic(Path(path), lambda f: torch.save(obj, f))
-
-
 def _write_history_csv(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(HISTORY_FIELDS), extrasaction="ignore", lineterminator="\n")
@@ -208,37 +168,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def rng_state() -> Dict[str, Any]:
-    """The states of every global random generator (torch CPU and CUDA, NumPy, Python).
-
-    Example:
-        >>> s = rng_state(); a = torch.rand(1); set_rng_state(s); bool(torch.rand(1) == a)
-        True
-    """
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore the generator states saved by :func:`rng_state`.
-
-    Args:
-        state: the mapping :func:`rng_state` returned (``"cuda"`` is used only where CUDA is
-            available).
-
-    Example:
-        >>> s = rng_state(); a = np.random.rand(); set_rng_state(s); np.random.rand() == a
-        True
-    """
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -537,6 +466,16 @@ def _progress(total: int, desc: str, enabled: bool, *, position: int = 1, initia
                 initial=initial, unit=unit)
 
 
+_CHECKPOINT_KEYS = ("epoch", "model", "optimizer", "scheduler", "rng", "history")
+
+
+def _step_schedules(loss: nn.Module) -> None:
+    """Advance every weight schedule of ``loss`` by one step (the bench steps once per epoch)."""
+    for module in loss.modules():
+        if isinstance(module, WeightedSum):
+            module.step()
+
+
 def _mode(num_classes: int) -> str:
     return "binary" if num_classes == 2 else "multiclass"
 
@@ -600,8 +539,9 @@ def train_run(
     """
     run_dir = Path(run_dir)
     final_path = run_dir / FINAL
+    advice = redo_advice(config.get("run_id"))
     if final_path.is_file():
-        return json.loads(final_path.read_text())
+        return read_final(final_path, advice=advice)
     device = torch.device(device)
     rank, world = distributed_context()
     main = rank == 0
@@ -646,21 +586,34 @@ def train_run(
     elapsed = 0.0
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        history = list(state["history"])
-        elapsed = float(state.get("elapsed", 0.0))
-        start_epoch = int(state["epoch"]) + 1
-        set_rng_state(state["rng"])
+        state = load_checkpoint(ckpt_path, map_location=device, advice=advice, required=_CHECKPOINT_KEYS)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            if state.get("loss") is not None:
+                loss_fn.load_state_dict(state["loss"])
+            history = [dict(row) for row in state["history"]]
+            elapsed = float(state.get("elapsed", 0.0))
+            start_epoch = int(state["epoch"]) + 1
+            set_rng_state(state["rng"])
+        except Exception as err:  # noqa: BLE001 - whatever does not fit the run's model, optimiser, ... is damage
+            raise DamagedFile(ckpt_path, f"it does not fit this run: {type(err).__name__}: "
+                                         f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}",
+                              advice) from None
         if main and start_epoch <= epochs:
             log(f"{config.get('label', run_dir.name)}: resuming after epoch {start_epoch - 1}/{epochs}")
     elif init_checkpoint is not None:
-        state = torch.load(init_checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
+        pre_advice = redo_advice((config.get("pretrain") or {}).get("run"))
+        state = load_checkpoint(init_checkpoint, map_location=device, advice=pre_advice, required=("model",))
+        try:
+            model.load_state_dict(state["model"])
+        except Exception as err:  # noqa: BLE001
+            raise DamagedFile(init_checkpoint, f"its model does not fit this run: {type(err).__name__}",
+                              pre_advice) from None
+    eval_loss.load_state_dict(loss_fn.state_dict())
     if main:
         atomic_write_json(run_dir / "config.json", config)
 
@@ -728,6 +681,7 @@ def train_run(
                                f"(lower the learning rate or check the loss settings)")
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
+            weights = loss_fn.weights() if isinstance(loss_fn, WeightedSum) else None
             val = evaluate(model, data.val, mode=mode, num_classes=data.num_classes, metrics=QUICK_METRICS,
                            loss_fn=eval_loss, batch_size=eval_batch, device=device, per_image=False, autocast=autocast)
             seconds = time.perf_counter() - t0
@@ -735,12 +689,16 @@ def train_run(
             row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val["loss"],
                    "val_dice_dataset": val["dataset"]["dice"], "val_jaccard_dataset": val["dataset"]["jaccard"],
                    "seconds": seconds}
+            if weights is not None:
+                row["loss_weights"] = weights
             history.append(row)
+            for schedule in (loss_fn, eval_loss):  # weight schedules advance once per epoch
+                _step_schedules(schedule)
             if main:
                 atomic_torch_save(ckpt_path, {
                     "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                    "rng": rng_state(), "history": history, "elapsed": elapsed,
+                    "loss": loss_fn.state_dict(), "rng": rng_state(), "history": history, "elapsed": elapsed,
                 })
                 _write_history_csv(run_dir / "metrics.csv", history)
                 log(f"{label}  epoch {epoch}/{epochs}  train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
@@ -828,4 +786,4 @@ def _write_samples(path: Path, model: nn.Module, dataset: Dataset, mode: str, de
         arrays.update({f"truth_{j}": a for j, a in enumerate(truths)})
         arrays.update({f"pred_{j}": a for j, a in enumerate(preds)})
         np.savez_compressed(buf, names=sample_names, **arrays)
-    _atomic(path, lambda f: f.write(buf.getvalue()))
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,7 +1,8 @@
 r"""Boundary-based losses (seed 001, section 4): the boundary loss and the Hausdorff-DT loss.
 
 Both weight the per-pixel prediction by distance maps computed from hard masks with
-:mod:`seglosses.distance`. The maps are constants (no gradient flows through them),
+:mod:`seglosses.distance`. The maps are constants (no gradient flows through them;
+a target that requires grad is therefore refused with a ``ValueError`` naming ``target``),
 computed for all (image, class) masks of a batch in one call, and in physical units
 when ``spacing`` is given. Each (item, class) value is a mean over the item's valid
 pixels; an item is an image (``domain="image"``) or the whole batch
@@ -20,7 +21,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .._inputs import Canonical, canonicalize, check_class_weights
+from .._inputs import Canonical, canonicalize, check_class_weights, check_constant_target
 from .._options import check_domain, check_positive
 from .._reduce import reduce_items
 from .._stats import compute_dtype, safe_ratio
@@ -71,6 +72,7 @@ def _prepare(
     include_background: Optional[bool],
     ignore_index: Optional[int],
     check_values: bool,
+    caller: str = "loss",
 ) -> Tuple[Canonical, Tensor, Tensor, Tensor]:
     """Canonical pair, probabilities ``[B, K, N]``, target ``[B, K, N]`` (float) and its hard mask (bool)."""
     if include_background is None:
@@ -79,6 +81,7 @@ def _prepare(
         input, target, mode=mode, from_logits=from_logits, include_background=include_background,
         ignore_index=ignore_index, check_values=check_values,
     )
+    check_constant_target(canon.dense, f"the {caller} reads the target through distance maps of its mask")
     dtype = compute_dtype(canon.x.dtype)
     first = canon.first_class
     p = canon.probs(dtype)[:, first:]
@@ -182,7 +185,7 @@ def boundary_loss(
     domain = check_domain(domain)
     canon, p, _, mask = _prepare(
         input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values,
+        ignore_index=ignore_index, check_values=check_values, caller="boundary loss",
     )
     b, k, n = p.shape
     phi = signed_distance(mask.reshape(_maps_shape(canon, k)), spacing, dtype=_map_dtype(p.dtype))
@@ -262,7 +265,7 @@ def hausdorff_dt_loss(
     domain = check_domain(domain)
     canon, p, g, mask = _prepare(
         input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values,
+        ignore_index=ignore_index, check_values=check_values, caller="Hausdorff-DT loss",
     )
     b, k, n = p.shape
     shape = _maps_shape(canon, k)

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._inputs import Canonical, canonicalize, check_class_weights
+from .._inputs import Canonical, canonicalize, check_class_weights, check_constant_target
 from .._options import check_fraction, check_nonnegative, check_positive, lookup_option
 from .._reduce import reduce_pixels
 from .._stats import _compiling, compute_dtype
@@ -197,6 +197,8 @@ def _resolve_class_weights(class_weights: ClassWeights, canon: Canonical, dtype:
     if class_weights is None:
         return None
     if isinstance(class_weights, str):
+        check_constant_target(canon.dense, f"class_weights={class_weights!r} are computed from the target's class "
+                                           f"counts, a constant")
         return class_frequency_weights(_class_counts(canon, dtype), class_weights).to(dtype)
     c = canon.num_channels
     like = torch.empty((), dtype=dtype, device=canon.x.device)
@@ -734,6 +736,8 @@ def distance_penalized_ce_loss(
         1.2
     """
     canon = _canon(input, target, mode, from_logits, ignore_index, check_values)
+    check_constant_target(canon.dense, "the distance-penalised CE weighs pixels by a distance map of the target's "
+                                       "regions")
     dt = compute_dtype(canon.x.dtype)
     factor = _resolve_class_weights(class_weights, canon, dt)
     b, c, n = canon.x.shape

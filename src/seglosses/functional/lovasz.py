@@ -105,6 +105,18 @@ class _LovaszExtension(torch.autograd.Function):
         return torch.zeros_like(g_sorted).scatter_(-1, perm, g_sorted), None
 
 
+def _jaccard_increments_differentiable(g_sorted: Tensor) -> Tensor:
+    """:func:`_jaccard_increments` in out-of-place operations, for autograd through a
+    soft target that requires grad (the increments are then functions of it)."""
+    n = g_sorted.shape[-1]
+    cum = g_sorted.cumsum(-1)
+    inter = cum[..., -1:] - cum
+    rank = torch.arange(1, n + 1, dtype=g_sorted.dtype, device=g_sorted.device)
+    union = inter + rank
+    inc = (inter + g_sorted * rank) / ((union + g_sorted - 1) * union).clamp_min(1)
+    return torch.cat([1 - inter[..., :1] / union[..., :1], inc[..., 1:]], -1)
+
+
 def lovasz_extension(errors: Tensor, target: Tensor) -> Tensor:
     r"""The Lovász extension of the Jaccard loss, row by row.
 
@@ -135,7 +147,9 @@ def lovasz_extension(errors: Tensor, target: Tensor) -> Tensor:
 
     Returns:
         ``[R]``, one value per row, differentiable w.r.t. ``errors`` (almost everywhere:
-        the extension is piecewise linear, with kinks where errors tie or cross 0).
+        the extension is piecewise linear, with kinks where errors tie or cross 0), and
+        w.r.t. a ``target`` that requires grad (through the errors and the increments;
+        the order of the errors is piecewise constant).
 
     Example:
         >>> # errors (0.9, 0.2, 0.5, 0.0), positives at 0 and 1, sorted: 0.9(+), 0.5(-), 0.2(+), 0.0(-)
@@ -151,6 +165,13 @@ def lovasz_extension(errors: Tensor, target: Tensor) -> Tensor:
             f"`target` must have the shape of `errors`, both [R, N]; got {tuple(target.shape)} and "
             f"{tuple(errors.shape)}"
         )
+    if target.requires_grad and torch.is_grad_enabled():
+        # a soft target that requires grad: the same sum in autograd operations, so the
+        # increments (functions of the sorted target) pass their gradient on too
+        _, perm = _sort_clipped_descending(errors.detach())
+        hinge = errors.gather(-1, perm).clamp_min(0)
+        inc = _jaccard_increments_differentiable(target.to(hinge.dtype).gather(-1, perm))
+        return torch.linalg.vecdot(hinge, inc)
     return _LovaszExtension.apply(errors, target)
 
 
@@ -229,7 +250,8 @@ def lovasz_loss(
           item scores 0.
         * Ties between errors: the value does not depend on their order; the gradient
           follows the order ``torch.sort`` returns.
-        * Computed in float32 for half inputs; the target is a constant.
+        * Computed in float32 for half inputs. A soft target that requires grad gets
+          its gradient through the errors and the Jaccard increments.
 
     Args:
         input: ``[B, C, *S]`` logits (``from_logits=True``) or probabilities.

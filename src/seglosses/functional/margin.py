@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._inputs import Canonical, canonicalize, check_class_weights, check_tensor
+from .._inputs import Canonical, canonicalize, check_class_weights, check_constant_target, check_tensor, float_tuple
 from .._options import check_positive, lookup_option
 from .._reduce import reduce_pixels
 from .._stats import compute_dtype
@@ -97,7 +97,7 @@ def margin_offsets(
         if not counts.is_floating_point():
             counts = counts.to(torch.float32)
     else:
-        counts = torch.as_tensor(class_counts, dtype=torch.float64)
+        counts = torch.as_tensor(float_tuple("class_counts", class_counts), dtype=torch.float64)
     if counts.dim() != 1 or counts.numel() < 1:
         raise ValueError(f"`class_counts` must be a 1-D sequence with one count per class; got shape "
                          f"{tuple(counts.shape)}")
@@ -265,6 +265,8 @@ def margin_calibration_loss(
     mode = lookup_option("mode", mode, ("binary", "multiclass"))
     canon = canonicalize(input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
                          check_values=check_values)
+    check_constant_target(canon.dense, "the margin loss reads the target as a label map (and its margin offsets "
+                                       "from the label counts)")
     dt = compute_dtype(canon.x.dtype)
     s, labels = _scores_and_labels(canon, dt)
     b, c, n = s.shape
@@ -276,6 +278,8 @@ def margin_calibration_loss(
                 w = w * canon.valid.unsqueeze(1).to(dt)
             counts = w.sum((0, 2))
         else:
+            if not isinstance(class_counts, Tensor):
+                class_counts = float_tuple("class_counts", class_counts)
             counts = torch.as_tensor(class_counts, dtype=dt).to(s.device)
             if counts.dim() != 1 or counts.numel() != c:
                 raise ValueError(f"`class_counts` must hold one count per class ({c}); got shape "

@@ -72,7 +72,8 @@ COMMON_ARGS = """
         Empty masks: with ``smooth > 0`` a class absent from target and prediction has
         index 1 (loss 0) and a false positive on an empty target gives a loss that
         grows with FP and a non-zero gradient. With ``smooth = 0`` a 0/0 index is
-        taken as 1 with zero gradient. The target is a constant: no gradient flows into it.
+        taken as 1 with zero gradient. A dense (soft) target that requires grad gets the
+        exact gradient of the loss (the statistics are sums; see :mod:`seglosses._stats`).
 """
 
 
@@ -389,14 +390,16 @@ def _gdl_values(input, target, *, weight_type, mode, from_logits, domain, smooth
         sync=sync,
     )
     c = confusion_from_moments(m, soft_form=soft_form)
-    vol = m["g"].detach()
+    vol = m["g"]  # (differentiable: a soft target that requires grad gets the weights' share too)
     if weight_type == "uniform":
         w = torch.ones_like(vol)
     else:
-        w = 1.0 / (vol * vol if weight_type == "square" else vol)
+        power = 2 if weight_type == "square" else 1
         # guard for classes absent from the target (infinite weight): they take the
-        # largest finite weight of their item; an item with no class present uses 1
-        inf = torch.isinf(w)
+        # largest finite weight of their item; an item with no class present uses 1.
+        # (double where: the infinite weights are never formed, so no NaN gradient)
+        inf = torch.isinf(1.0 / vol.detach() ** power)
+        w = 1.0 / torch.where(inf, torch.ones_like(vol), vol) ** power
         finite = torch.where(inf, torch.zeros_like(w), w)
         wmax = finite.amax(dim=1, keepdim=True)
         wmax = torch.where(wmax > 0, wmax, torch.ones_like(wmax))

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Tuple
 import torch
 from torch import Tensor, nn
 
+from .._inputs import float_tuple
 from .._options import did_you_mean, lookup_option, MODES, DOMAINS, REDUCTIONS, check_nonnegative
 
 # validators applied at construction to configuration keys, by name
@@ -49,7 +50,7 @@ class SegLoss(nn.Module):
             if key in _VALIDATORS:
                 config[key] = _VALIDATORS[key](key, value)
             if key in _FLOAT_TUPLES and value is not None and not isinstance(value, (str, int, float)):
-                config[key] = tuple(float(w) for w in torch.as_tensor(value).flatten().tolist())
+                config[key] = float_tuple(key, value)
         if config.get("sync") is not None:
             from ..distributed import resolve_sync
 

@@ -9,6 +9,7 @@ Kervadec et al.).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
 import torch
@@ -20,7 +21,12 @@ Weight = Union[float, Callable[[int], float]]
 
 
 def _weight_value(w: Weight, step: int) -> float:
-    return float(w(step)) if callable(w) else float(w)
+    if not callable(w):
+        return float(w)
+    value = float(w(step))
+    if not math.isfinite(value):
+        raise ValueError(f"`weight` schedule {w!r} must give a finite number; got {value} at step {step}")
+    return value
 
 
 class _Scaled:
@@ -34,6 +40,13 @@ class _Scaled:
 
     def __repr__(self) -> str:
         return f"{self.factor}*{self.inner!r}"
+
+
+def _is_finite(w: Any) -> bool:
+    try:
+        return math.isfinite(w)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def _mul(a: Weight, b: Weight) -> Weight:
@@ -52,6 +65,8 @@ class WeightedSum(SegLoss):
     Built by ``+`` and ``*`` on loss modules or by :func:`seglosses.build_loss`. Each
     term sees the same ``(input, target)``. ``forward(input, target, return_terms=True)``
     also returns each term's (unweighted, detached) value for logging.
+    The schedule position (``current_step``, advanced by :meth:`step`) is part of
+    ``state_dict()``, so a checkpoint of the loss resumes its weight schedules where they were.
 
     Args:
         terms: ``(weight, loss)`` pairs; a weight is a float or a schedule
@@ -76,6 +91,8 @@ class WeightedSum(SegLoss):
                 raise TypeError(f"`terms[{i}]` loss must be a loss module; got {type(loss).__name__}")
             if not callable(w) and (isinstance(w, bool) or not isinstance(w, (int, float))):
                 raise TypeError(f"`terms[{i}]` weight must be a number or a callable schedule; got {type(w).__name__}")
+            if not callable(w) and not _is_finite(w):
+                raise ValueError(f"`terms[{i}]` weight must be a finite number; got {w!r}")
         self.losses = nn.ModuleList([loss for _, loss in terms])
         self._weights: List[Weight] = [w if callable(w) else float(w) for w, _ in terms]
         self.config: Dict[str, Any] = {}
@@ -98,8 +115,28 @@ class WeightedSum(SegLoss):
         """Advance the schedule step (e.g. once per epoch)."""
         self.current_step += n
 
+    def get_extra_state(self) -> Dict[str, int]:
+        """The schedule position, saved by ``state_dict()`` so a resumed training continues the ramp."""
+        return {"step": int(self.current_step)}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore the schedule position saved by :meth:`get_extra_state` (``load_state_dict``)."""
+        step = state.get("step") if isinstance(state, dict) else None
+        if isinstance(step, torch.Tensor) and step.numel() == 1:
+            step = int(step)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"`state` must hold the schedule position as {{'step': int >= 0}}; got {state!r}")
+        self.current_step = step
+
     def scaled(self, factor: Weight) -> "WeightedSum":
-        return WeightedSum([(_mul(factor, w), l) for w, l in self.terms()])
+        if not callable(factor) and not _is_finite(factor):
+            raise ValueError(f"`weight` must be a finite number; got {factor!r}")
+        terms = [(_mul(factor, w), l) for w, l in self.terms()]
+        for (w, _), (product, _) in zip(self.terms(), terms):
+            if not callable(product) and not _is_finite(product):
+                raise ValueError(f"`weight` must be a finite number, also times each term's weight; got {factor!r} "
+                                 f"times {w!r} = {product!r}")
+        return WeightedSum(terms)
 
     def __add__(self, other: SegLoss) -> "WeightedSum":
         if not isinstance(other, SegLoss):
@@ -109,11 +146,15 @@ class WeightedSum(SegLoss):
     def term_names(self) -> List[str]:
         """Unique names of the terms, for logging (``dice``, ``dice_2``, ...)."""
         names: List[str] = []
+        taken: set = set()
+        next_k: Dict[str, int] = {}  # (sets: linear in the number of terms)
         for loss in self.losses:
             base = getattr(loss, "registry_name", None) or type(loss).__name__
-            name, k = base, 2
-            while name in names:
+            name, k = base, next_k.get(base, 2)
+            while name in taken:
                 name, k = f"{base}_{k}", k + 1
+            next_k[base] = k
+            taken.add(name)
             names.append(name)
         return names
 

@@ -28,7 +28,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .._options import check_nonnegative, did_you_mean, lookup_option
+from .._inputs import check_ignore_index
+from .._options import check_fraction, check_nonnegative, did_you_mean, lookup_option
 from .._stats import Confusion, safe_ratio
 from ._hard import check_empty, hard_pair, stat_dtype
 from .overlap import (
@@ -207,8 +208,17 @@ class SegmentationMetrics:
         self.kept = num_classes - (0 if include_background or self.mode == "binary" else 1)
         if self.kept < 1:
             raise ValueError("`include_background` must be True when the only class is the background; got False")
+        # the per-batch checks that do not depend on the data, made here: a bad setting
+        # fails at construction, not at the first update of an evaluation run
+        if not isinstance(from_logits, bool):
+            raise TypeError(f"`from_logits` must be a bool; got {type(from_logits).__name__}")
+        if not isinstance(include_background, bool):
+            raise TypeError(f"`include_background` must be a bool; got {type(include_background).__name__}")
+        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+            raise TypeError(f"`ignore_index` must be an int or None; got {type(ignore_index).__name__}")
+        check_ignore_index(ignore_index, self.mode, num_classes, label_map=True)
         self.from_logits = from_logits
-        self.threshold = threshold
+        self.threshold = check_fraction("threshold", threshold)
         self.include_background = include_background
         self.ignore_index = ignore_index
         if isinstance(aggregation, str):
@@ -257,7 +267,7 @@ class SegmentationMetrics:
 
     def _state_shapes(self) -> Dict[str, Tuple[int, ...]]:
         c = self.kept
-        shapes: Dict[str, Tuple[int, ...]] = {}
+        shapes: Dict[str, Tuple[int, ...]] = {"images": (1,)}  # images seen (compute() needs one)
         overlap = [m for m in self.metrics if m in OVERLAP]
         if overlap and "dataset" in self.aggregation:
             for k in ("tp", "fp", "fn", "tn"):
@@ -310,6 +320,7 @@ class SegmentationMetrics:
             for m in surface:
                 out[f"{m}/image_sum"], out[f"{m}/image_count"] = _sum_and_count(
                     surface_values(s, m, names[m]).to(dtype))
+        out["images"] = torch.full((1,), float(pred.shape[0]), dtype=stat_dtype(pred.device), device=pred.device)
         return out
 
     def _overlap_sums(self, pair, out: Dict[str, Tensor]) -> None:
@@ -398,11 +409,21 @@ class SegmentationMetrics:
 
         Under an initialised ``torch.distributed`` this is a collective: every process
         must call it; the state itself is not changed.
+
+        Raises:
+            ValueError: no image was added (on any process) since construction or the
+                last :meth:`reset`: there is nothing to score, and the 0/0 convention
+                would report a perfect score.
         """
         return self.finalize(self._global_state())
 
     def finalize(self, sums: Mapping[str, Tensor]) -> Dict[str, Tensor]:
         """The results from (already reduced) sums; :meth:`compute` = all-reduce + this."""
+        if not float(sums["images"].sum()) > 0:
+            raise ValueError(
+                "`update` must be called before `compute`: no image was added since the metrics were made or "
+                "last reset (on any process); got 0 images"
+            )
         out: Dict[str, Tensor] = {}
         conf = None
         if "confusion/tp" in sums:

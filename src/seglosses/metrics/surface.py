@@ -54,6 +54,7 @@ from .._options import check_nonnegative, lookup_option
 from .._reduce import reduce_items
 from ..distance import BACKENDS, _check_spacing, edt
 from ._hard import check_empty, hard_pair
+from ._percentile_distance import percentile_distance_sums
 
 __all__ = ["hausdorff", "hd95", "assd", "surface_dice", "modified_hausdorff", "surface_metrics", "surface_mask"]
 
@@ -580,6 +581,11 @@ def _directed_percentile_mean(cx: Tensor, nx: Tensor, cy: Tensor, ny: Tensor, q:
     return total / nx.clamp_min(1).to(torch.float64)
 
 
+# Above this many point pairs (masks x |X| x |Y|, padded), eq. 7 takes the path that forms none
+# (measured crossover on the CPU: 3e5 to 4e5; above it the pair-free path wins, 14x at 2.5e7).
+_ALL_PAIRS_MAX = 1 << 18
+
+
 def _modified_hausdorff_values(s: Surfaces, percentile: float, points: str, normalize: bool
                                ) -> Tuple[Tensor, Tensor, Tensor]:
     """Eq. 7 per pair ``[P]`` (float64), and the sizes of the two point sets."""
@@ -591,13 +597,18 @@ def _modified_hausdorff_values(s: Surfaces, percentile: float, points: str, norm
         x, y = s.sp, s.sg
     nx, ny = x.sum(1), y.sum(1)
     kx, ky = int(nx.max()), int(ny.max())  # one sync: the point sets have data-dependent sizes
+    q = percentile / 100.0
     if kx == 0 or ky == 0:
         out = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-    else:
+    elif x.shape[0] * kx * ky <= _ALL_PAIRS_MAX:  # few pairs: form them all
         cx = _coordinates(x, kx, s.spatial, s.spacing)
         cy = _coordinates(y, ky, s.spatial, s.spacing)
-        q = percentile / 100.0
         out = 0.5 * (_directed_percentile_mean(cx, nx, cy, ny, q) + _directed_percentile_mean(cy, ny, cx, nx, q))
+    else:  # the same values without forming the pairs
+        shape = (-1,) + s.spatial
+        xm, ym = x.view(shape), y.view(shape)
+        sums = percentile_distance_sums(xm, ym, s.spacing, q) / nx.clamp_min(1).to(torch.float64)
+        out = 0.5 * (sums + percentile_distance_sums(ym, xm, s.spacing, q) / ny.clamp_min(1).to(torch.float64))
     if normalize and s.diagonal > 0:
         out = out / s.diagonal
     return out, nx, ny
@@ -998,9 +1009,11 @@ def modified_hausdorff(
     image diagonal (between the centres of opposite corner pixels, in the unit of
     ``spacing``), which gives such values.
 
-    Cost: exact, with all :math:`|X|\cdot|Y|` distances of every pair formed in bounded
-    chunks; one device sync for the point counts. Use ``points="surface"`` for large
-    3D masks.
+    Cost: exact. Small point sets form all :math:`|X|\cdot|Y|` distances in bounded
+    chunks; larger ones form none in bulk (:mod:`seglosses.metrics._percentile_distance`:
+    counts along the lines of the other set, windows around an interpolation of exactly
+    solved anchors), about 0.3 s on 2 cores for two overlapping discs of 20,000 pixels
+    each in a 256x256 image (all pairs: 23 s). Host syncs: a few per pass.
 
     Args:
         percentile: the percentile of eq. 7 (95), in [0, 100].
