@@ -36,6 +36,7 @@ Common keys
     * ``{"file": "splits.json"}``: names per split from a JSON or CSV file
       (:func:`read_split_file`), relative to ``root``; for a CSV, ``column`` names the split
       column and ``key`` the item-name column (e.g. a manifest's ``source_split`` and ``id``).
+
     ``tile``: tile size in pixels, or ``null`` for no tiling (seed 000 section 1.2 uses 512).
     ``stride``: tile stride; default ``tile // 2``.
     ``small``: an item smaller than ``tile`` is padded (``"pad"``, default), skipped (``"skip"``,

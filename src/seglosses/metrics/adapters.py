@@ -29,7 +29,8 @@ class TorchmetricsSegmentationMetrics(Metric):
     the batch to the running sums (``full_state_update=False``).
 
     Args:
-        metrics, num_classes, **kwargs: as :class:`~seglosses.metrics.SegmentationMetrics`
+        metrics, num_classes: as :class:`~seglosses.metrics.SegmentationMetrics`.
+        **kwargs: as :class:`~seglosses.metrics.SegmentationMetrics`
             (``process_group`` and ``device`` are torchmetrics' business here and are not
             accepted; use ``process_group=`` / ``.to(device)`` of ``torchmetrics.Metric``).
 

@@ -450,7 +450,7 @@ class SegmentationMetrics:
         return v.nanmean()
 
     def ap_error_bound(self) -> Tensor:
-        """Per-class bound ``[C]`` on |exact dataset AP − binned dataset AP| (a collective under DDP)."""
+        """Per-class bound ``[C]`` on ``|exact dataset AP − binned dataset AP|`` (a collective under DDP)."""
         if "average_precision/positives" not in self._shapes:
             raise ValueError("`metrics` must include 'average_precision' with the 'dataset' aggregation; got none")
         sums = self._global_state()

@@ -1068,8 +1068,9 @@ def surface_metrics(
         metrics: names among ``"hausdorff"``, ``"hd95"``, ``"assd"``, ``"surface_dice"``,
             ``"modified_hausdorff"``; or a mapping name -> options of that metric (e.g.
             ``{"hd95": {"percentile": 90}, "surface_dice": {"tolerance": 2.0}}``).
-        input, target, mode, from_logits, threshold, num_classes, include_background,
-        ignore_index, spacing, reduction, backend, check_values: as for :func:`hausdorff`.
+        input, target, mode, from_logits, threshold, num_classes: as for :func:`hausdorff`.
+        include_background, ignore_index, spacing, reduction, backend, check_values: as for
+            :func:`hausdorff`.
 
     Returns:
         dict name -> value (reduced as ``reduction`` says).
