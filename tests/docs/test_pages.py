@@ -42,7 +42,6 @@ def _ext():
 
 
 def test_api_pages_cover_the_registry_and_every_public_name(tmp_path):
-    import seglosses
     from seglosses import registry
 
     ext = _ext()

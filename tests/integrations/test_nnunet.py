@@ -125,4 +125,4 @@ def test_trainer_without_nnunet_says_what_is_missing():
     if nn_int._NnUNetTrainer is not None:
         pytest.skip("nnunetv2 is installed here")
     with pytest.raises(ImportError, match="needs nnU-Net v2"):
-        nn_int.nnUNetTrainerSeglosses
+        _ = nn_int.nnUNetTrainerSeglosses

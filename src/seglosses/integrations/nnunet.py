@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 from typing import Any, List, Optional, Sequence, Union
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
