@@ -692,7 +692,8 @@ def _full_spec(spec: Any, mode: str) -> str:
     hidden = ("check_values", "sync", "mode", "from_logits")
 
     def one(module) -> str:
-        name = getattr(type(module), "registry_name", type(module).__name__)
+        info = getattr(type(module), "info", None)
+        name = info.name if info is not None else type(module).__name__
         args = ", ".join(f"{k}={v!r}" for k, v in getattr(module, "config", {}).items() if k not in hidden)
         return f"{name}({args})"
 
