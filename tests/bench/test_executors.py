@@ -375,7 +375,7 @@ def test_cli_workers_and_wait_policy(tmp_path, reference):
     done = _cli("bench", str(study), "--out", str(tmp_path / "w2"), "--workers", "2", "--no-report")
     assert done.returncode == 0, done.stderr
     assert "execution: 2 local worker process(es), 1 thread(s) each; OMP_WAIT_POLICY=PASSIVE" in done.stdout
-    assert "study tiny: 4 of 4 runs finished" in done.stdout
+    assert "study tiny: 4 of 4 planned runs finished" in done.stdout
     # stderr is a pipe: one plain progress line per run that ends (4 runs and 2 pre-trainings)
     lines = [line for line in done.stderr.splitlines() if line.startswith("[")]
     assert len(lines) == 6 and lines[-1].startswith("[6/6] ") and "ETA 0:00" in lines[-1]

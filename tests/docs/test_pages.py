@@ -79,7 +79,12 @@ def test_a_new_loss_gets_a_page_without_editing_the_docs(tmp_path, monkeypatch):
     from seglosses import registry
     from seglosses.losses import DiceLoss
 
-    extra = registry.Entry("dice_copy", DiceLoss, "a registered copy of the Dice loss", (), "region")
+    import dataclasses
+
+    class DiceCopy(DiceLoss):
+        info = dataclasses.replace(DiceLoss.info, name="dice_copy")
+
+    extra = registry.Entry(DiceCopy, "a registered copy of the Dice loss", (), "region")
     monkeypatch.setattr(registry, "ENTRIES", registry.ENTRIES + [extra])
     _ext().generate_api(tmp_path)
     assert (tmp_path / "losses" / "dice_copy.rst").is_file()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 from typing import Any, List, Optional, Sequence, Union
 
+import torch  # noqa: F401 - the doctests use the module namespace
 import torch.nn.functional as F
 from torch import Tensor, nn
 
