@@ -65,6 +65,9 @@ def shared_statistics() -> Iterator[None]:
         >>> bool(torch.allclose(a, b))
         True
     """
+    if _compiling():  # a traced graph shares its work by itself; dynamo cannot trace ContextVar
+        yield
+        return
     token = _SHARED.set({})
     try:
         yield
@@ -81,8 +84,9 @@ def region_moments(input: Tensor, target: Tensor, names: Sequence[str],
     region losses. Inside :func:`shared_statistics` the canonical pair and the moments
     are reused across calls.
     """
-    cache = _SHARED.get()
-    if cache is None or _compiling():
+    # under torch.compile the cache is not consulted (dynamo cannot trace ContextVar.get)
+    cache = None if _compiling() else _SHARED.get()
+    if cache is None:
         return _region_moments(_canonical(input, target, kw), names, kw)
     ckey = (id(input), id(target), kw["mode"], kw["from_logits"], kw["include_background"], kw["ignore_index"],
             kw["check_values"])
