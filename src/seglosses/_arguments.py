@@ -36,7 +36,7 @@ def with_docs(block: str) -> Callable[[F], F]:
 
     def deco(fn: F) -> F:
         head, sep, tail = (fn.__doc__ or "").partition("    Example:")
-        fn.__doc__ = head.rstrip() + "\n" + block.rstrip() + "\n" + ("\n" + sep + tail if sep else "")
+        fn.__doc__ = head.rstrip() + "\n\n" + block.rstrip() + "\n" + ("\n" + sep + tail if sep else "")
         return fn
 
     return deco

@@ -89,10 +89,7 @@ temporary folder of its worker and sends its files back; the driver writes them 
 (a resumed run gets its checkpoint sent along). ``auto`` (default) returns the files only from
 workers that cannot see ``OUT``. Data-set folders must be readable at the same paths on every
 machine; synthetic data sets are generated where they are used.
-
-**Executors** (``seglosses bench`` options; the same study file, folders and numbers):
-
-=====================================  =============================================="""
+"""
 from __future__ import annotations
 
 import copy
