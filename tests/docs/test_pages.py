@@ -58,7 +58,12 @@ def test_api_pages_cover_the_registry_and_every_public_name(tmp_path):
         if line.startswith(".. auto") and "::" in line:
             documented.add(line.split("::", 1)[1].strip())
     for modname, *_ in ext.MODULES:
-        mod = importlib.import_module(modname)
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as err:  # an integration whose framework is not installed
+            if err.name and err.name.split(".")[0] in {"lightning", "nnunetv2", "monai"}:
+                continue
+            raise
         for name in getattr(mod, "__all__", []):
             obj = getattr(mod, name)
             if inspect.ismodule(obj):
