@@ -42,7 +42,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "_ext", "**/_generated", "gallery/*.ipynb", "gallery/*.py",
+exclude_patterns = ["_build", "_ext", "results/**", "**/_generated", "gallery/*.ipynb", "gallery/*.py",
                     "gallery/*.zip", "gallery/*.md5", "gallery/*.codeobj.json"]
 templates_path: list = []
 
