@@ -249,3 +249,9 @@ def test_term_positions_in_messages_with_non_ascii_text():
     with pytest.raises(ValueError, match=r"^`spec` term 2 \('ce\(1\)' at column \d+\): arguments of 'ce' must be given "
                                          r"by keyword"):
         build_loss("tversky(mode='é') + ce(1)")
+
+
+@pytest.mark.parametrize("divisor", [0, 0.0, float("inf"), float("nan")])
+def test_dividing_a_loss_by_zero_or_a_non_finite_number_is_refused(divisor):
+    with pytest.raises(ValueError, match="`divisor` must be a finite non-zero number"):
+        sl.DiceLoss() / divisor

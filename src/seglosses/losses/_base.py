@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 from typing import Any, Callable, ClassVar, Dict, List, Sequence, Tuple
 
 import torch
@@ -144,6 +145,8 @@ class SegLoss(nn.Module):
     def __truediv__(self, divisor: float) -> "SegLoss":
         if not isinstance(divisor, (int, float)) or isinstance(divisor, bool):
             return NotImplemented
+        if divisor == 0 or not math.isfinite(divisor):
+            raise ValueError(f"`divisor` must be a finite non-zero number; got {divisor!r}")
         return self * (1.0 / divisor)
 
 
