@@ -208,6 +208,15 @@ def test_compute_before_update_raises(aggregation):
         m.compute()
 
 
+def test_ap_error_bound_before_update_raises():
+    m = M.SegmentationMetrics(["ap"])
+    with pytest.raises(ValueError, match=_exact(_NO_UPDATE.replace("`compute`", "`ap_error_bound`"))):
+        m.ap_error_bound()
+    x, t = _pair("binary")
+    m.update(x.sigmoid(), t)
+    assert bool((m.ap_error_bound() >= 0).all())
+
+
 def test_failed_update_does_not_count_as_seen():
     m = M.SegmentationMetrics(["dice"])
     with pytest.raises(ValueError):

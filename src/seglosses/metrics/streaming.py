@@ -419,11 +419,7 @@ class SegmentationMetrics:
 
     def finalize(self, sums: Mapping[str, Tensor]) -> Dict[str, Tensor]:
         """The results from (already reduced) sums; :meth:`compute` = all-reduce + this."""
-        if not float(sums["images"].sum()) > 0:
-            raise ValueError(
-                "`update` must be called before `compute`: no image was added since the metrics were made or "
-                "last reset (on any process); got 0 images"
-            )
+        _require_images(sums, "compute")
         out: Dict[str, Tensor] = {}
         conf = None
         if "confusion/tp" in sums:
@@ -454,9 +450,19 @@ class SegmentationMetrics:
         if "average_precision/positives" not in self._shapes:
             raise ValueError("`metrics` must include 'average_precision' with the 'dataset' aggregation; got none")
         sums = self._global_state()
+        _require_images(sums, "ap_error_bound")
         return average_precision_error_bound(sums["average_precision/positives"], sums["average_precision/pixels"])
 
     def __repr__(self) -> str:
         names = ", ".join(self.metrics)
         return (f"SegmentationMetrics([{names}], num_classes={self.num_classes}, mode={self.mode!r}, "
                 f"aggregation={self.aggregation})")
+
+
+def _require_images(sums: Mapping[str, Tensor], what: str) -> None:
+    """Refuse to score no data (the 0/0 conventions would report a perfect score)."""
+    if not float(sums["images"].sum()) > 0:
+        raise ValueError(
+            f"`update` must be called before `{what}`: no image was added since the metrics were made or "
+            "last reset (on any process); got 0 images"
+        )
