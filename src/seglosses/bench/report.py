@@ -39,6 +39,7 @@ Wilcoxon test over seeds as well.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json  # noqa: F401 - the doctests use it
 import math
@@ -455,6 +456,7 @@ class _Tester:
                     self.groups.setdefault(item, _source_of(item))
                 self.groups.update({str(k): str(v) for k, v in (r.get("groups") or {}).items()})
         self._sums: Dict[Tuple[str, int], Any] = {}
+        self._pooled: Dict[Tuple[Any, ...], Dict[str, np.ndarray]] = {}
 
     # ---- what a configuration has
     def per_image(self, conf: Configuration, metric: str) -> Dict[int, Dict[str, float]]:
@@ -535,33 +537,46 @@ class _Tester:
             return None
         prefix, key = ("all:", metric) if metric in ("pixel_accuracy",) else ("fg:", metric)
 
-        def prepared(entry):
+        def prepared(conf: Configuration, seed: int, entry):
             names, summed, fg, every = entry
             acc = every if prefix == "all:" else fg
             if acc is None or metric not in acc.metrics:
                 return None
             pos = [names.index(c) for c in clusters]
-            return {k[len(prefix):]: v[pos] for k, v in summed.items() if k.startswith(prefix)}, acc
+            sums = {k[len(prefix):]: v[pos] for k, v in summed.items() if k.startswith(prefix)}
+            return sums, acc, (conf.label, seed, prefix, tuple(clusters))
 
-        pa = {s: prepared(sa[s]) for s in seeds}
-        pb = {s: prepared(sb[s]) for s in seeds}
+        pa = {s: prepared(a, s, sa[s]) for s in seeds}
+        pb = {s: prepared(b, s, sb[s]) for s in seeds}
         if any(v is None for v in (*pa.values(), *pb.values())):
             return None
 
         def statistic(entry, weights: np.ndarray) -> np.ndarray:
-            import torch
-
-            sums, acc = entry
-            batched = {k: torch.from_numpy(np.tensordot(weights, v, axes=(1, 0))) for k, v in sums.items()}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                value = acc.finalize(batched)[f"{key}_dataset"].double().numpy()
+            value = self._pooled_values(entry, weights)[f"{key}_dataset"]
             value = value.reshape(value.shape[0], -1)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 return np.nanmean(value, axis=1)
 
         return paired_cluster_bootstrap(pa, pb, clusters, statistic, n_boot=self.n_boot)
+
+
+    def _pooled_values(self, entry, weights: np.ndarray) -> Dict[str, np.ndarray]:
+        """Every pooled metric of one run when cluster ``g`` counts ``weights[r, g]`` times, as
+        float64 arrays; computed once per run, cluster set and weights (the bootstrap of each
+        metric and each pair re-uses the resamples of the same run)."""
+        import torch
+
+        sums, acc, key = entry
+        key = key + (weights.shape, hashlib.sha1(np.ascontiguousarray(weights).tobytes()).hexdigest())
+        found = self._pooled.get(key)
+        if found is None:
+            batched = {k: torch.from_numpy(np.tensordot(weights, v, axes=(1, 0))) for k, v in sums.items()}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                found = {k: v.double().numpy() for k, v in acc.finalize(batched).items()}
+            self._pooled[key] = found
+        return found
 
 
 def _pair_tests(tester: _Tester, pairs: Sequence[Tuple[Configuration, Configuration]],
@@ -794,6 +809,19 @@ def _panels(configs: Sequence[Configuration], factor: Optional[str]) -> "Ordered
 MAX_OVERLAID = 4
 
 
+def _fixed_layout(fig, *, left: float, right: float, top: float, bottom: float, wspace: float,
+                  hspace: float) -> None:
+    """Margins and gaps between the axes of a regular grid, in inches: the layout ``tight_layout``
+    would find for a grid whose labels are known in advance, without measuring every tick label."""
+    width, height = fig.get_size_inches()
+    grid = fig.axes[0].get_subplotspec().get_gridspec()
+    rows, cols = grid.get_geometry()
+    ax_w = (width - left - right - wspace * (cols - 1)) / cols
+    ax_h = (height - top - bottom - hspace * (rows - 1)) / rows
+    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
+                        wspace=wspace / ax_w, hspace=hspace / ax_h)
+
+
 def _learning_curves(path: Path, dataset: str, configs: Sequence[Configuration], factor: Optional[str] = None) -> bool:
     import matplotlib.pyplot as plt
 
@@ -841,8 +869,8 @@ def _learning_curves(path: Path, dataset: str, configs: Sequence[Configuration],
     how = "one panel per " + ("combination of the other factors" if factor else "loss") if ncols > 1 else ""
     fig.suptitle(f"{dataset}: learning curves (mean over seeds; band: ± 1 s.d.){'; ' + how if how else ''}",
                  fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    _fixed_layout(fig, left=0.8, right=0.15, top=0.75, bottom=0.5, wspace=0.5, hspace=0.15)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
 
@@ -859,6 +887,7 @@ def _metric_bars(path: Path, dataset: str, configs: Sequence[Configuration], mul
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.6 * nrows), squeeze=False)
     colors = _colors(len(configs))
     x = np.arange(len(configs))
+    title_lines = 1
     for ax, (metric, aggregation, label, higher) in zip(axes.flat, rows):
         stats = [_mean_std(c.values(metric, aggregation)) for c in configs]
         means = np.array([s[0] for s in stats])
@@ -870,7 +899,9 @@ def _metric_bars(path: Path, dataset: str, configs: Sequence[Configuration], mul
             if b:
                 ax.annotate("best", (x[i], np.nan_to_num(means[i]) + np.nan_to_num(stds[i])), ha="center",
                             va="bottom", fontsize=7)
-        ax.set_title(textwrap.fill(_row_label(metric, aggregation, label, higher, multiclass), 44), fontsize=9)
+        title = textwrap.fill(_row_label(metric, aggregation, label, higher, multiclass), 44)
+        title_lines = max(title_lines, title.count("\n") + 1)
+        ax.set_title(title, fontsize=9)
         ax.set_xticks(x)
         ax.set_xticklabels([c.label for c in configs], rotation=45, ha="right", fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
@@ -879,8 +910,12 @@ def _metric_bars(path: Path, dataset: str, configs: Sequence[Configuration], mul
     for ax in list(axes.flat)[len(rows):]:
         ax.axis("off")
     fig.suptitle(f"{dataset}: final metrics (bars: mean over seeds; error bars: ± 1 s.d.)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    # below each row the configuration names at 45 degrees (about 0.05 in per character of 8 pt);
+    # above it the wrapped title (about 0.17 in per line of 9 pt)
+    names = 0.05 * max(len(c.label) for c in configs) + 0.25
+    titles = 0.17 * title_lines + 0.1
+    _fixed_layout(fig, left=0.55, right=0.15, top=0.45 + titles, bottom=names, wspace=0.55, hspace=names + titles)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
 
@@ -897,67 +932,102 @@ def _load_samples(run_dir: Path, warn: Optional[Callable[[str], None]] = None) -
         return None
 
 
-def _sample_panel(path: Path, dataset: str, configs: Sequence[Configuration], num_classes: int,
-                  class_names: Optional[Sequence[str]] = None, warn: Optional[Callable[[str], None]] = None) -> bool:
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
+def _sample_tiles(ref: Mapping[str, Any], samples: Sequence[Optional[Mapping[str, Any]]],
+                  num_classes: int) -> List[List[Optional[np.ndarray]]]:
+    """Per sample row, the RGB tiles (float ``[H, W, 3]`` in [0, 1]) of the sample panel: the
+    image, the truth and each configuration's prediction (``None``: not available). Binary:
+    white true positives, red false positives, cyan false negatives, black true negatives;
+    multiclass: one colour per class (:data:`_LABEL_COLORS`)."""
+    from matplotlib.colors import to_rgb
 
-    samples = []
-    for conf in configs:
-        s = _load_samples(Path(conf.runs[0]["dir"]), warn) if conf.runs else None
-        samples.append(s)
-    ref = next((s for s in samples if s is not None), None)
-    if ref is None:
-        return False
-    k = len(ref["names"])
-    ncols = 2 + len(configs)
-    fig, axes = plt.subplots(k, ncols, figsize=(1.9 * ncols, 2.0 * k + 0.8), squeeze=False)
     binary = num_classes == 2
-    if binary:
-        # 0 true negative, 1 true positive, 2 false positive, 3 false negative
-        err_cmap = ListedColormap(["black", "white", "tab:red", "tab:cyan"])
-    label_colors = ["black", "tab:orange", "tab:green", "tab:purple", "tab:blue", "tab:red"]
-    lab_cmap = ListedColormap(label_colors[:max(2, num_classes)])
-    for row in range(k):
-        image = np.asarray(ref["images"][row])
+    errors = np.array([to_rgb(c) for c in ("black", "white", "tab:red", "tab:cyan")])
+    n = max(2, num_classes)
+    lut = np.array([to_rgb(c) for c in _LABEL_COLORS[:n]])
+    top = max(1, num_classes - 1)
+
+    def labels(x: np.ndarray) -> np.ndarray:  # the colour of a ListedColormap over [0, top]
+        return lut[np.clip(np.floor(x.astype(float) / top * len(lut)), 0, len(lut) - 1).astype(int)]
+
+    rows = []
+    for row in range(len(ref["names"])):
+        image = np.asarray(ref["images"][row], dtype=float)
         truth = np.asarray(ref["truths"][row])
-        shown = image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
-        axes[row, 0].imshow(shown, cmap="gray" if image.shape[0] == 1 else None, vmin=0, vmax=1)
-        if binary:  # white foreground, as the true positives of the prediction columns
-            axes[row, 1].imshow(truth, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        else:
-            axes[row, 1].imshow(truth, cmap=lab_cmap, vmin=0, vmax=max(1, num_classes - 1), interpolation="nearest")
-        axes[row, 0].set_ylabel(ref["names"][row], fontsize=7)
-        for col, s in enumerate(samples, start=2):
-            ax = axes[row, col]
+        shown = np.repeat(image[0][..., None], 3, -1) if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
+        tiles: List[Optional[np.ndarray]] = [np.clip(shown, 0, 1)]
+        tiles.append(errors[(truth >= 1).astype(int)] if binary else labels(truth))
+        for s in samples:
             if s is None or row >= len(s["preds"]) or s["names"][row] != ref["names"][row]:
-                ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes)
+                tiles.append(None)
                 continue
             pred = np.asarray(s["preds"][row]).astype(int)
             if binary:
-                code = np.where(pred == 1, np.where(truth == 1, 1, 2), np.where(truth == 1, 3, 0))
-                ax.imshow(code, cmap=err_cmap, vmin=0, vmax=3, interpolation="nearest")
+                tiles.append(errors[np.where(pred == 1, np.where(truth == 1, 1, 2), np.where(truth == 1, 3, 0))])
             else:
-                ax.imshow(pred, cmap=lab_cmap, vmin=0, vmax=max(1, num_classes - 1), interpolation="nearest")
+                tiles.append(labels(pred))
+        rows.append(tiles)
+    return rows
+
+
+_LABEL_COLORS = ["black", "tab:orange", "tab:green", "tab:purple", "tab:blue", "tab:red"]
+
+
+def _sample_panel(path: Path, dataset: str, configs: Sequence[Configuration], num_classes: int,
+                  class_names: Optional[Sequence[str]] = None, warn: Optional[Callable[[str], None]] = None) -> bool:
+    """The sample figure: one row per sample item, columns image, truth and each configuration's
+    prediction; drawn as one mosaic image in one axes (an axes per tile costs seconds)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Patch, Rectangle
+
+    samples = [_load_samples(Path(conf.runs[0]["dir"]), warn) if conf.runs else None for conf in configs]
+    ref = next((s for s in samples if s is not None), None)
+    if ref is None:
+        return False
+    rows = _sample_tiles(ref, samples, num_classes)
+    k, ncols = len(rows), 2 + len(configs)
+    heights = [max(t.shape[0] for t in r if t is not None) for r in rows]
+    width = max(t.shape[1] for r in rows for t in r if t is not None)
+    gap = max(2, width // 12)
+    cell_h = [h + gap for h in heights]
+    mosaic = np.ones((sum(cell_h), ncols * (width + gap), 3))
+    frames, missing = [], []
+    y0 = 0
+    for r, tiles in enumerate(rows):
+        for c, tile in enumerate(tiles):
+            x0 = c * (width + gap)
+            if tile is None:
+                missing.append((x0 + width / 2, y0 + heights[r] / 2))
+                continue
+            h, w = tile.shape[:2]
+            oy, ox = y0 + (heights[r] - h) // 2, x0 + (width - w) // 2
+            mosaic[oy:oy + h, ox:ox + w] = tile
+            frames.append(Rectangle((ox - 0.5, oy - 0.5), w, h))
+        y0 += cell_h[r]
+    fig = plt.figure(figsize=(1.9 * ncols, 2.0 * k + 0.8))
+    ax = fig.add_axes((0.02, 0.07, 0.97, 0.83))
+    ax.imshow(mosaic, interpolation="nearest", aspect="equal")
+    ax.add_collection(PatchCollection(frames, facecolor="none", edgecolor="black", linewidth=0.8))
+    for x, y in missing:
+        ax.text(x, y, "n/a", ha="center", va="center")
     titles = ["image", "truth"] + [c.label.replace(" (", "\n(") for c in configs]
-    for col, title in enumerate(titles):
-        axes[0, col].set_title(title, fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if binary:
-        handles = [Patch(color=c, label=l) for c, l in
+    for c, title in enumerate(titles):
+        ax.text(c * (width + gap) + width / 2, -gap, title, ha="center", va="bottom", fontsize=8)
+    y0 = 0
+    for r, name in enumerate(ref["names"]):
+        ax.text(-gap, y0 + heights[r] / 2, name, ha="right", va="center", rotation=90, fontsize=7)
+        y0 += cell_h[r]
+    ax.set_axis_off()
+    if num_classes == 2:
+        handles = [Patch(facecolor=c, edgecolor="grey", label=l) for c, l in
                    zip(["white", "tab:red", "tab:cyan", "black"], ["true positive", "false positive",
                                                                    "false negative", "true negative"])]
-        for h in handles:
-            h.set_edgecolor("grey")
     else:
         names = list(class_names) if class_names else ["background"] + [f"class {c}" for c in range(1, num_classes)]
-        handles = [Patch(facecolor=label_colors[c], edgecolor="grey", label=names[c]) for c in range(num_classes)]
+        handles = [Patch(facecolor=_LABEL_COLORS[c % len(_LABEL_COLORS)], edgecolor="grey", label=names[c])
+                   for c in range(num_classes)]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=8)
     fig.suptitle(f"{dataset}: sample predictions (first seed of each configuration)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True

@@ -772,15 +772,19 @@ def _write_samples(path: Path, model: nn.Module, dataset: Dataset, mode: str, de
 
     indices = sample_indices(dataset, k)
     names = getattr(dataset, "names", None)
-    images, truths, preds = [], [], []
     model.eval()
-    for i in indices:
-        image, mask = dataset[i]
-        probs = predict(model, image.unsqueeze(0).to(device), mode, autocast=autocast)[0].cpu()
-        pred = (probs[0] >= 0.5).to(torch.uint8) if mode == "binary" else probs.argmax(0).to(torch.uint8)
-        images.append(image.numpy().astype(np.float32))
-        truths.append(mask.numpy().astype(np.uint8))
-        preds.append(pred.numpy())
+    items = [dataset[i] for i in indices]
+    images = [image.numpy().astype(np.float32) for image, _ in items]
+    truths = [mask.numpy().astype(np.uint8) for _, mask in items]
+    if len({tuple(image.shape) for image, _ in items}) == 1:  # one forward pass for all samples
+        batches = [torch.stack([image for image, _ in items])]
+    else:
+        batches = [image.unsqueeze(0) for image, _ in items]
+    preds = []
+    for batch in batches:
+        probs = predict(model, batch.to(device), mode, autocast=autocast).cpu()
+        hard = (probs[:, 0] >= 0.5) if mode == "binary" else probs.argmax(1)
+        preds.extend(p.to(torch.uint8).numpy() for p in hard)
     buf = io.BytesIO()
     sample_names = np.array([str(names[i]) if names is not None else str(i) for i in indices])
     if len({im.shape for im in images}) == 1:
