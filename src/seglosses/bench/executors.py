@@ -319,7 +319,8 @@ def perform_run(task: RunTask, data: Any = None, *, log: Callable[[str], None] =
         ('finished', 'skipped')
     """
     from seglosses.bench.runfiles import DamagedFile
-    from seglosses.bench.train import RunInterrupted, atomic_write_text, distributed_context, train_run
+    from seglosses.bench.runfiles import atomic_write_text
+    from seglosses.bench.train import RunInterrupted, distributed_context, train_run
 
     t0 = time.perf_counter()
     ship = _ships(task)
@@ -981,7 +982,8 @@ def execute_runs(
     Raises:
         RunInterrupted: see ``stop_after_epoch``.
     """
-    from seglosses.bench.train import RunError, RunInterrupted, atomic_write_text, distributed_context
+    from seglosses.bench.runfiles import atomic_write_text
+    from seglosses.bench.train import RunError, RunInterrupted, distributed_context
 
     runs_dir = folder / "runs"
     locks_dir = folder / ".locks"

@@ -56,6 +56,7 @@ writes files.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -63,18 +64,20 @@ import math
 import random
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seglosses import build_loss
 from seglosses.accumulate import BatchwiseAccumulator, split_batch
 from seglosses.bench.data import BenchData, RatioBatchSampler, foreground_flags
+from seglosses.bench.runconfig import RunConfig
 from seglosses.bench.evaluate import IMAGE_SUMS, QUICK_METRICS, evaluate, save_image_sums
 from seglosses.bench.runfiles import (
     DamagedFile,
@@ -443,9 +446,8 @@ def sample_indices(dataset: Dataset, k: int = 4) -> List[int]:
     return chosen + negatives[: max(0, k - len(chosen))]
 
 
-def _train_sampler(dataset: Dataset, per_rank: int, cfg: Mapping[str, Any], seed: int, rank: int, world: int,
-                   steps: Optional[int]) -> Sampler:
-    sampler_cfg = cfg.get("sampler") or {}
+def _train_sampler(dataset: Dataset, per_rank: int, sampler_cfg: Mapping[str, Any], seed: int, rank: int,
+                   world: int, steps: Optional[int]) -> Sampler:
     ratio = sampler_cfg.get("ratio", "dataset")
     if ratio is None or ratio is False:
         return ShuffleBatchSampler(len(dataset), per_rank, seed=seed, num_replicas=world, rank=rank, num_batches=steps)
@@ -542,212 +544,272 @@ def train_run(
     """
     run_dir = Path(run_dir)
     final_path = run_dir / FINAL
-    advice = redo_advice(config.get("run_id"))
     if final_path.is_file():
-        return read_final(final_path, advice=advice)
-    device = torch.device(device)
-    rank, world = distributed_context()
-    main = rank == 0
-    config = copy.deepcopy(dict(config))
-    if data.train is None or len(data.train) == 0:
-        raise RunError(f"data set {data.name!r} has no training items")
-    if data.val is None or len(data.val) == 0:
-        raise RunError(f"data set {data.name!r} has no validation items (the split gives none)")
-    eval_split = "test" if data.test is not None and len(data.test) > 0 else "val"
-    eval_set = data.test if eval_split == "test" else data.val
-
-    mode = _mode(data.num_classes)
-    out_channels = 1 if mode == "binary" else data.num_classes
-    seed = int(config["seed"])
-    epochs = int(config["epochs"])
-    batch_size = int(config["batch_size"])
-    effective = int(config.get("effective_batch_size") or batch_size)
-    if effective % world:
-        raise RunError(f"`effective_batch_size` must be divisible by the {world} processes; got {effective}")
-    per_rank = effective // world
-    micro = min(batch_size, per_rank)
-
-    loss_fn = build_run_loss(config["loss"], mode, config.get("domain"), distributed=world > 1)
-    eval_loss = build_run_loss(config["loss"], mode, config.get("domain"))
-    accumulator = None
-    if per_rank > micro:
-        norm = (config.get("model") or {}).get("norm", "batch")
-        accumulator = BatchwiseAccumulator(loss_fn, batchnorm="allow" if norm == "batch" else "raise")
-
-    seed_everything(seed)
-    model_cfg = config.get("model") or {}
-    freq = class_frequencies(data.train, data.num_classes) if model_cfg.get("prior_init") else None
-    model = build_model(model_cfg, data.in_channels, out_channels, freq).to(device)
-    optimizer = build_optimizer(model.parameters(), config.get("optimizer") or {})
-    grad_clip = (config.get("optimizer") or {}).get("grad_clip")
-    scheduler = build_scheduler(optimizer, config.get("schedule") or {}, epochs)
-    autocast, use_scaler = autocast_factory(device, config.get("amp", "auto"))
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-
-    history: List[Dict[str, Any]] = []
-    start_epoch = 1
-    elapsed = 0.0
-    ckpt_path = run_dir / CHECKPOINT
-    if ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, map_location=device, advice=advice, required=_CHECKPOINT_KEYS)
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            if state.get("loss") is not None:
-                loss_fn.load_state_dict(state["loss"])
-            history = [dict(row) for row in state["history"]]
-            elapsed = float(state.get("elapsed", 0.0))
-            start_epoch = int(state["epoch"]) + 1
-            set_rng_state(state["rng"])
-        except Exception as err:  # noqa: BLE001 - whatever does not fit the run's model, optimiser, ... is damage
-            raise DamagedFile(ckpt_path, f"it does not fit this run: {type(err).__name__}: "
-                                         f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}",
-                              advice) from None
-        if main and start_epoch <= epochs:
-            log(f"{config.get('label', run_dir.name)}: resuming after epoch {start_epoch - 1}/{epochs}")
-    elif init_checkpoint is not None:
-        pre_advice = redo_advice((config.get("pretrain") or {}).get("run"))
-        state = load_checkpoint(init_checkpoint, map_location=device, advice=pre_advice, required=("model",))
-        try:
-            model.load_state_dict(state["model"])
-        except Exception as err:  # noqa: BLE001
-            raise DamagedFile(init_checkpoint, f"its model does not fit this run: {type(err).__name__}",
-                              pre_advice) from None
-    eval_loss.load_state_dict(loss_fn.state_dict())
-    if main:
-        atomic_write_json(run_dir / "config.json", config)
-
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    steps = config.get("steps_per_epoch")
-    sampler = _train_sampler(data.train, per_rank, config, seed, rank, world, steps)
-    loader = DataLoader(data.train, batch_sampler=sampler, num_workers=int(config.get("num_workers", 0)))
-    label = config.get("label", run_dir.name)
-    eval_batch = max(1, int((config.get("eval") or {}).get("batch_size") or micro))
-
-    epoch_bar = _progress(epochs, str(label), progress and main, position=0, initial=start_epoch - 1, unit="epoch")
+        return read_final(final_path, advice=redo_advice(config.get("run_id")))
+    run = _prepare(config, run_dir, data, torch.device(device), log)
+    _resume(run, init_checkpoint)
+    epoch_bar = _progress(run.cfg.epochs, run.label, progress and run.main, position=0, initial=run.start_epoch - 1,
+                          unit="epoch")
     try:
-        for epoch in range(start_epoch, epochs + 1):
+        for epoch in range(run.start_epoch, run.cfg.epochs + 1):
             t0 = time.perf_counter()
-            sampler.set_epoch(epoch)
-            if hasattr(data.train, "set_epoch"):
-                data.train.set_epoch(epoch)
-            net.train()
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            n_steps = 0
-            bar = _progress(len(sampler), f"epoch {epoch}", progress and main)
-            for images, masks in loader:
-                images, masks = images.to(device), masks.to(device)
-                optimizer.zero_grad(set_to_none=True)
-                if accumulator is not None:
-                    if autocast is not None:
-                        with autocast():
-                            value = accumulator.backward(net, split_batch(images, masks, micro), scaler=scaler)
-                    else:
-                        value = accumulator.backward(net, split_batch(images, masks, micro), scaler=scaler)
-                else:
-                    if autocast is not None:
-                        with autocast():
-                            logits = net(images)
-                    else:
-                        logits = net(images)
-                    value = loss_fn(logits.float(), masks)
-                    (value if scaler is None else scaler.scale(value)).backward()
-                if grad_clip:
-                    if scaler is not None:
-                        scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                loss_sum += value.detach().double()
-                n_steps += 1
-                if bar is not None:
-                    bar.update(1)
-                    if n_steps % 5 == 0:
-                        bar.set_postfix(loss=f"{float(loss_sum) / n_steps:.4f}")
-            if bar is not None:
-                bar.close()
-            if world > 1:
-                dist.all_reduce(loss_sum)
-                loss_sum /= world
-            train_loss = float(loss_sum) / max(1, n_steps)
-            if not math.isfinite(train_loss):
-                raise RunError(f"the training loss is {train_loss} at epoch {epoch}: the run diverged "
-                               f"(lower the learning rate or check the loss settings)")
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            weights = loss_fn.weights() if isinstance(loss_fn, WeightedSum) else None
-            val = evaluate(model, data.val, mode=mode, num_classes=data.num_classes, metrics=QUICK_METRICS,
-                           loss_fn=eval_loss, batch_size=eval_batch, device=device, per_image=False, autocast=autocast)
-            seconds = time.perf_counter() - t0
-            elapsed += seconds
-            row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val["loss"],
-                   "val_dice_dataset": val["dataset"]["dice"], "val_jaccard_dataset": val["dataset"]["jaccard"],
-                   "seconds": seconds}
-            if weights is not None:
-                row["loss_weights"] = weights
-            history.append(row)
-            for schedule in (loss_fn, eval_loss):  # weight schedules advance once per epoch
-                _step_schedules(schedule)
-            if main:
-                atomic_torch_save(ckpt_path, {
-                    "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                    "loss": loss_fn.state_dict(), "rng": rng_state(), "history": history, "elapsed": elapsed,
-                })
-                _write_history_csv(run_dir / "metrics.csv", history)
-                log(f"{label}  epoch {epoch}/{epochs}  train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
-                    f"val Dice {row['val_dice_dataset']:.4f}  IoU {row['val_jaccard_dataset']:.4f}  {seconds:.1f}s")
+            train_loss = _train_epoch(run, epoch, progress)
+            row = _validate(run, epoch, train_loss, t0)
             if epoch_bar is not None:
                 epoch_bar.update(1)
                 epoch_bar.set_postfix(val_dice=f"{row['val_dice_dataset']:.3f}")
-            if world > 1:
+            if run.world > 1:
                 dist.barrier()
             if stop_after_epoch is not None and epoch == stop_after_epoch:
                 raise RunInterrupted(f"stopped after epoch {epoch} (stop_after_epoch)")
     finally:
         if epoch_bar is not None:
             epoch_bar.close()
-    if main and history:
-        _write_history_csv(run_dir / "metrics.csv", history)
-    eval_cfg = config.get("eval") or {}
-    metrics = eval_cfg.get("metrics") or None
+    return _finish(run)
+
+
+@dataclass
+class _Run:
+    """Everything one run trains with, built by :func:`_prepare`; the steps of :func:`train_run`
+    read and advance it."""
+
+    config: Dict[str, Any]  # the mapping, written to config.json and final.json as given
+    cfg: RunConfig
+    run_dir: Path
+    data: BenchData
+    device: torch.device
+    log: Callable[[str], None]
+    rank: int
+    world: int
+    mode: str
+    micro: int
+    per_rank: int
+    loss_fn: nn.Module
+    eval_loss: nn.Module
+    accumulator: Optional[BatchwiseAccumulator]
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    autocast: Optional[Callable[[], Any]]  # mixed precision (CUDA), else None
+    scaler: Optional[Any]
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    start_epoch: int = 1
+    elapsed: float = 0.0
+    net: Optional[nn.Module] = None  # the model, wrapped in DistributedDataParallel under torchrun
+    sampler: Any = None
+    loader: Optional[DataLoader] = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def label(self) -> str:
+        return str(self.cfg.label if self.cfg.label is not None else self.run_dir.name)
+
+    @property
+    def eval_batch(self) -> int:
+        return max(1, int(self.cfg.eval.batch_size or self.micro))
+
+
+def _prepare(config: Mapping[str, Any], run_dir: Path, data: BenchData, device: torch.device,
+             log: Callable[[str], None]) -> _Run:
+    """Step 1: check the data, read the configuration, build loss, model, optimiser and schedule."""
+    rank, world = distributed_context()
+    config = copy.deepcopy(dict(config))
+    cfg = RunConfig.from_mapping(config)
+    if data.train is None or len(data.train) == 0:
+        raise RunError(f"data set {data.name!r} has no training items")
+    if data.val is None or len(data.val) == 0:
+        raise RunError(f"data set {data.name!r} has no validation items (the split gives none)")
+    mode = _mode(data.num_classes)
+    if cfg.effective_batch_size % world:
+        raise RunError(f"`effective_batch_size` must be divisible by the {world} processes; "
+                       f"got {cfg.effective_batch_size}")
+    per_rank = cfg.effective_batch_size // world
+    micro = min(cfg.batch_size, per_rank)
+    loss_fn = build_run_loss(cfg.loss, mode, cfg.domain, distributed=world > 1)
+    eval_loss = build_run_loss(cfg.loss, mode, cfg.domain)
+    accumulator = None
+    if per_rank > micro:
+        batchnorm = "allow" if cfg.model.get("norm", "batch") == "batch" else "raise"
+        accumulator = BatchwiseAccumulator(loss_fn, batchnorm=batchnorm)
+    seed_everything(cfg.seed)
+    freq = class_frequencies(data.train, data.num_classes) if cfg.model.get("prior_init") else None
+    out_channels = 1 if mode == "binary" else data.num_classes
+    model = build_model(cfg.model, data.in_channels, out_channels, freq).to(device)
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs)
+    autocast, use_scaler = autocast_factory(device, cfg.amp)
+    return _Run(config=config, cfg=cfg, run_dir=run_dir, data=data, device=device, log=log, rank=rank, world=world,
+                mode=mode, micro=micro, per_rank=per_rank, loss_fn=loss_fn, eval_loss=eval_loss,
+                accumulator=accumulator, model=model, optimizer=optimizer, scheduler=scheduler,
+                autocast=autocast,
+                scaler=torch.amp.GradScaler("cuda") if use_scaler else None)
+
+
+def _resume(run: _Run, init_checkpoint: Optional[str | Path]) -> None:
+    """Step 2: continue from the run's checkpoint (or start from a pre-trained model); write config.json."""
+    advice = redo_advice(run.cfg.run_id)
+    ckpt_path = run.run_dir / CHECKPOINT
+    if ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path, map_location=run.device, advice=advice, required=_CHECKPOINT_KEYS)
+        try:
+            run.model.load_state_dict(state["model"])
+            run.optimizer.load_state_dict(state["optimizer"])
+            run.scheduler.load_state_dict(state["scheduler"])
+            if run.scaler is not None and state.get("scaler"):
+                run.scaler.load_state_dict(state["scaler"])
+            if state.get("loss") is not None:
+                run.loss_fn.load_state_dict(state["loss"])
+            run.history = [dict(row) for row in state["history"]]
+            run.elapsed = float(state.get("elapsed", 0.0))
+            run.start_epoch = int(state["epoch"]) + 1
+            set_rng_state(state["rng"])
+        except Exception as err:  # noqa: BLE001 - whatever does not fit the run's model, optimiser, ... is damage
+            raise DamagedFile(ckpt_path, f"it does not fit this run: {type(err).__name__}: "
+                                         f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}",
+                              advice) from None
+        if run.main and run.start_epoch <= run.cfg.epochs:
+            run.log(f"{run.label}: resuming after epoch {run.start_epoch - 1}/{run.cfg.epochs}")
+    elif init_checkpoint is not None:
+        pre_advice = redo_advice(run.cfg.pretrain_run)
+        state = load_checkpoint(init_checkpoint, map_location=run.device, advice=pre_advice, required=("model",))
+        try:
+            run.model.load_state_dict(state["model"])
+        except Exception as err:  # noqa: BLE001
+            raise DamagedFile(init_checkpoint, f"its model does not fit this run: {type(err).__name__}",
+                              pre_advice) from None
+    run.eval_loss.load_state_dict(run.loss_fn.state_dict())
+    if run.main:
+        atomic_write_json(run.run_dir / "config.json", run.config)
+    run.net = run.model
+    if run.world > 1:
+        device_ids = [run.device.index] if run.device.type == "cuda" else None
+        run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=device_ids)
+    run.sampler = _train_sampler(run.data.train, run.per_rank, run.cfg.sampler, run.cfg.seed, run.rank, run.world,
+                                 run.cfg.steps_per_epoch)
+    run.loader = DataLoader(run.data.train, batch_sampler=run.sampler, num_workers=run.cfg.num_workers)
+
+
+def _train_step(run: _Run, images: Tensor, masks: Tensor) -> Tensor:
+    """One optimiser step on one (effective) batch; the batch's loss value."""
+    run.optimizer.zero_grad(set_to_none=True)
+    with (run.autocast or contextlib.nullcontext)():  # one path with and without mixed precision
+        if run.accumulator is not None:
+            value = run.accumulator.backward(run.net, split_batch(images, masks, run.micro), scaler=run.scaler)
+        else:
+            logits = run.net(images)
+    if run.accumulator is None:
+        value = run.loss_fn(logits.float(), masks)
+        (value if run.scaler is None else run.scaler.scale(value)).backward()
+    grad_clip = run.cfg.optimizer.get("grad_clip")
+    if grad_clip:
+        if run.scaler is not None:
+            run.scaler.unscale_(run.optimizer)
+        nn.utils.clip_grad_norm_(run.model.parameters(), float(grad_clip))
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    return value
+
+
+def _train_epoch(run: _Run, epoch: int, progress: bool) -> float:
+    """Step 3: one epoch of training; the mean training loss over its steps (all processes)."""
+    run.sampler.set_epoch(epoch)
+    if hasattr(run.data.train, "set_epoch"):
+        run.data.train.set_epoch(epoch)
+    run.net.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
+    n_steps = 0
+    bar = _progress(len(run.sampler), f"epoch {epoch}", progress and run.main)
+    for images, masks in run.loader:
+        value = _train_step(run, images.to(run.device), masks.to(run.device))
+        loss_sum += value.detach().double()
+        n_steps += 1
+        if bar is not None:
+            bar.update(1)
+            if n_steps % 5 == 0:
+                bar.set_postfix(loss=f"{float(loss_sum) / n_steps:.4f}")
+    if bar is not None:
+        bar.close()
+    if run.world > 1:
+        dist.all_reduce(loss_sum)
+        loss_sum /= run.world
+    train_loss = float(loss_sum) / max(1, n_steps)
+    if not math.isfinite(train_loss):
+        raise RunError(f"the training loss is {train_loss} at epoch {epoch}: the run diverged "
+                       f"(lower the learning rate or check the loss settings)")
+    return train_loss
+
+
+def _validate(run: _Run, epoch: int, train_loss: float, t0: float) -> Dict[str, Any]:
+    """Step 4: advance the schedules, validate, record the epoch and write the checkpoint."""
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.scheduler.step()
+    weights = run.loss_fn.weights() if isinstance(run.loss_fn, WeightedSum) else None
+    val = evaluate(run.model, run.data.val, mode=run.mode, num_classes=run.data.num_classes, metrics=QUICK_METRICS,
+                   loss_fn=run.eval_loss, batch_size=run.eval_batch, device=run.device, per_image=False,
+                   autocast=run.autocast)
+    seconds = time.perf_counter() - t0
+    run.elapsed += seconds
+    row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val["loss"],
+           "val_dice_dataset": val["dataset"]["dice"], "val_jaccard_dataset": val["dataset"]["jaccard"],
+           "seconds": seconds}
+    if weights is not None:
+        row["loss_weights"] = weights
+    run.history.append(row)
+    for schedule in (run.loss_fn, run.eval_loss):  # weight schedules advance once per epoch
+        _step_schedules(schedule)
+    if run.main:
+        atomic_torch_save(run.run_dir / CHECKPOINT, {
+            "epoch": epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict() if run.scaler else None,
+            "loss": run.loss_fn.state_dict(), "rng": rng_state(), "history": run.history, "elapsed": run.elapsed,
+        })
+        _write_history_csv(run.run_dir / "metrics.csv", run.history)
+        run.log(f"{run.label}  epoch {epoch}/{run.cfg.epochs}  train loss {train_loss:.4f}  val loss "
+                f"{val['loss']:.4f}  val Dice {row['val_dice_dataset']:.4f}  IoU {row['val_jaccard_dataset']:.4f}  "
+                f"{seconds:.1f}s")
+    return row
+
+
+def _finish(run: _Run) -> Dict[str, Any]:
+    """Step 5: the final evaluation (test split, else validation) and the run's result files."""
+    data = run.data
+    if run.main and run.history:
+        _write_history_csv(run.run_dir / "metrics.csv", run.history)
+    eval_split = "test" if data.test is not None and len(data.test) > 0 else "val"
+    eval_set = data.test if eval_split == "test" else data.val
     t0 = time.perf_counter()
-    kwargs = {} if metrics is None else {"metrics": metrics}
-    result = evaluate(model, eval_set, mode=mode, num_classes=data.num_classes, loss_fn=eval_loss,
-                      batch_size=eval_batch, device=device, per_image=True, autocast=autocast, **kwargs)
-    eval_seconds = time.perf_counter() - t0
+    kwargs = {} if run.cfg.eval.metrics is None else {"metrics": run.cfg.eval.metrics}
+    result = evaluate(run.model, eval_set, mode=run.mode, num_classes=data.num_classes, loss_fn=run.eval_loss,
+                      batch_size=run.eval_batch, device=run.device, per_image=True, autocast=run.autocast, **kwargs)
     final = {
-        "config": config,
+        "config": run.config,
         "status": "finished",
         "dataset": data.name,
         "num_classes": data.num_classes,
         "class_names": getattr(data, "class_names", None),
-        "mode": mode,
+        "mode": run.mode,
         "split": eval_split,
-        "epochs_trained": len(history),
-        "train_seconds": elapsed,
-        "eval_seconds": eval_seconds,
-        "history": history,
+        "epochs_trained": len(run.history),
+        "train_seconds": run.elapsed,
+        "eval_seconds": time.perf_counter() - t0,
+        "history": run.history,
         "results": {k: result[k] for k in ("loss", "n_images", "dataset", "image_mean", "defined", "items")},
         "per_image": result["per_image"],
         "groups": result["groups"],
     }
-    if main:
-        _write_samples(run_dir / "samples.npz", model, eval_set, mode, device, autocast,
-                       int(eval_cfg.get("samples", 4)))
-        _write_per_image_csv(run_dir / "per_image.csv", result["per_image"])
-        save_image_sums(run_dir / IMAGE_SUMS, result["image_sums"])
-        atomic_write_json(final_path, final)
-    if world > 1:
+    if run.main:
+        _write_samples(run.run_dir / "samples.npz", run.model, eval_set, run.mode, run.device, run.autocast,
+                       run.cfg.eval.samples)
+        _write_per_image_csv(run.run_dir / "per_image.csv", result["per_image"])
+        save_image_sums(run.run_dir / IMAGE_SUMS, result["image_sums"])
+        atomic_write_json(run.run_dir / FINAL, final)
+    if run.world > 1:
         dist.barrier()
     return final
 
