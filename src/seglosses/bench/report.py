@@ -39,12 +39,9 @@ Wilcoxon test over seeds as well.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json  # noqa: F401 - the doctests use it
 import math
-import textwrap
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,17 +49,30 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from seglosses.bench import figures as _figures
+from seglosses.bench.comparisons import (  # noqa: F401 - re-exported (tests, results page)
+    LEVEL,
+    N_BOOT,
+    _compare_pairs,
+    _match_baseline,
+    _pair_tests,
+    _source_of,
+    _Tester,
+    _verdict,
+)
 from seglosses.bench.runfiles import (
     DamagedFile,
     atomic_write_json,
     atomic_write_text,
-    load_samples,
     read_final,
     read_index,
     redo_advice,
 )
-from seglosses.bench.stats import (holm, paired_cluster_bootstrap, paired_cluster_test, sign_consistency,
-                                   wilcoxon_test)
+from seglosses.bench.stats import (
+    best_flags,
+    mean_std,
+    wilcoxon_test,
+)
 
 __all__ = ["ROWS", "ReportError", "Configuration", "find_studies", "load_runs", "summarize", "format_cell",
            "main_table", "per_class_table", "overview_table", "wilcoxon_test", "write_report"]
@@ -302,13 +312,7 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> "OrderedDict[str, List[Confi
 # ------------------------------------------------------------------------------------------------
 
 
-def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
-        return math.nan, math.nan
-    mean = float(np.mean(finite))
-    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
-    return mean, std
+_mean_std = mean_std
 
 
 def format_cell(values: Sequence[float], digits: int = 4, bold: bool = False) -> str:
@@ -325,12 +329,7 @@ def format_cell(values: Sequence[float], digits: int = 4, bold: bool = False) ->
     return f"**{text}**" if bold else text
 
 
-def _best(means: Sequence[float], higher: bool) -> List[bool]:
-    finite = [m for m in means if not math.isnan(m)]
-    if not finite:
-        return [False] * len(means)
-    best = max(finite) if higher else min(finite)
-    return [not math.isnan(m) and abs(m - best) <= 1e-12 * max(1.0, abs(best)) for m in means]
+_best = best_flags
 
 
 def _row_label(metric: str, aggregation: str, label: str, higher: bool, multiclass: bool) -> str:
@@ -433,180 +432,6 @@ def overview_table(studies: Mapping[str, Sequence[Configuration]], modes: Mappin
 
 #: The tested rows: every row of :data:`ROWS`; per-image rows by a Wilcoxon test over clusters,
 #: data-set rows by a paired cluster bootstrap (see :mod:`seglosses.bench.stats`).
-LEVEL = 0.05
-N_BOOT = 1000
-
-
-def _source_of(name: str) -> str:
-    """The source image of an evaluation item named by the data module (``img@y,x#q1`` -> ``img``)."""
-    return str(name).split("#q")[0].split("@")[0]
-
-
-class _Tester:
-    """The paired tests of one data set: per configuration and seed, per-image values and
-    per-cluster pooled statistics (loaded once), and the tests of pairs of configurations."""
-
-    def __init__(self, configs: Sequence[Configuration], n_boot: int = N_BOOT) -> None:
-        self.configs = list(configs)
-        self.n_boot = n_boot
-        self.groups: Dict[str, str] = {}
-        for c in configs:
-            for r in c.runs:
-                for item in r.get("per_image", {}):
-                    self.groups.setdefault(item, _source_of(item))
-                self.groups.update({str(k): str(v) for k, v in (r.get("groups") or {}).items()})
-        self._sums: Dict[Tuple[str, int], Any] = {}
-        self._pooled: Dict[Tuple[Any, ...], Dict[str, np.ndarray]] = {}
-
-    # ---- what a configuration has
-    def per_image(self, conf: Configuration, metric: str) -> Dict[int, Dict[str, float]]:
-        out: Dict[int, Dict[str, float]] = {}
-        for r in conf.runs:
-            values = {n: row.get(metric) for n, row in r.get("per_image", {}).items()}
-            values = {n: float(v) for n, v in values.items() if v is not None}
-            if values:
-                out[int(r["config"]["seed"])] = values
-        return out
-
-    def seed_values(self, conf: Configuration, metric: str, aggregation: str) -> Dict[int, float]:
-        out = {}
-        for r in conf.runs:
-            v = r["results"].get(aggregation, {}).get(metric)
-            if v is not None and not isinstance(v, list) and not math.isnan(float(v)):
-                out[int(r["config"]["seed"])] = float(v)
-        return out
-
-    def cluster_sums(self, conf: Configuration) -> Dict[int, Any]:
-        """Per seed: (cluster names, per-cluster sums, accumulators) of the pooled metrics."""
-        from seglosses.bench.evaluate import IMAGE_SUMS, load_image_sums, pooled_accumulators
-
-        out = {}
-        for r in conf.runs:
-            seed = int(r["config"]["seed"])
-            key = (conf.label, seed)
-            if key not in self._sums:
-                loaded = load_image_sums(Path(r.get("dir", ".")) / IMAGE_SUMS) if r.get("dir") else None
-                if loaded is None:
-                    self._sums[key] = None
-                else:
-                    meta = loaded["meta"]
-                    clusters = sorted(set(loaded["groups"]))
-                    index = {g: i for i, g in enumerate(clusters)}
-                    member = np.array([index[g] for g in loaded["groups"]])
-                    summed = {}
-                    for k, v in loaded["arrays"].items():
-                        acc = np.zeros((len(clusters),) + v.shape[1:])
-                        np.add.at(acc, member, v)
-                        summed[k] = acc
-                    fg, every = pooled_accumulators(meta["mode"], int(meta["num_classes"]), meta["metrics"],
-                                                    per_class=True)
-                    self._sums[key] = (clusters, summed, fg, every)
-            if self._sums[key] is not None:
-                out[seed] = self._sums[key]
-        return out
-
-    # ---- tests
-    def test(self, a: Configuration, b: Configuration, metric: str, aggregation: str) -> Optional[Dict[str, Any]]:
-        """The paired test of ``a - b`` for one row of :data:`ROWS`, with the per-seed differences."""
-        va, vb = self.seed_values(a, metric, aggregation), self.seed_values(b, metric, aggregation)
-        signs = sign_consistency(va, vb)
-        if not signs["n"]:
-            return None
-        diffs = list(signs["diffs"].values())
-        out: Dict[str, Any] = {"seeds": signs, "mean_diff_seeds": float(np.mean(diffs)),
-                               "std_diff_seeds": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0}
-        if aggregation == "image_mean":
-            pa, pb = self.per_image(a, metric), self.per_image(b, metric)
-            test = paired_cluster_test(pa, pb, self.groups) if set(pa) & set(pb) else None
-        else:
-            test = self._bootstrap(a, b, metric)
-        if test is not None:
-            out["test"] = test
-        if len(set(va) & set(vb)) >= 5:
-            common = sorted(set(va) & set(vb))
-            out["seed_test"] = wilcoxon_test([va[s] for s in common], [vb[s] for s in common])
-        return out
-
-    def _bootstrap(self, a: Configuration, b: Configuration, metric: str) -> Optional[Dict[str, Any]]:
-        sa, sb = self.cluster_sums(a), self.cluster_sums(b)
-        seeds = sorted(set(sa) & set(sb))
-        if not seeds:
-            return None
-        clusters = sorted(set.intersection(*(set(x[s][0]) for x in (sa, sb) for s in seeds)))
-        if not clusters:
-            return None
-        prefix, key = ("all:", metric) if metric in ("pixel_accuracy",) else ("fg:", metric)
-
-        def prepared(conf: Configuration, seed: int, entry):
-            names, summed, fg, every = entry
-            acc = every if prefix == "all:" else fg
-            if acc is None or metric not in acc.metrics:
-                return None
-            pos = [names.index(c) for c in clusters]
-            sums = {k[len(prefix):]: v[pos] for k, v in summed.items() if k.startswith(prefix)}
-            return sums, acc, (conf.label, seed, prefix, tuple(clusters))
-
-        pa = {s: prepared(a, s, sa[s]) for s in seeds}
-        pb = {s: prepared(b, s, sb[s]) for s in seeds}
-        if any(v is None for v in (*pa.values(), *pb.values())):
-            return None
-
-        def statistic(entry, weights: np.ndarray) -> np.ndarray:
-            value = self._pooled_values(entry, weights)[f"{key}_dataset"]
-            value = value.reshape(value.shape[0], -1)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                return np.nanmean(value, axis=1)
-
-        return paired_cluster_bootstrap(pa, pb, clusters, statistic, n_boot=self.n_boot)
-
-
-    def _pooled_values(self, entry, weights: np.ndarray) -> Dict[str, np.ndarray]:
-        """Every pooled metric of one run when cluster ``g`` counts ``weights[r, g]`` times, as
-        float64 arrays; computed once per run, cluster set and weights (the bootstrap of each
-        metric and each pair re-uses the resamples of the same run)."""
-        import torch
-
-        sums, acc, key = entry
-        key = key + (weights.shape, hashlib.sha1(np.ascontiguousarray(weights).tobytes()).hexdigest())
-        found = self._pooled.get(key)
-        if found is None:
-            batched = {k: torch.from_numpy(np.tensordot(weights, v, axes=(1, 0))) for k, v in sums.items()}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                found = {k: v.double().numpy() for k, v in acc.finalize(batched).items()}
-            self._pooled[key] = found
-        return found
-
-
-def _pair_tests(tester: _Tester, pairs: Sequence[Tuple[Configuration, Configuration]],
-                rows: Sequence[Tuple[str, str, str, bool]]) -> List[Dict[str, Any]]:
-    """Every test of the pairs ``(a, b)`` (difference ``a - b``) and rows; Holm-corrected together."""
-    found: List[Dict[str, Any]] = []
-    for a, b in pairs:
-        for metric, aggregation, label, higher in rows:
-            r = tester.test(a, b, metric, aggregation)
-            if r is None:
-                continue
-            r.update(a=a.label, b=b.label, metric=metric, aggregation=aggregation, row=label, higher=higher)
-            found.append(r)
-    adjusted = holm([r["test"]["p"] if "test" in r else math.nan for r in found])
-    for r, p in zip(found, adjusted):
-        r["p_holm"] = p
-        r["verdict"] = _verdict(r)
-    return found
-
-
-def _verdict(r: Mapping[str, Any]) -> str:
-    """``better`` / ``worse`` (a against b, by the metric's direction) at Holm-adjusted p < LEVEL,
-    else ``no significant difference`` (``not tested`` without a test)."""
-    if "test" not in r or math.isnan(r.get("p_holm", math.nan)):
-        return "not tested"
-    if r["p_holm"] >= LEVEL or r["test"]["mean_diff"] == 0:
-        return "no significant difference"
-    return "better" if (r["test"]["mean_diff"] > 0) == r["higher"] else "worse"
-
-
 def _fmt(v: Optional[float], digits: int = 4, sign: bool = True) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
@@ -670,31 +495,6 @@ def _verdict_lines(tests: Sequence[Mapping[str, Any]], names: Optional[Mapping[T
     return lines
 
 
-def _compare_pairs(configs: Sequence[Configuration], factor: str) -> List[Tuple[Configuration, Configuration, str]]:
-    """Pairs ``(later, earlier, context)`` of configurations that differ in ``factor`` only."""
-    keys = ["loss_label", "domain", "batch_size", "epochs"]
-    if any(c.config().get("effective_batch_size") not in (None, c.config().get("batch_size")) for c in configs):
-        keys.insert(3, "effective_batch_size")  # only when it differs from the batch size somewhere
-    field_of = {"loss": "loss_label", "domain": "domain", "batch_size": "batch_size",
-                "effective_batch_size": "effective_batch_size", "epochs": "epochs"}
-    target = field_of.get(factor, factor)
-    varying = [k for k in keys if k != target and len({c.config().get(k) for c in configs} - {None}) > 1]
-    groups: "OrderedDict[tuple, List[Configuration]]" = OrderedDict()
-    for c in configs:
-        if c.config().get(target) is None:
-            continue
-        groups.setdefault(tuple(c.config().get(k) for k in varying), []).append(c)
-    names = {"loss_label": "loss", "domain": "domain", "batch_size": "batch size",
-             "effective_batch_size": "effective batch size", "epochs": "epochs"}
-    out = []
-    for key, members in groups.items():
-        context = ", ".join(f"{names[k]} {v}" for k, v in zip(varying, key) if v is not None)
-        for j, later in enumerate(members):
-            for earlier in members[:j]:
-                out.append((later, earlier, context))
-    return out
-
-
 def _full_spec(spec: Any, mode: str) -> str:
     """The loss spec with every parameter, defaults included (the run's exact definition)."""
     try:
@@ -729,60 +529,9 @@ def _full_spec_term(term, one) -> str:
     return one(term)
 
 
-def _match_baseline(configs: Sequence[Configuration], name: Optional[str]) -> Optional[Configuration]:
-    if not configs:
-        return None
-    if name is None:
-        return configs[0]
-    key = str(name).strip().lower()
-
-    def canonical(spec: str) -> Optional[str]:
-        try:
-            from seglosses.registry import resolve
-
-            return resolve(spec).name
-        except Exception:  # noqa: BLE001 - not a single registered name
-            return None
-
-    wanted = canonical(key)
-    tests = [
-        lambda c: c.label.lower() == key,
-        lambda c: str(c.config().get("loss_label", "")).lower() == key,
-        lambda c: str(c.config().get("loss_spec", "")).lower() == key or str(c.config().get("loss", "")).lower() == key,
-        lambda c: wanted is not None and canonical(str(c.config().get("loss_spec", ""))) == wanted,
-    ]
-    for test in tests:
-        found = [c for c in configs if test(c)]
-        if found:
-            return found[0]
-    return None
-
-
 # ------------------------------------------------------------------------------------------------
 # Figures
 # ------------------------------------------------------------------------------------------------
-
-
-def _colors(n: int):
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
-
-
-def _curve(conf: Configuration, key: str):
-    """(epochs, mean, std) of one history column over the seeds, or ``None``."""
-    histories = [h for h in (r.get("history") or [] for r in conf.runs) if h]
-    if not histories:
-        return None
-    n = min(len(h) for h in histories)
-    epochs = [h["epoch"] for h in histories[0][:n]]
-    arr = np.array([[np.nan if row.get(key) is None else float(row[key]) for row in h[:n]] for h in histories])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(arr, axis=0)
-        std = np.nanstd(arr, axis=0, ddof=1) if arr.shape[0] > 1 else None
-    return epochs, mean, std
 
 
 def _panels(configs: Sequence[Configuration], factor: Optional[str]) -> "OrderedDict[str, List[Configuration]]":
@@ -805,232 +554,18 @@ def _panels(configs: Sequence[Configuration], factor: Optional[str]) -> "Ordered
     return panels
 
 
-#: Above this many configurations the learning curves are drawn as small multiples.
-MAX_OVERLAID = 4
-
-
-def _fixed_layout(fig, *, left: float, right: float, top: float, bottom: float, wspace: float,
-                  hspace: float) -> None:
-    """Margins and gaps between the axes of a regular grid, in inches: the layout ``tight_layout``
-    would find for a grid whose labels are known in advance, without measuring every tick label."""
-    width, height = fig.get_size_inches()
-    grid = fig.axes[0].get_subplotspec().get_gridspec()
-    rows, cols = grid.get_geometry()
-    ax_w = (width - left - right - wspace * (cols - 1)) / cols
-    ax_h = (height - top - bottom - hspace * (rows - 1)) / rows
-    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
-                        wspace=wspace / ax_w, hspace=hspace / ax_h)
-
-
 def _learning_curves(path: Path, dataset: str, configs: Sequence[Configuration], factor: Optional[str] = None) -> bool:
-    import matplotlib.pyplot as plt
-
-    if not any(_curve(c, "train_loss") for c in configs):
-        return False
-    rows = [("train_loss", "training loss"), ("val_loss", "validation loss"),
-            ("val_dice_dataset", "validation Dice (pooled)")]
-    if len(configs) <= MAX_OVERLAID:
-        panels = OrderedDict([("", list(configs))])
-    else:
-        panels = _panels(configs, factor)
-    ncols = len(panels)
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(max(5.0, 3.6 * ncols) + 2.5, 2.9 * len(rows)),
-                             squeeze=False, sharex=True)
-    colors = _colors(max(len(m) for m in panels.values()))
-    for col, (title, members) in enumerate(panels.items()):
-        for j, conf in enumerate(members):
-            for row, (key, _) in enumerate(rows):
-                found = _curve(conf, key)
-                if found is None:
-                    continue
-                epochs, mean, std = found
-                ax = axes[row, col]
-                ax.plot(epochs, mean, marker="o", markersize=2.5, color=colors[j], linewidth=1.4,
-                        label=conf.label if row == 0 else None)
-                if std is not None:
-                    ax.fill_between(epochs, mean - std, mean + std, color=colors[j], alpha=0.15, linewidth=0)
-        axes[0, col].set_title(title, fontsize=9)
-        axes[0, col].legend(fontsize=7, frameon=False, loc="upper right")
-    for row, (key, label) in enumerate(rows):
-        axes[row, 0].set_ylabel(label, fontsize=9)
-        for ax in axes[row]:
-            ax.grid(True, alpha=0.3)
-            ax.tick_params(labelsize=7)
-            ax.xaxis.get_major_locator().set_params(integer=True)
-            if key == "val_dice_dataset":
-                ax.set_ylim(-0.02, 1.02)
-            else:  # log scale only where the curves span more than a decade
-                lines = [np.asarray(l.get_ydata(), dtype=float) for l in ax.get_lines()]
-                if lines and all(np.nanmin(y) > 0 for y in lines) and \
-                        max(np.nanmax(y) for y in lines) > 10 * min(np.nanmin(y) for y in lines):
-                    ax.set_yscale("log")
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch", fontsize=9)
-    how = "one panel per " + ("combination of the other factors" if factor else "loss") if ncols > 1 else ""
-    fig.suptitle(f"{dataset}: learning curves (mean over seeds; band: ± 1 s.d.){'; ' + how if how else ''}",
-                 fontsize=10)
-    _fixed_layout(fig, left=0.8, right=0.15, top=0.75, bottom=0.5, wspace=0.5, hspace=0.15)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    panels = _panels(configs, factor) if len(configs) > _figures.MAX_OVERLAID else None
+    return _figures.learning_curves(path, dataset, configs, panels, factor)
 
 
 def _metric_bars(path: Path, dataset: str, configs: Sequence[Configuration], multiclass: bool) -> bool:
-    import matplotlib.pyplot as plt
-
-    rows = [(m, a, l, h) for m, a, l, h in ROWS if any(c.values(m, a) for c in configs)]
-    if not rows:
-        return False
-    ncols = min(4, len(rows))
-    nrows = math.ceil(len(rows) / ncols)
-    width = max(3.6, 0.42 * len(configs) + 1.2)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.6 * nrows), squeeze=False)
-    colors = _colors(len(configs))
-    x = np.arange(len(configs))
-    title_lines = 1
-    for ax, (metric, aggregation, label, higher) in zip(axes.flat, rows):
-        stats = [_mean_std(c.values(metric, aggregation)) for c in configs]
-        means = np.array([s[0] for s in stats])
-        stds = np.array([s[1] for s in stats])
-        ax.bar(x, np.nan_to_num(means), yerr=np.nan_to_num(stds), color=colors, capsize=3,
-               edgecolor="black", linewidth=0.4)
-        best = _best(list(means), higher)
-        for i, b in enumerate(best):
-            if b:
-                ax.annotate("best", (x[i], np.nan_to_num(means[i]) + np.nan_to_num(stds[i])), ha="center",
-                            va="bottom", fontsize=7)
-        title = textwrap.fill(_row_label(metric, aggregation, label, higher, multiclass), 44)
-        title_lines = max(title_lines, title.count("\n") + 1)
-        ax.set_title(title, fontsize=9)
-        ax.set_xticks(x)
-        ax.set_xticklabels([c.label for c in configs], rotation=45, ha="right", fontsize=8)
-        ax.grid(True, axis="y", alpha=0.3)
-        if metric not in ("hd95",):
-            ax.set_ylim(0, max(1.0, float(np.nanmax(means + stds)) * 1.08) if np.isfinite(means).any() else 1.0)
-    for ax in list(axes.flat)[len(rows):]:
-        ax.axis("off")
-    fig.suptitle(f"{dataset}: final metrics (bars: mean over seeds; error bars: ± 1 s.d.)")
-    # below each row the configuration names at 45 degrees (about 0.05 in per character of 8 pt);
-    # above it the wrapped title (about 0.17 in per line of 9 pt)
-    names = 0.05 * max(len(c.label) for c in configs) + 0.25
-    titles = 0.17 * title_lines + 0.1
-    _fixed_layout(fig, left=0.55, right=0.15, top=0.45 + titles, bottom=names, wspace=0.55, hspace=names + titles)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    rows = [(m, a, _row_label(m, a, l, h, multiclass), h) for m, a, l, h in ROWS
+            if any(c.values(m, a) for c in configs)]
+    return _figures.metric_bars(path, dataset, configs, rows)
 
 
-def _load_samples(run_dir: Path, warn: Optional[Callable[[str], None]] = None) -> Optional[Dict[str, Any]]:
-    p = run_dir / "samples.npz"
-    if not p.is_file():
-        return None
-    try:
-        return load_samples(p)
-    except DamagedFile as err:
-        if warn is not None:
-            warn(f"{err} (left out of the sample figure)")
-        return None
-
-
-def _sample_tiles(ref: Mapping[str, Any], samples: Sequence[Optional[Mapping[str, Any]]],
-                  num_classes: int) -> List[List[Optional[np.ndarray]]]:
-    """Per sample row, the RGB tiles (float ``[H, W, 3]`` in [0, 1]) of the sample panel: the
-    image, the truth and each configuration's prediction (``None``: not available). Binary:
-    white true positives, red false positives, cyan false negatives, black true negatives;
-    multiclass: one colour per class (:data:`_LABEL_COLORS`)."""
-    from matplotlib.colors import to_rgb
-
-    binary = num_classes == 2
-    errors = np.array([to_rgb(c) for c in ("black", "white", "tab:red", "tab:cyan")])
-    n = max(2, num_classes)
-    lut = np.array([to_rgb(c) for c in _LABEL_COLORS[:n]])
-    top = max(1, num_classes - 1)
-
-    def labels(x: np.ndarray) -> np.ndarray:  # the colour of a ListedColormap over [0, top]
-        return lut[np.clip(np.floor(x.astype(float) / top * len(lut)), 0, len(lut) - 1).astype(int)]
-
-    rows = []
-    for row in range(len(ref["names"])):
-        image = np.asarray(ref["images"][row], dtype=float)
-        truth = np.asarray(ref["truths"][row])
-        shown = np.repeat(image[0][..., None], 3, -1) if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
-        tiles: List[Optional[np.ndarray]] = [np.clip(shown, 0, 1)]
-        tiles.append(errors[(truth >= 1).astype(int)] if binary else labels(truth))
-        for s in samples:
-            if s is None or row >= len(s["preds"]) or s["names"][row] != ref["names"][row]:
-                tiles.append(None)
-                continue
-            pred = np.asarray(s["preds"][row]).astype(int)
-            if binary:
-                tiles.append(errors[np.where(pred == 1, np.where(truth == 1, 1, 2), np.where(truth == 1, 3, 0))])
-            else:
-                tiles.append(labels(pred))
-        rows.append(tiles)
-    return rows
-
-
-_LABEL_COLORS = ["black", "tab:orange", "tab:green", "tab:purple", "tab:blue", "tab:red"]
-
-
-def _sample_panel(path: Path, dataset: str, configs: Sequence[Configuration], num_classes: int,
-                  class_names: Optional[Sequence[str]] = None, warn: Optional[Callable[[str], None]] = None) -> bool:
-    """The sample figure: one row per sample item, columns image, truth and each configuration's
-    prediction; drawn as one mosaic image in one axes (an axes per tile costs seconds)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.collections import PatchCollection
-    from matplotlib.patches import Patch, Rectangle
-
-    samples = [_load_samples(Path(conf.runs[0]["dir"]), warn) if conf.runs else None for conf in configs]
-    ref = next((s for s in samples if s is not None), None)
-    if ref is None:
-        return False
-    rows = _sample_tiles(ref, samples, num_classes)
-    k, ncols = len(rows), 2 + len(configs)
-    heights = [max(t.shape[0] for t in r if t is not None) for r in rows]
-    width = max(t.shape[1] for r in rows for t in r if t is not None)
-    gap = max(2, width // 12)
-    cell_h = [h + gap for h in heights]
-    mosaic = np.ones((sum(cell_h), ncols * (width + gap), 3))
-    frames, missing = [], []
-    y0 = 0
-    for r, tiles in enumerate(rows):
-        for c, tile in enumerate(tiles):
-            x0 = c * (width + gap)
-            if tile is None:
-                missing.append((x0 + width / 2, y0 + heights[r] / 2))
-                continue
-            h, w = tile.shape[:2]
-            oy, ox = y0 + (heights[r] - h) // 2, x0 + (width - w) // 2
-            mosaic[oy:oy + h, ox:ox + w] = tile
-            frames.append(Rectangle((ox - 0.5, oy - 0.5), w, h))
-        y0 += cell_h[r]
-    fig = plt.figure(figsize=(1.9 * ncols, 2.0 * k + 0.8))
-    ax = fig.add_axes((0.02, 0.07, 0.97, 0.83))
-    ax.imshow(mosaic, interpolation="nearest", aspect="equal")
-    ax.add_collection(PatchCollection(frames, facecolor="none", edgecolor="black", linewidth=0.8))
-    for x, y in missing:
-        ax.text(x, y, "n/a", ha="center", va="center")
-    titles = ["image", "truth"] + [c.label.replace(" (", "\n(") for c in configs]
-    for c, title in enumerate(titles):
-        ax.text(c * (width + gap) + width / 2, -gap, title, ha="center", va="bottom", fontsize=8)
-    y0 = 0
-    for r, name in enumerate(ref["names"]):
-        ax.text(-gap, y0 + heights[r] / 2, name, ha="right", va="center", rotation=90, fontsize=7)
-        y0 += cell_h[r]
-    ax.set_axis_off()
-    if num_classes == 2:
-        handles = [Patch(facecolor=c, edgecolor="grey", label=l) for c, l in
-                   zip(["white", "tab:red", "tab:cyan", "black"], ["true positive", "false positive",
-                                                                   "false negative", "true negative"])]
-    else:
-        names = list(class_names) if class_names else ["background"] + [f"class {c}" for c in range(1, num_classes)]
-        handles = [Patch(facecolor=_LABEL_COLORS[c % len(_LABEL_COLORS)], edgecolor="grey", label=names[c])
-                   for c in range(num_classes)]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=8)
-    fig.suptitle(f"{dataset}: sample predictions (first seed of each configuration)", fontsize=10)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+_sample_panel = _figures.sample_panel
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1120,13 +655,14 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
     out_dir.mkdir(parents=True, exist_ok=True)
     grouped = summarize(runs)
     settings = index.get("settings") or {}
-    wanted = baseline if baseline is not None else settings.get("baseline")
-    factor = compare if compare is not None else settings.get("compare")
-    modes = {run["dataset"]: run.get("mode", "binary") for run in runs}
-    classes = {run["dataset"]: int(run.get("num_classes", 2)) for run in runs}
-    class_names = {run["dataset"]: run.get("class_names") for run in runs if run.get("class_names")}
+    study = _Study(
+        baseline=baseline if baseline is not None else settings.get("baseline"),
+        factor=compare if compare is not None else settings.get("compare"),
+        modes={run["dataset"]: run.get("mode", "binary") for run in runs},
+        classes={run["dataset"]: int(run.get("num_classes", 2)) for run in runs},
+        class_names={run["dataset"]: run.get("class_names") for run in runs if run.get("class_names")},
+        n_boot=n_boot, figures=figures, out_dir=out_dir, warn=warn)
     name = index.get("name") or study_dir.name
-
     md: List[str] = [f"# Loss comparison: {name}", ""]
     md.append(summary_line(index, runs) + " Values are mean ± sample standard deviation over seeds; the best value "
               "of each row is in bold; ↑ means larger is better, ↓ smaller is better.")
@@ -1135,118 +671,159 @@ def write_report(study_dir: str | Path, *, out: str | Path | None = None, baseli
         md += ["", "**Failed runs:**", ""] + [f"- {f['run']}: {f['error']}" for f in failures]
     if skipped:
         md += ["", "**Runs left out (their results cannot be read):**", ""] + [f"- {m}" for m in skipped]
-    results: Dict[str, Any] = {"study": name, "conventions": CONVENTIONS, "compare": factor, "datasets": {}}
-    figures_written: List[str] = []
+    results: Dict[str, Any] = {"study": name, "conventions": CONVENTIONS, "compare": study.factor, "datasets": {}}
     if figures:
         import matplotlib
 
         matplotlib.use("Agg")
     for dataset, configs in grouped.items():
-        multiclass = modes[dataset] == "multiclass"
-        first = configs[0].runs[0]
-        seeds = sorted({s for c in configs for s in c.seeds})
-        tester = _Tester(configs, n_boot=n_boot)
-        n_items = first["results"].get("n_images")
-        n_clusters = len({tester.groups.get(n, _source_of(n)) for n in first.get("per_image", {})})
-        items = first["results"].get("items")
-        what = f"{n_items} evaluation items" + (f" ({items})" if items else "") + \
-            (f" from {n_clusters} source images / patients (the clusters of the tests)" if n_clusters else "")
-        md += ["", f"## {dataset}", "",
-               f"{'multiclass, ' + str(classes[dataset]) + ' classes' if multiclass else 'binary'}; evaluated on the "
-               f"{first.get('split', 'test')} split: {what}; after "
-               f"{', '.join(sorted({str(c.config().get('epochs')) for c in configs}))} epochs; "
-               f"seeds {', '.join(map(str, seeds))}.", ""]
-        md.append(main_table(configs, multiclass=multiclass))
-        md += ["", "Configurations (the full loss definition, every parameter included):", ""]
-        for c in configs:
-            cfg = c.config()
-            extra = f", pre-trained with {cfg['pretrain']['loss']} for {cfg['pretrain']['epochs']} epochs" \
-                if cfg.get("pretrain") else ""
-            md.append(f"- **{c.label}**: `{_full_spec(cfg.get('loss_spec'), modes[dataset])}`, batch size "
-                      f"{cfg.get('batch_size')}"
-                      f"{'' if cfg.get('effective_batch_size') == cfg.get('batch_size') else ', effective ' + str(cfg.get('effective_batch_size'))}"
-                      f", {cfg.get('epochs')} epochs, {len(c.runs)} seed(s), "
-                      f"{np.mean([r.get('train_seconds', 0.0) for r in c.runs]):.0f} s training per run{extra}")
-        pct = per_class_table(configs, classes[dataset], class_names=class_names.get(dataset))
-        if pct is not None:
-            md += ["", f"### {dataset}: IoU per class, pooled", "", pct]
-        rows = [r for r in ROWS if any(tester.seed_values(c, r[0], r[1]) for c in configs)]
-        entry: Dict[str, Any] = {"mode": modes[dataset], "num_classes": classes[dataset], "n_items": n_items,
-                                 "items": items, "n_clusters": n_clusters, "configurations": []}
-        if factor:
-            pairs = _compare_pairs(configs, factor)
-            md += ["", f"### {dataset}: {factor} compared", ""]
-            if pairs:
-                tests = _pair_tests(tester, [(a, b) for a, b, _ in pairs], rows)
-                titles = {(a.label, b.label): f"{a.label} vs {b.label}" + (f" ({ctx})" if ctx else "")
-                          for a, b, ctx in pairs}
-                md += ["Paired differences (first − second) of every metric; " + _TEST_NOTE, "",
-                       _tests_table(tests, pair_column="comparison", multiclass=multiclass), "", "Verdicts:", ""]
-                md += _verdict_lines(tests, titles, multiclass)
-                entry["compare"] = {"factor": factor, "tests": tests}
-            else:
-                md.append(f"No two configurations differ in {factor} only.")
-        base = _match_baseline(configs, wanted)
-        if base is None:
-            known = ", ".join(c.label for c in configs)
-            raise ReportError(f"`baseline` must name a configuration of {dataset!r} ({known}); got {wanted!r}")
-        entry["baseline"] = base.label
-        others = [c for c in configs if c is not base]
-        if others and (not factor or wanted is not None):
-            tests = _pair_tests(tester, [(c, base) for c in others], rows)
-            md += ["", f"### {dataset}: paired tests against the baseline {base.label}", "",
-                   "Paired differences (configuration − baseline); " + _TEST_NOTE, "",
-                   _tests_table(tests, pair_column="configuration − baseline", multiclass=multiclass), "",
-                   "Verdicts:", ""]
-            md += _verdict_lines(tests, multiclass=multiclass)
-            entry["significance"] = tests
-        for c in configs:
-            metrics = {}
-            for metric, aggregation, label, higher in ROWS:
-                vals = c.values(metric, aggregation)
-                if vals:
-                    mean, std = _mean_std(vals)
-                    metrics[f"{metric}_{aggregation}"] = {"mean": mean, "std": std, "n": len(vals), "values": vals,
-                                                          "higher_is_better": higher}
-            per = _class_iou(c)
-            if per:
-                arr = np.array(per, dtype=float)
-                metrics["iou_per_class_dataset"] = {
-                    "mean": arr.mean(0).tolist(),
-                    "std": (arr.std(0, ddof=1) if len(per) > 1 else np.zeros(arr.shape[1])).tolist(),
-                    "n": len(per), "values": per, "higher_is_better": True}
-            cfg = c.config()
-            entry["configurations"].append({
-                "label": c.label, "loss": cfg.get("loss_label"), "loss_spec": cfg.get("loss_spec"),
-                "full_spec": _full_spec(cfg.get("loss_spec"), modes[dataset]),
-                "domain": cfg.get("domain"), "batch_size": cfg.get("batch_size"),
-                "effective_batch_size": cfg.get("effective_batch_size"), "epochs": cfg.get("epochs"),
-                "seeds": c.seeds, "train_seconds": [r.get("train_seconds") for r in c.runs], "metrics": metrics})
-        results["datasets"][dataset] = entry
-        if figures:
-            slug = _slug(dataset)
-            md += ["", f"### {dataset}: figures", ""]
-            for fname, fn, caption in (
-                (f"learning_curves_{slug}.png", lambda p: _learning_curves(p, dataset, configs, factor),
-                 "learning curves"),
-                (f"metrics_{slug}.png", lambda p: _metric_bars(p, dataset, configs, multiclass), "final metrics"),
-                (f"samples_{slug}.png", lambda p: _sample_panel(p, dataset, configs, classes[dataset],
-                                                                class_names.get(dataset), warn),
-                 "sample predictions"),
-            ):
-                if fn(out_dir / fname):
-                    figures_written.append(fname)
-                    md.append(f"![{dataset}: {caption}]({fname})")
+        results["datasets"][dataset] = _dataset_section(md, study, dataset, configs)
     if len(grouped) > 0:
-        overview = overview_table(grouped, modes)
+        overview = overview_table(grouped, study.modes)
         if overview:
             md += ["", "## Pixel accuracy and IoU / mIoU (pooled) over all data sets", "", overview]
     md += ["", "## Conventions", ""] + [f"- {c}" for c in CONVENTIONS] + [""]
-    results["figures"] = figures_written
+    results["figures"] = study.figures_written
     atomic_write_text(out_dir / "report.md", "\n".join(md))
     atomic_write_text(out_dir / "results.csv", _csv([r for c in grouped.values() for conf in c for r in conf.runs]))
     atomic_write_json(out_dir / "results.json", _jsonable(results))
     return out_dir
+
+
+@dataclass
+class _Study:
+    """What every data-set section of a report shares (settings, modes, where figures go)."""
+
+    baseline: Optional[str]
+    factor: Optional[str]
+    modes: Dict[str, str]
+    classes: Dict[str, int]
+    class_names: Dict[str, Any]
+    n_boot: int
+    figures: bool
+    out_dir: Path
+    warn: Optional[Callable[[str], None]]
+    figures_written: List[str] = field(default_factory=list)
+
+
+def _dataset_section(md: List[str], study: _Study, dataset: str, configs: Sequence[Configuration]) -> Dict[str, Any]:
+    """Append one data set's section (tables, tests, figures) to ``md``; its ``results.json`` entry."""
+    multiclass = study.modes[dataset] == "multiclass"
+    first = configs[0].runs[0]
+    seeds = sorted({s for c in configs for s in c.seeds})
+    tester = _Tester(configs, n_boot=study.n_boot)
+    n_items = first["results"].get("n_images")
+    n_clusters = len({tester.groups.get(n, _source_of(n)) for n in first.get("per_image", {})})
+    items = first["results"].get("items")
+    what = f"{n_items} evaluation items" + (f" ({items})" if items else "") + \
+        (f" from {n_clusters} source images / patients (the clusters of the tests)" if n_clusters else "")
+    md += ["", f"## {dataset}", "",
+           f"{'multiclass, ' + str(study.classes[dataset]) + ' classes' if multiclass else 'binary'}; evaluated on "
+           f"the {first.get('split', 'test')} split: {what}; after "
+           f"{', '.join(sorted({str(c.config().get('epochs')) for c in configs}))} epochs; "
+           f"seeds {', '.join(map(str, seeds))}.", ""]
+    md.append(main_table(configs, multiclass=multiclass))
+    md += ["", "Configurations (the full loss definition, every parameter included):", ""]
+    md += [_configuration_line(c, study.modes[dataset]) for c in configs]
+    pct = per_class_table(configs, study.classes[dataset], class_names=study.class_names.get(dataset))
+    if pct is not None:
+        md += ["", f"### {dataset}: IoU per class, pooled", "", pct]
+    rows = [r for r in ROWS if any(tester.seed_values(c, r[0], r[1]) for c in configs)]
+    entry: Dict[str, Any] = {"mode": study.modes[dataset], "num_classes": study.classes[dataset], "n_items": n_items,
+                             "items": items, "n_clusters": n_clusters, "configurations": []}
+    _test_sections(md, entry, study, dataset, configs, tester, rows)
+    entry["configurations"] = [_configuration_entry(c, study.modes[dataset]) for c in configs]
+    if study.figures:
+        _figure_lines(md, study, dataset, configs)
+    return entry
+
+
+def _configuration_line(c: Configuration, mode: str) -> str:
+    cfg = c.config()
+    extra = f", pre-trained with {cfg['pretrain']['loss']} for {cfg['pretrain']['epochs']} epochs" \
+        if cfg.get("pretrain") else ""
+    effective = '' if cfg.get('effective_batch_size') == cfg.get('batch_size') \
+        else ', effective ' + str(cfg.get('effective_batch_size'))
+    return (f"- **{c.label}**: `{_full_spec(cfg.get('loss_spec'), mode)}`, batch size {cfg.get('batch_size')}"
+            f"{effective}, {cfg.get('epochs')} epochs, {len(c.runs)} seed(s), "
+            f"{np.mean([r.get('train_seconds', 0.0) for r in c.runs]):.0f} s training per run{extra}")
+
+
+def _test_sections(md: List[str], entry: Dict[str, Any], study: _Study, dataset: str,
+                   configs: Sequence[Configuration], tester: _Tester, rows: Sequence[Tuple[str, str, str, bool]]) -> None:
+    """The comparison of ``study.factor`` (when set) and the tests against the baseline."""
+    multiclass = study.modes[dataset] == "multiclass"
+    factor = study.factor
+    if factor:
+        pairs = _compare_pairs(configs, factor)
+        md += ["", f"### {dataset}: {factor} compared", ""]
+        if pairs:
+            tests = _pair_tests(tester, [(a, b) for a, b, _ in pairs], rows)
+            titles = {(a.label, b.label): f"{a.label} vs {b.label}" + (f" ({ctx})" if ctx else "")
+                      for a, b, ctx in pairs}
+            md += ["Paired differences (first − second) of every metric; " + _TEST_NOTE, "",
+                   _tests_table(tests, pair_column="comparison", multiclass=multiclass), "", "Verdicts:", ""]
+            md += _verdict_lines(tests, titles, multiclass)
+            entry["compare"] = {"factor": factor, "tests": tests}
+        else:
+            md.append(f"No two configurations differ in {factor} only.")
+    base = _match_baseline(configs, study.baseline)
+    if base is None:
+        known = ", ".join(c.label for c in configs)
+        raise ReportError(f"`baseline` must name a configuration of {dataset!r} ({known}); got {study.baseline!r}")
+    entry["baseline"] = base.label
+    others = [c for c in configs if c is not base]
+    if others and (not factor or study.baseline is not None):
+        tests = _pair_tests(tester, [(c, base) for c in others], rows)
+        md += ["", f"### {dataset}: paired tests against the baseline {base.label}", "",
+               "Paired differences (configuration − baseline); " + _TEST_NOTE, "",
+               _tests_table(tests, pair_column="configuration − baseline", multiclass=multiclass), "",
+               "Verdicts:", ""]
+        md += _verdict_lines(tests, multiclass=multiclass)
+        entry["significance"] = tests
+
+
+def _configuration_entry(c: Configuration, mode: str) -> Dict[str, Any]:
+    """A configuration's ``results.json`` entry: its settings and every metric's mean, s.d. and values."""
+    metrics = {}
+    for metric, aggregation, label, higher in ROWS:
+        vals = c.values(metric, aggregation)
+        if vals:
+            mean, std = _mean_std(vals)
+            metrics[f"{metric}_{aggregation}"] = {"mean": mean, "std": std, "n": len(vals), "values": vals,
+                                                  "higher_is_better": higher}
+    per = _class_iou(c)
+    if per:
+        arr = np.array(per, dtype=float)
+        metrics["iou_per_class_dataset"] = {
+            "mean": arr.mean(0).tolist(),
+            "std": (arr.std(0, ddof=1) if len(per) > 1 else np.zeros(arr.shape[1])).tolist(),
+            "n": len(per), "values": per, "higher_is_better": True}
+    cfg = c.config()
+    return {
+        "label": c.label, "loss": cfg.get("loss_label"), "loss_spec": cfg.get("loss_spec"),
+        "full_spec": _full_spec(cfg.get("loss_spec"), mode),
+        "domain": cfg.get("domain"), "batch_size": cfg.get("batch_size"),
+        "effective_batch_size": cfg.get("effective_batch_size"), "epochs": cfg.get("epochs"),
+        "seeds": c.seeds, "train_seconds": [r.get("train_seconds") for r in c.runs], "metrics": metrics}
+
+
+def _figure_lines(md: List[str], study: _Study, dataset: str, configs: Sequence[Configuration]) -> None:
+    """Draw the data set's figures into the report folder and link them from ``md``."""
+    slug = _slug(dataset)
+    md += ["", f"### {dataset}: figures", ""]
+    for fname, fn, caption in (
+        (f"learning_curves_{slug}.png", lambda p: _learning_curves(p, dataset, configs, study.factor),
+         "learning curves"),
+        (f"metrics_{slug}.png", lambda p: _metric_bars(p, dataset, configs, study.modes[dataset] == "multiclass"),
+         "final metrics"),
+        (f"samples_{slug}.png", lambda p: _sample_panel(p, dataset, configs, study.classes[dataset],
+                                                        study.class_names.get(dataset), study.warn),
+         "sample predictions"),
+    ):
+        if fn(study.out_dir / fname):
+            study.figures_written.append(fname)
+            md.append(f"![{dataset}: {caption}]({fname})")
 
 
 _TEST_NOTE = ("mean ± s.d. over seeds of the per-seed difference of the aggregated metric, with the per-seed "

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 __all__ = ["wilcoxon_test", "rank_biserial", "holm", "cluster_means", "paired_cluster_test",
-           "paired_cluster_bootstrap", "sign_consistency"]
+           "paired_cluster_bootstrap", "sign_consistency", "mean_std", "best_flags"]
 
 
 def wilcoxon_test(x: Sequence[float], y: Sequence[float]) -> Dict[str, Any]:
@@ -248,3 +248,33 @@ def sign_consistency(a: Mapping[int, Optional[float]], b: Mapping[int, Optional[
     vals = list(diffs.values())
     return {"n": len(vals), "positive": sum(v > 0 for v in vals), "negative": sum(v < 0 for v in vals),
             "zero": sum(v == 0 for v in vals), "diffs": diffs}
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    """Mean and sample standard deviation of the defined (non-NaN) values; 0 s.d. for one value,
+    ``(nan, nan)`` for none.
+
+    Example:
+        >>> mean_std([1.0, 3.0, float("nan")]), mean_std([2.0]), mean_std([])
+        ((2.0, 1.4142135623730951), (2.0, 0.0), (nan, nan))
+    """
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return math.nan, math.nan
+    mean = float(np.mean(finite))
+    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+    return mean, std
+
+
+def best_flags(means: Sequence[float], higher: bool) -> List[bool]:
+    """Which of ``means`` is the best (largest when ``higher``, else smallest; ties all best).
+
+    Example:
+        >>> best_flags([0.5, float("nan"), 0.7, 0.7], True)
+        [False, False, True, True]
+    """
+    finite = [m for m in means if not math.isnan(m)]
+    if not finite:
+        return [False] * len(means)
+    best = max(finite) if higher else min(finite)
+    return [not math.isnan(m) and abs(m - best) <= 1e-12 * max(1.0, abs(best)) for m in means]

@@ -95,7 +95,7 @@ from seglosses.bench.data.datasets import (
     positives_only,
 )
 from seglosses.bench.data.io import IMAGE_EXTENSIONS, load_folder, load_nifti_slices, read_image, read_mask
-from seglosses.bench.data.sampling import RatioBatchSampler
+from seglosses.bench.data.sampling import RatioBatchSampler, ShuffleBatchSampler
 from seglosses.bench.data.spec import BenchData, build_dataset, positive_evaluation
 from seglosses.bench.data.splits import parse_index_ranges, read_split_file, split_indices
 from seglosses.bench.data.transforms import (
@@ -132,6 +132,7 @@ __all__ = [
     "positives_only",
     "positive_evaluation",
     "RatioBatchSampler",
+    "ShuffleBatchSampler",
     "parse_index_ranges",
     "split_indices",
     "read_split_file",

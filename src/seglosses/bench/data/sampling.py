@@ -1,8 +1,10 @@
-"""The positive:negative ratio batch sampler of seed 000 section 3.1."""
+"""Batch samplers of the training split: the positive:negative ratio sampler of seed 000 section
+3.1 and a shuffling sampler, both resumable (batches depend only on ``(seed, epoch)``) and split
+across processes."""
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import torch
 from torch.utils.data import Sampler
@@ -121,3 +123,53 @@ def _cycle(indices: list[int], gen: torch.Generator) -> Iterator[int]:
     while True:
         for j in torch.randperm(len(indices), generator=gen).tolist():
             yield indices[j]
+
+
+class ShuffleBatchSampler(Sampler[List[int]]):
+    """Shuffled batches whose order depends only on ``(seed, epoch)`` (resumable), split across processes.
+
+    Every epoch draws a permutation from a generator seeded with ``(seed, epoch)``; each
+    global step takes ``batch_size * num_replicas`` items and gives process ``rank`` its
+    ``batch_size``. Incomplete steps are dropped, except when the data set is smaller than
+    one step (then the one step cycles through the permutation).
+
+    Args:
+        n: data-set size.
+        batch_size: items per batch and process.
+        seed: seed of the shuffling.
+        num_replicas: processes.
+        rank: this process.
+        num_batches: batches per epoch, overriding the count above (the permutation cycles).
+
+    Example:
+        >>> s = ShuffleBatchSampler(5, 2, seed=0)
+        >>> len(s), sorted(i for b in s for i in b) == sorted(set(i for b in s for i in b))
+        (2, True)
+    """
+
+    def __init__(self, n: int, batch_size: int, *, seed: int = 0, num_replicas: int = 1, rank: int = 0,
+                 num_batches: Optional[int] = None) -> None:
+        if n < 1:
+            raise ValueError(f"`n` must be >= 1; got {n}")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.num_replicas, self.rank = num_replicas, rank
+        step = batch_size * num_replicas
+        self.num_batches = num_batches if num_batches is not None else max(1, n // step)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the batches of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[List[int]]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order: List[int] = []
+        step = self.batch_size * self.num_replicas
+        for _ in range(self.num_batches):
+            while len(order) < step:
+                order.extend(torch.randperm(self.n, generator=gen).tolist())
+            chunk, order = order[:step], order[step:]
+            yield chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
