@@ -40,6 +40,7 @@ Conventions (stated in the report as well):
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import io
 import json
@@ -140,14 +141,15 @@ def predict(model: nn.Module, images: Tensor, mode: str, *, autocast: Any = None
         >>> predict(nn.Identity(), torch.zeros(1, 1, 1, 2), "binary")
         tensor([[[[0.5000, 0.5000]]]])
     """
-    with torch.no_grad():
-        if autocast is not None:
-            with autocast():
-                logits = model(images)
-        else:
-            logits = model(images)
-    logits = logits.float()
+    logits = _logits(model, images, autocast)
     return torch.sigmoid(logits) if mode == "binary" else torch.softmax(logits, dim=1)
+
+
+def _logits(model: nn.Module, images: Tensor, autocast: Any = None) -> Tensor:
+    """float32 logits of ``model`` without gradients, under ``autocast()`` when one is given."""
+    with torch.no_grad(), (autocast or contextlib.nullcontext)():
+        logits = model(images)
+    return logits.float()
 
 
 def _hard_labels(probs: Tensor, mode: str, threshold: float = 0.5) -> Tensor:
@@ -257,13 +259,8 @@ def evaluate(
         for batches in loader:
             for images, masks in batches:
                 images, masks = images.to(device), masks.to(device)
+                logits = _logits(model, images, autocast)
                 with torch.no_grad():
-                    if autocast is not None:
-                        with autocast():
-                            logits = model(images)
-                    else:
-                        logits = model(images)
-                    logits = logits.float()
                     if loss_fn is not None:
                         loss_sum += loss_fn(logits, masks).double() * images.shape[0]
                 probs = torch.sigmoid(logits) if mode == "binary" else torch.softmax(logits, dim=1)
