@@ -99,50 +99,9 @@ def build_dataset(spec: Mapping[str, Any], *, root: str | Path | None = None) ->
         )
     full = {**allowed, **spec}
     root = Path.cwd() if root is None else Path(root)
-
-    def resolve(value):
-        return None if value is None else root / Path(value)
-
-    num_classes = full["num_classes"]
-    if kind == "folder":
-        if full["manifest"] is None and (full["images"] is None or full["masks"] is None):
-            raise ValueError("`spec` must give 'images' and 'masks' (or 'manifest') for type 'folder'; got neither")
-        base = load_folder(
-            resolve(full["images"]), resolve(full["masks"]), classes=full["classes"],
-            manifest=resolve(full["manifest"]), image_glob=full["image_glob"], mask_glob=full["mask_glob"],
-            mask_suffix=full["mask_suffix"], group_pattern=full["group_pattern"],
-        )
-        if full["group_by"] is not None:
-            base.groups = _groups_from_file(full["group_by"], base.names, root)
-    elif kind == "synthetic":
-        from seglosses.bench.synthetic import make_synthetic
-
-        images, masks = make_synthetic(
-            full["n_images"], full["size"], mode=full["mode"], num_classes=num_classes,
-            positive_fraction=full["positive_fraction"], seed=full["seed"],
-        )
-        base = SegmentationDataset(images, masks, names=[f"synthetic-{i:05d}" for i in range(len(images))])
-        if num_classes is None:
-            num_classes = 2 if full["mode"] == "binary" else 3
-    else:
-        if full["images"] is None or full["masks"] is None:
-            raise ValueError("`spec` must give 'images' and 'masks' for type 'nifti'; got neither")
-        image_paths = full["images"] if isinstance(full["images"], (list, tuple)) else [full["images"]]
-        mask_paths = full["masks"] if isinstance(full["masks"], (list, tuple)) else [full["masks"]]
-        if len(image_paths) != len(mask_paths):
-            raise ValueError(f"`masks` must list one volume per image volume; got {len(mask_paths)} for {len(image_paths)}")
-        parts = [
-            load_nifti_slices(resolve(i), resolve(m), full["axis"], classes=full["classes"],
-                              intensity_range=full["intensity_range"])
-            for i, m in zip(image_paths, mask_paths)
-        ]
-        base = SegmentationDataset(
-            [x for p in parts for x in p.images], [y for p in parts for y in p.masks],
-            names=[x for p in parts for x in p.names], groups=[x for p in parts for x in p.groups],
-        )
+    base, num_classes = _LOADERS[kind](full, root)
     if len(base) == 0:
         raise ValueError("`spec` must describe at least one item; got an empty data set")
-
     if num_classes is None:
         if kind != "synthetic" and full["classes"] is not None:
             num_classes = max(int(v) for v in _check_classes(full["classes"]).values()) + 1
@@ -151,27 +110,85 @@ def build_dataset(spec: Mapping[str, Any], *, root: str | Path | None = None) ->
         num_classes = max(num_classes, 2)
     elif base.max_label() >= int(num_classes):
         raise ValueError(f"`num_classes` must exceed every label; got {num_classes} with label {base.max_label()}")
-
     splits = _resolve_split(full["split"], base, root)
     if full["tissue_filter"] and full["tile"] is None:
         raise ValueError("`tissue_filter` must be used with `tile`; got tile None")
     result: dict[str, Dataset | None] = dict.fromkeys(_SPLITS)
     for split, indices in splits.items():
-        ds: Dataset = SubsetDataset(base, indices)
-        if full["tile"] is not None:
-            ds = TiledDataset(ds, int(full["tile"]), None if full["stride"] is None else int(full["stride"]),
-                              tissue=full["tissue_filter"] or None, small=full["small"], pad_mode=full["pad_mode"])
-        if full["positives_only"]:
-            ds = positives_only(ds)
-        if split == "train" and full["crop"] is not None:
-            ds = RotatedCropDataset(ds, int(full["crop"]), seed=full["crop_seed"], max_angle=full["max_angle"])
-        elif split != "train" and full["quadrants"]:
-            ds = QuadrantDataset(ds)
-        result[split] = ds
+        result[split] = _prepare_split(SubsetDataset(base, indices), split, full)
     return BenchData(
         name=str(full["name"] or kind), train=result["train"], val=result["val"], test=result["test"],
         num_classes=int(num_classes), in_channels=base.in_channels, spec=full,
     )
+
+
+def _prepare_split(ds: Dataset, split: str, full: Mapping[str, Any]) -> Dataset:
+    """One split's pipeline: tiles (and tissue filter), positives only, then rotated training crops
+    or evaluation quadrants."""
+    if full["tile"] is not None:
+        ds = TiledDataset(ds, int(full["tile"]), None if full["stride"] is None else int(full["stride"]),
+                          tissue=full["tissue_filter"] or None, small=full["small"], pad_mode=full["pad_mode"])
+    if full["positives_only"]:
+        ds = positives_only(ds)
+    if split == "train" and full["crop"] is not None:
+        ds = RotatedCropDataset(ds, int(full["crop"]), seed=full["crop_seed"], max_angle=full["max_angle"])
+    elif split != "train" and full["quadrants"]:
+        ds = QuadrantDataset(ds)
+    return ds
+
+
+def _resolve(root: Path, value: Any) -> Path | None:
+    return None if value is None else root / Path(value)
+
+
+def _load_folder_entry(full: Mapping[str, Any], root: Path) -> tuple[SegmentationDataset, int | None]:
+    if full["manifest"] is None and (full["images"] is None or full["masks"] is None):
+        raise ValueError("`spec` must give 'images' and 'masks' (or 'manifest') for type 'folder'; got neither")
+    base = load_folder(
+        _resolve(root, full["images"]), _resolve(root, full["masks"]), classes=full["classes"],
+        manifest=_resolve(root, full["manifest"]), image_glob=full["image_glob"], mask_glob=full["mask_glob"],
+        mask_suffix=full["mask_suffix"], group_pattern=full["group_pattern"],
+    )
+    if full["group_by"] is not None:
+        base.groups = _groups_from_file(full["group_by"], base.names, root)
+    return base, full["num_classes"]
+
+
+def _load_synthetic_entry(full: Mapping[str, Any], root: Path) -> tuple[SegmentationDataset, int | None]:
+    from seglosses.bench.synthetic import make_synthetic
+
+    num_classes = full["num_classes"]
+    images, masks = make_synthetic(
+        full["n_images"], full["size"], mode=full["mode"], num_classes=num_classes,
+        positive_fraction=full["positive_fraction"], seed=full["seed"],
+    )
+    base = SegmentationDataset(images, masks, names=[f"synthetic-{i:05d}" for i in range(len(images))])
+    if num_classes is None:
+        num_classes = 2 if full["mode"] == "binary" else 3
+    return base, num_classes
+
+
+def _load_nifti_entry(full: Mapping[str, Any], root: Path) -> tuple[SegmentationDataset, int | None]:
+    if full["images"] is None or full["masks"] is None:
+        raise ValueError("`spec` must give 'images' and 'masks' for type 'nifti'; got neither")
+    image_paths = full["images"] if isinstance(full["images"], (list, tuple)) else [full["images"]]
+    mask_paths = full["masks"] if isinstance(full["masks"], (list, tuple)) else [full["masks"]]
+    if len(image_paths) != len(mask_paths):
+        raise ValueError(f"`masks` must list one volume per image volume; got {len(mask_paths)} for {len(image_paths)}")
+    parts = [
+        load_nifti_slices(_resolve(root, i), _resolve(root, m), full["axis"], classes=full["classes"],
+                          intensity_range=full["intensity_range"])
+        for i, m in zip(image_paths, mask_paths)
+    ]
+    base = SegmentationDataset(
+        [x for p in parts for x in p.images], [y for p in parts for y in p.masks],
+        names=[x for p in parts for x in p.names], groups=[x for p in parts for x in p.groups],
+    )
+    return base, full["num_classes"]
+
+
+#: The loader of each data-set ``type``: ``(full spec, root) -> (items, num_classes or None)``.
+_LOADERS = {"folder": _load_folder_entry, "synthetic": _load_synthetic_entry, "nifti": _load_nifti_entry}
 
 
 def _groups_from_file(spec: Any, names: Sequence[str], root: Path) -> list[str]:
