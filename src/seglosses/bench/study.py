@@ -101,7 +101,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Dataset
@@ -970,37 +970,89 @@ def run_study(
     main = rank == 0
     device_arg = device
     device = torch.device(device) if device is not None else _default_device()
-    failures: List[Dict[str, str]] = []
-    finished: List[str] = []
-    all_runs: List[RunSpec] = []
-    datasets_info: List[Dict[str, Any]] = []
-    batches: List[Any] = []
-    specs: Dict[int, Dict[str, Any]] = {}
-    failed_datasets: List[str] = []
-    unplanned = 0  # the runs of data sets that failed before their runs could be planned
+    index = _StudyIndex(study, folder, main)
     redo_patterns = [str(p) for p in (redo or [])]
     redo_used: set = set()
-
-    def save_index() -> None:
-        if main:
-            atomic_write_json(folder / "study.json", {
-                "name": study.name, "source": study.source, "settings": study.settings,
-                "datasets": datasets_info,
-                "runs": [{"id": r.id, "dataset": r.dataset, "label": r.label, "seed": r.seed, "order": r.order,
-                          "loss": r.config["loss_label"], "loss_spec": r.config["loss_spec"],
-                          "domain": r.config["domain"], "batch_size": r.config["batch_size"],
-                          "effective_batch_size": r.config["effective_batch_size"], "epochs": r.config["epochs"],
-                          "pretrain": r.pretrain.id if r.pretrain else None} for r in all_runs],
-                "finished": finished, "failures": failures, "planned": len(all_runs) + unplanned,
-                "failed_datasets": failed_datasets,
-            })
 
     def wanted_again(r: RunSpec) -> bool:
         hits = [p for p in redo_patterns if fnmatch.fnmatchcase(r.id, p) or fnmatch.fnmatchcase(r.label, p)]
         redo_used.update(hits)
         return bool(hits)
 
-    names = []
+    batches, specs = _plan_datasets(study, index, log)
+    executor = executor if executor is not None else InlineExecutor(progress=progress)
+    run_device = device if isinstance(executor, InlineExecutor) else device_arg
+    threads = getattr(executor, "threads", None) or getattr(executor, "cpus", None) or torch.get_num_threads()
+    loader_workers = min(int(study.settings.get("num_workers") or 0), threads)
+    position = {r.id: i for i, r in enumerate(index.runs)}
+    if display is not None:
+        display.total = len(index.runs) + len({r.pretrain.id for r in index.runs if r.pretrain is not None})
+    results = execute_runs(batches, folder, executor, spec_of=lambda d: specs[id(d)], device=run_device, log=log,
+                           stop_after_epoch=stop_after_epoch, display=display,
+                           config_of=lambda r: {**r.config, "num_workers": loader_workers, "threads": threads},
+                           redo_of=wanted_again)
+    try:
+        for run, result in results:
+            if result.status in ("finished", "skipped"):
+                index.finished.append(run.id)
+            else:
+                index.failures.append({"run": f"{run.label} seed {run.seed} [{run.dataset}]",
+                                       "error": result.error or "", "id": run.id})
+            index.finished.sort(key=position.get)
+            index.failures.sort(key=lambda f: position.get(f.get("id"), -1))
+            index.save()
+    except (RunInterrupted, KeyboardInterrupt):
+        index.save()
+        raise
+    unused = [p for p in redo_patterns if p not in redo_used]
+    if unused:
+        log(f"note: --redo {', '.join(unused)} matched no run of the study")
+    index.save()
+    return StudyOutcome(folder, index.runs, index.finished, index.failures, time.perf_counter() - t_start,
+                        planned=index.planned, failed_datasets=index.failed_datasets)
+
+
+class _StudyIndex:
+    """The study's ``study.json``: its data sets, planned runs, finished runs and failures,
+    re-written (by the main process) whenever one of them changes."""
+
+    def __init__(self, study: Study, folder: Path, main: bool) -> None:
+        self.study, self.folder, self.main = study, folder, main
+        self.failures: List[Dict[str, str]] = []
+        self.finished: List[str] = []
+        self.runs: List[RunSpec] = []
+        self.datasets: List[Dict[str, Any]] = []
+        self.failed_datasets: List[str] = []
+        self.unplanned = 0  # the runs of data sets that failed before their runs could be planned
+
+    @property
+    def planned(self) -> int:
+        return len(self.runs) + self.unplanned
+
+    def save(self) -> None:
+        if not self.main:
+            return
+        study = self.study
+        atomic_write_json(self.folder / "study.json", {
+            "name": study.name, "source": study.source, "settings": study.settings,
+            "datasets": self.datasets,
+            "runs": [{"id": r.id, "dataset": r.dataset, "label": r.label, "seed": r.seed, "order": r.order,
+                      "loss": r.config["loss_label"], "loss_spec": r.config["loss_spec"],
+                      "domain": r.config["domain"], "batch_size": r.config["batch_size"],
+                      "effective_batch_size": r.config["effective_batch_size"], "epochs": r.config["epochs"],
+                      "pretrain": r.pretrain.id if r.pretrain else None} for r in self.runs],
+            "finished": self.finished, "failures": self.failures, "planned": self.planned,
+            "failed_datasets": self.failed_datasets,
+        })
+
+
+def _plan_datasets(study: Study, index: _StudyIndex, log: Callable[[str], None]
+                   ) -> Tuple[List[Any], Dict[int, Dict[str, Any]]]:
+    """Build each data set of the study and plan its runs (recorded in ``index``); a data set that
+    cannot be built is a failure of its own and its runs count as planned."""
+    batches: List[Any] = []
+    specs: Dict[int, Dict[str, Any]] = {}
+    names: List[str] = []
     for entry in study.settings["datasets"]:
         try:
             spec = resolve_dataset(entry, study.base_dir)
@@ -1013,49 +1065,20 @@ def run_study(
                 positive_evaluation(data)
         except (ValueError, FileNotFoundError, OSError) as err:
             label = entry if isinstance(entry, str) else (entry.get("name") or entry.get("preset") or entry.get("type"))
-            failures.append({"run": f"data set {label}", "error": f"{type(err).__name__}: {err}"})
-            failed_datasets.append(str(label))
-            unplanned += count_runs(study)
+            index.failures.append({"run": f"data set {label}", "error": f"{type(err).__name__}: {err}"})
+            index.failed_datasets.append(str(label))
+            index.unplanned += count_runs(study)
             log(f"FAILED data set {label}: {err}")
             continue
-        datasets_info.append({"name": data.name, "num_classes": data.num_classes,
-                              "sizes": {s: (len(getattr(data, s)) if getattr(data, s) is not None else 0)
-                                        for s in ("train", "val", "test")}})
-        runs = plan_runs(study, entry, spec, data, failures)
-        all_runs.extend(runs)
-        save_index()
+        index.datasets.append({"name": data.name, "num_classes": data.num_classes,
+                               "sizes": {s: (len(getattr(data, s)) if getattr(data, s) is not None else 0)
+                                         for s in ("train", "val", "test")}})
+        runs = plan_runs(study, entry, spec, data, index.failures)
+        index.runs.extend(runs)
+        index.save()
         batches.append((data, runs))
         specs[id(data)] = spec
-    executor = executor if executor is not None else InlineExecutor(progress=progress)
-    run_device = device if isinstance(executor, InlineExecutor) else device_arg
-    threads = getattr(executor, "threads", None) or getattr(executor, "cpus", None) or torch.get_num_threads()
-    loader_workers = min(int(study.settings.get("num_workers") or 0), threads)
-    position = {r.id: i for i, r in enumerate(all_runs)}
-    if display is not None:
-        display.total = len(all_runs) + len({r.pretrain.id for r in all_runs if r.pretrain is not None})
-    results = execute_runs(batches, folder, executor, spec_of=lambda d: specs[id(d)], device=run_device, log=log,
-                           stop_after_epoch=stop_after_epoch, display=display,
-                           config_of=lambda r: {**r.config, "num_workers": loader_workers, "threads": threads},
-                           redo_of=wanted_again)
-    try:
-        for run, result in results:
-            if result.status in ("finished", "skipped"):
-                finished.append(run.id)
-            else:
-                failures.append({"run": f"{run.label} seed {run.seed} [{run.dataset}]", "error": result.error or "",
-                                 "id": run.id})
-            finished.sort(key=position.get)
-            failures.sort(key=lambda f: position.get(f.get("id"), -1))
-            save_index()
-    except (RunInterrupted, KeyboardInterrupt):
-        save_index()
-        raise
-    unused = [p for p in redo_patterns if p not in redo_used]
-    if unused:
-        log(f"note: --redo {', '.join(unused)} matched no run of the study")
-    save_index()
-    return StudyOutcome(folder, all_runs, finished, failures, time.perf_counter() - t_start,
-                        planned=len(all_runs) + unplanned, failed_datasets=failed_datasets)
+    return batches, specs
 
 
 def count_runs(study: Study, mode: str = "binary") -> int:
