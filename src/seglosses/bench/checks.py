@@ -20,9 +20,9 @@ from typing import Any, List, Mapping, Optional, Sequence
 import torch
 
 from seglosses._options import did_you_mean
+from seglosses.bench.builders import build_optimizer, build_run_loss, build_scheduler
 from seglosses.bench.data import spec as _data
 from seglosses.bench.study import Study, StudyError, raise_problems, resolve_dataset
-from seglosses.bench.train import build_optimizer, build_run_loss, build_scheduler
 from seglosses.bench.unet import UNet
 
 __all__ = ["check_study", "validate_study"]

@@ -10,7 +10,7 @@ import math
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -18,8 +18,16 @@ from seglosses.bench.stats import holm, paired_cluster_bootstrap, paired_cluster
 
 __all__ = ["LEVEL", "N_BOOT"]
 
-if TYPE_CHECKING:  # annotations only: the report builds the configurations and imports this module
-    from seglosses.bench.report import Configuration
+
+
+class Configuration(Protocol):
+    """What the comparisons read of a configuration (:class:`seglosses.bench.report.Configuration`:
+    the report builds them and imports this module, so the type is a protocol here)."""
+
+    label: str
+    runs: List[Dict[str, Any]]
+
+    def config(self) -> Dict[str, Any]: ...
 
 
 LEVEL = 0.05

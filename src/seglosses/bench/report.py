@@ -498,7 +498,7 @@ def _verdict_lines(tests: Sequence[Mapping[str, Any]], names: Optional[Mapping[T
 def _full_spec(spec: Any, mode: str) -> str:
     """The loss spec with every parameter, defaults included (the run's exact definition)."""
     try:
-        from seglosses.bench.train import build_run_loss
+        from seglosses.bench.builders import build_run_loss
         from seglosses.losses.compound import WeightedSum
 
         loss = build_run_loss(spec, mode, None)
