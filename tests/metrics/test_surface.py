@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from seglosses import metrics as M
+from seglosses.metrics import _surface_points as SP
 from seglosses.metrics import surface as S
 
 from . import _ref as R
@@ -162,13 +163,13 @@ def test_surface_metrics_extracts_once(monkeypatch, backend):
     calls = []
     names = ["_PointSet", "_nearest_sq"] if backend == "auto" else ["edt"]
     for name in names:
-        real = getattr(S, name)
+        real = getattr(SP, name)
 
         def counting(*args, real=real, name=name, **kwargs):
             calls.append((name, tuple(args[0].shape) if name != "_nearest_sq" else None))
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(S, name, counting)
+        monkeypatch.setattr(SP, name, counting)
     gen = torch.Generator().manual_seed(1)
     x = torch.rand(2, 3, 5, 6, 7, generator=gen).softmax(1)
     t = torch.randint(0, 3, (2, 5, 6, 7), generator=gen)
