@@ -264,7 +264,7 @@ def test_mutual_distances_torch_scans_equal_numpy_scans(monkeypatch):
         b = torch.rand((3,) + shape, generator=gen) < 0.05
         spacing = (0.7,) + (1.2,) * (len(shape) - 1)
         ref = S.mutual_distances(a, b, spacing)
-        monkeypatch.setattr(S, "_numpy_scans", lambda t: False)
+        monkeypatch.setattr(SP, "_numpy_scans", lambda t: False)
         got = S.mutual_distances(a, b, spacing)
         monkeypatch.undo()
         for g, r in zip(got, ref):
