@@ -208,7 +208,7 @@ def test_crop_to_bounding_box_changes_nothing(monkeypatch):
                "modified_hausdorff": {"missing": "diagonal"}}
     kw = dict(metrics=metrics, spacing=(1.0, 0.5, 2.0), reduction="none")
     cropped = M.surface_metrics(x, t, **kw)
-    monkeypatch.setattr(S, "_bounding_box", lambda union: (slice(None),) * union.dim())
+    monkeypatch.setattr(SP, "_bounding_box", lambda union: (slice(None),) * union.dim())
     full = M.surface_metrics(x, t, **kw)
     for k in metrics:
         torch.testing.assert_close(cropped[k], full[k], msg=k)
