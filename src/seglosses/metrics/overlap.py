@@ -590,7 +590,7 @@ def volume_difference_from(c: Confusion, empty: float, voxel: float = 1.0, relat
     return diff * voxel
 
 
-@shared_keywords(OVERLAP, without=("empty", "average"))
+@shared_keywords(OVERLAP, defaults={"empty": "nan"}, without=("average",))
 def volume_difference(
     input: Tensor,
     target: Tensor,
@@ -598,7 +598,6 @@ def volume_difference(
     spacing: Optional[object] = None,
     relative: bool = False,
     signed: bool = False,
-    empty: float | str = "nan",
     **kw: Unpack[OverlapKeywords],
 ) -> Tensor:
     r"""Volume difference between the hard prediction and the target, absolute or relative.
@@ -627,8 +626,8 @@ def volume_difference(
         spacing: ``None`` (voxels), one number, or one voxel size per spatial dim.
         relative: divide by the true volume.
         signed: keep the sign of the difference.
-        empty: the relative difference where the target lacks the class: a number or
-            ``"nan"``.
+        empty: here the relative difference where the target lacks the class (``"nan"`` by
+            default; the absolute difference does not use it).
 
     Returns:
         The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
@@ -644,7 +643,7 @@ def volume_difference(
         >>> volume_difference(p, g, relative=True)   # |3 - 1| / 1
         tensor(2.)
     """
-    empty_value = check_empty("empty", empty)
+    empty_value = check_empty("empty", kw["empty"])
     for name, flag in (("relative", relative), ("signed", signed)):
         if not isinstance(flag, bool):
             raise TypeError(f"`{name}` must be a bool; got {type(flag).__name__}")
