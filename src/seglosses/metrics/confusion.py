@@ -7,22 +7,21 @@ streaming :class:`~seglosses.metrics.SegmentationMetrics` (at the data-set level
 summed counts). With :math:`TPR = TP/(TP+FN)`, :math:`TNR = TN/(TN+FP)`,
 :math:`PPV = TP/(TP+FP)`, :math:`NPV = TN/(TN+FN)`:
 
-=============================  =====================================================  ==========
-function                       formula                                                0/0
-=============================  =====================================================  ==========
-:func:`fbeta_score`            :math:`(1+β^2)TP / ((1+β^2)TP + β^2 FN + FP)`          ``empty``
-:func:`negative_predictive_value`  :math:`NPV`                                         ``empty``
-:func:`miss_rate`              :math:`FN/(TP+FN) = 1 - TPR`                            ``1 - empty``
-:func:`fall_out`               :math:`FP/(TN+FP) = 1 - TNR`                            ``1 - empty``
-:func:`false_discovery_rate`   :math:`FP/(TP+FP) = 1 - PPV`                            ``1 - empty``
-:func:`false_omission_rate`    :math:`FN/(TN+FN) = 1 - NPV`                            ``1 - empty``
-:func:`threat_score`           :math:`TP/(TP+FP+FN)` (critical success index)          ``empty``
-:func:`informedness`           :math:`TPR + TNR - 1` (Youden's J)                      per rate
-:func:`markedness`             :math:`PPV + NPV - 1`                                   per rate
-:func:`fowlkes_mallows`        :math:`\sqrt{PPV \cdot TPR}`                            per rate
-:func:`prevalence_threshold`   :math:`(\sqrt{TPR\,FPR} - FPR)/(TPR - FPR)`             NaN
-:func:`matthews_correlation`   :math:`(TP\,TN - FP\,FN)/\sqrt{(TP+FP)(TP+FN)(TN+FP)(TN+FN)}`  see there
-=============================  =====================================================  ==========
+* :func:`fbeta_score`: :math:`(1+β^2)TP / ((1+β^2)TP + β^2 FN + FP)`; 0/0: ``empty``;
+* :func:`negative_predictive_value`: :math:`NPV`; 0/0: ``empty``;
+* :func:`miss_rate`: :math:`FN/(TP+FN) = 1 - TPR`; 0/0: ``1 - empty``;
+* :func:`fall_out`: :math:`FP/(TN+FP) = 1 - TNR`; 0/0: ``1 - empty``;
+* :func:`false_discovery_rate`: :math:`FP/(TP+FP) = 1 - PPV`; 0/0: ``1 - empty``;
+* :func:`false_omission_rate`: :math:`FN/(TN+FN) = 1 - NPV`; 0/0: ``1 - empty``;
+* :func:`threat_score`: :math:`TP/(TP+FP+FN)` (critical success index); 0/0: ``empty``;
+* :func:`informedness`: :math:`TPR + TNR - 1` (Youden's J); each rate as above;
+* :func:`markedness`: :math:`PPV + NPV - 1`; each rate as above;
+* :func:`fowlkes_mallows`: :math:`\sqrt{PPV \cdot TPR}`; each rate as above;
+* :func:`prevalence_threshold`: :math:`(\sqrt{TPR\,FPR} - FPR)/(TPR - FPR)`; NaN where
+  TPR = FPR;
+* :func:`matthews_correlation`:
+  :math:`(TP\,TN - FP\,FN)/\sqrt{(TP+FP)(TP+FN)(TN+FP)(TN+FN)}`; see there for a zero
+  denominator.
 
 Sources: Fawcett 2006, "An introduction to ROC analysis", Pattern Recognit. Lett. 27(8)
 (the rates); Matthews 1975, Biochim. Biophys. Acta 405(2) (MCC); van Rijsbergen 1979,
