@@ -126,8 +126,8 @@ def expected_calibration_error(
     Args:
         input: probabilities ``[B, C, *S]``, or logits with ``from_logits=True``.
         target: label map ``[B, *S]`` or ``[B, C, *S]`` one-hot / {0, 1}.
-        mode, from_logits, include_background, ignore_index, domain, reduction,
-            check_values: as :func:`seglosses.metrics.average_precision`.
+        mode, from_logits, include_background: as :func:`seglosses.metrics.average_precision`.
+        ignore_index, domain, reduction, check_values: as there.
         bins: the number of equal bins of [0, 1].
         empty: the value of an item without valid pixels: a number or ``"nan"``.
 

@@ -304,7 +304,8 @@ def roc_auc_error_bound(pos: Tensor, neg: Tensor) -> Tensor:
     value and 0, 1/2 or 1 in the exact one, hence
 
     .. math::
-        |\mathrm{AUC} - \mathrm{AUC}_{	ext{bins}}| \le rac{\sum_b t_b\, f_b}{2\,P\,N}
+
+        \lvert \mathrm{AUC} - \mathrm{AUC}_{\text{bins}} \rvert \le \frac{\sum_b t_b\, f_b}{2\,P\,N}
 
     with :math:`t_b`, :math:`f_b` the positives and negatives of bin ``b`` and
     :math:`P`, :math:`N` their totals. 0 when no bin holds both a positive and a
@@ -346,8 +347,9 @@ def roc_auc(
     r"""Area under the ROC curve of the scores, per image and class or over the batch (Hanley & McNeil 1982).
 
     .. math::
-        \mathrm{AUC}_c = rac{1}{P_c N_c} \sum_{i:\,g_{ic}=1}\ \sum_{j:\,g_{jc}=0}
-            \Big([s_{ic} > s_{jc}] + 	frac12 [s_{ic} = s_{jc}]\Big)
+
+        \mathrm{AUC}_c = \frac{1}{P_c N_c} \sum_{i:\,g_{ic}=1}\ \sum_{j:\,g_{jc}=0}
+        \Big([s_{ic} > s_{jc}] + \tfrac12 [s_{ic} = s_{jc}]\Big)
 
     the probability that a positive pixel scores above a negative one (ties count one
     half): the trapezoidal area under the curve of true against false positive rate over
@@ -366,8 +368,8 @@ def roc_auc(
         negative.
 
     Args:
-        input, target, mode, from_logits, include_background, ignore_index, domain,
-            reduction, check_values: as :func:`average_precision`.
+        input, target, mode, from_logits, include_background: as :func:`average_precision`.
+        ignore_index, domain, reduction, check_values: as there.
         bins: ``None`` for the exact value, or the number of score bins.
         empty: the AUC of a class without positives or negatives: a number or ``"nan"``.
 
