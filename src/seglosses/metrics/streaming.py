@@ -192,7 +192,11 @@ class SegmentationMetrics:
             ``points``, ``normalize``, ``distance``, ``directed``). MONAI's
             ``ConfusionMatrixMetric`` names are aliases (``"mcc"``, ``"fnr"``,
             ``"critical success index"``, ...), as are ``"auc"``, ``"ece"``, ``"mce"``,
-            ``"gds"``, ``"avd"``.
+            ``"gds"``, ``"avd"``. At the data-set level a class average (``average``)
+            and the generalised Dice score apply to the summed counts (weights from the
+            summed volumes), the volume difference compares the summed volumes
+            (:math:`|\sum_b V(\hat Y_b) - \sum_b V(Y_b)|`), the calibration errors come
+            from the summed bins.
         num_classes: channels of the prediction (1 in binary mode, the default there).
         mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         from_logits, threshold, include_background, ignore_index: as for
