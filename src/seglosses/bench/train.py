@@ -574,6 +574,8 @@ def _finish(run: _Run) -> Dict[str, Any]:
         "per_image": result["per_image"],
         "groups": result["groups"],
     }
+    if result.get("reliability") is not None:  # calibration metrics asked for: the reliability diagram's bins
+        final["results"]["reliability"] = result["reliability"]
     if run.main:
         _write_samples(run.run_dir / "samples.npz", run.model, eval_set, run.mode, run.device, run.autocast,
                        run.cfg.eval.samples)
