@@ -37,7 +37,7 @@ from torch import Tensor
 from ._grad import P_MOMENTS, activation_backward_, dloss_dp
 from ._options import lookup_option
 
-KERNELS = ("eager", "compiled")
+KERNELS = ("eager", "compiled", "auto")
 UNROLL_MAX = 16
 _ENV = "SEGLOSSES_KERNEL"
 
@@ -45,7 +45,8 @@ _state: Dict[str, str] = {}
 
 
 def set_kernel(name: str) -> None:
-    """Select the statistics kernel for eager calls: ``"eager"`` (default) or ``"compiled"``.
+    """Select the statistics kernel for eager calls: ``"eager"`` (default), ``"compiled"``
+    or ``"auto"``.
 
     ``"compiled"`` runs the fused forward and backward of every region loss and overlap
     metric through ``torch.compile``; it needs what inductor needs on the device (a C++
@@ -55,6 +56,11 @@ def set_kernel(name: str) -> None:
     float32, where the eager one rounds them to the input's dtype; the soft form's
     ``sign(p - g)`` can then differ where ``|p - g|`` is below that rounding. The
     environment variable ``SEGLOSSES_KERNEL`` sets the default.
+
+    ``"auto"`` runs the compiled kernel while compiling works; the first time it fails
+    (no C++ compiler, no Triton, an unsupported device) it warns once (a
+    ``RuntimeWarning`` naming the error) and every call of the process, that one
+    included, runs the eager kernel.
     """
     _state["kernel"] = lookup_option("kernel", name, KERNELS)
 
@@ -222,6 +228,23 @@ _compiled: Dict[tuple, Callable] = {}
 _warned: Dict[str, bool] = {}
 
 
+class CompileError(RuntimeError):
+    """The compiled statistics kernel could not be compiled on this machine."""
+
+
+def auto_failed() -> bool:
+    """Whether ``"auto"`` has given up compiling in this process (see :func:`set_kernel`)."""
+    return bool(_warned.get("auto"))
+
+
+def give_up_compiling(err: Exception) -> None:
+    """Under ``"auto"``: record that compiling failed and warn, once per process."""
+    if not _warned.get("auto"):
+        _warned["auto"] = True
+        warnings.warn(f"seglosses.set_kernel('auto'): the compiled statistics kernel cannot be used here "
+                      f"({err}); the eager kernel runs instead", RuntimeWarning, stacklevel=4)
+
+
 def _signature(x: Tensor, labels, dense, valid, activation: str, names, extra) -> tuple:
     """What the compiled code specialises on besides shapes: one compile cache per value."""
     return (activation, tuple(names), labels is None, dense is None, valid is None, x.dtype, x.device.type, extra)
@@ -259,7 +282,7 @@ def _run_compiled(fn: Callable, key: tuple, *args):
                               f"calls past the limit run the fused form uncompiled", RuntimeWarning, stacklevel=3)
             return fn(*args)
         if type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
-            raise RuntimeError(
+            raise CompileError(
                 f"the compiled statistics kernel (seglosses.set_kernel('compiled')) failed to compile "
                 f"on {args[0].device.type}: {name}: {err}. Use seglosses.set_kernel('eager')."
             ) from err

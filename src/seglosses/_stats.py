@@ -51,7 +51,16 @@ import torch
 from torch import Tensor
 
 from . import _fast
-from ._fused import compiled_backward, compiled_forward, fused_backward, fused_forward, get_kernel
+from ._fused import (
+    CompileError,
+    auto_failed,
+    compiled_backward,
+    compiled_forward,
+    fused_backward,
+    fused_forward,
+    get_kernel,
+    give_up_compiling,
+)
 from ._inputs import Canonical, canonicalize
 from ._grad import G_MOMENTS as _G_MOMENTS
 from ._grad import P_MOMENTS as _P_MOMENTS
@@ -277,8 +286,12 @@ def unscale(t: Tensor, k: Tensor) -> Tensor:
 
 def _kernel() -> str:
     """The kernel for this call: ``"traced"`` (the fused form, inside an outer
-    ``torch.compile``), else the selected one (:func:`seglosses.set_kernel`)."""
-    return "traced" if _compiling() else get_kernel()
+    ``torch.compile``), else the selected one (:func:`seglosses.set_kernel`); ``"auto"``
+    stays ``"auto"`` (the compiled kernel, eager after a failure) until compiling fails."""
+    if _compiling():
+        return "traced"
+    kernel = get_kernel()
+    return "eager" if kernel == "auto" and auto_failed() else kernel
 
 
 def _target_backward(x: Tensor, dense: Tensor, valid: Optional[Tensor], activation: str, names: Sequence[str],
@@ -307,7 +320,8 @@ class _Moments(torch.autograd.Function):
             lohi = None  # (the eager kernel's checks run before it: ``bounds`` is 0 here)
         else:
             run = fused_forward if kernel == "traced" else compiled_forward
-            # (one fresh [B, C] tensor per moment: each is its own sum)
+            # (one fresh [B, C] tensor per moment: each is its own sum; the "auto" kernel's
+            # failure to compile is handled by the caller, :func:`moments`)
             out, lohi = run(x, labels, dense, valid, activation, names, compute_dtype(x.dtype), bounds)
         ctx.save_for_backward(x, labels, dense, valid)
         ctx.activation = activation
@@ -332,11 +346,16 @@ class _Moments(torch.autograd.Function):
             d_target = _target_backward(x, dense, valid, ctx.activation, names, grads)
         if not ctx.needs_input_grad[0] or all(g is None for k, g in zip(names, grads) if k in _P_MOMENTS):
             return None, None, d_target, None, None, None, None, None
-        if ctx.kernel != "eager":
+        if ctx.kernel != "eager" and not (ctx.kernel == "auto" and auto_failed()):
             run = fused_backward if ctx.kernel == "traced" else compiled_backward
             used = tuple(g if k in _P_MOMENTS else None for k, g in zip(names, grads))
-            return (run(x, labels, dense, valid, ctx.activation, names, used), None, d_target,
-                    None, None, None, None, None)
+            try:
+                return (run(x, labels, dense, valid, ctx.activation, names, used), None, d_target,
+                        None, None, None, None, None)
+            except CompileError as err:
+                if ctx.kernel != "auto":
+                    raise
+                give_up_compiling(err)  # and the eager backward below
         p = None
         xw = x
         if _backward_reads_p(names, dense is not None):
@@ -376,7 +395,16 @@ def moments(canon: Canonical, names: Sequence[str]) -> Dict[str, Tensor]:
         pending.run()  # its own pass and sync, before the kernel
         pending = None
     bounds = 0 if pending is None else len(pending.tensors())
-    out = _Moments.apply(canon.x, canon.labels, canon.dense, canon.valid, canon.activation, names, kernel, bounds)
+    try:
+        out = _Moments.apply(canon.x, canon.labels, canon.dense, canon.valid, canon.activation, names, kernel, bounds)
+    except CompileError as err:
+        if kernel != "auto":
+            raise
+        give_up_compiling(err)
+        if pending is not None:
+            pending.run()
+            pending = None
+        out = _Moments.apply(canon.x, canon.labels, canon.dense, canon.valid, canon.activation, names, "eager", 0)
     if pending is not None:
         out, lohi = out[:-1], out[-1]
         pending.judge(lohi.tolist())  # the one sync of the value checks
