@@ -247,7 +247,8 @@ def give_up_compiling(err: Exception) -> None:
 
 def _signature(x: Tensor, labels, dense, valid, activation: str, names, extra) -> tuple:
     """What the compiled code specialises on besides shapes: one compile cache per value."""
-    return (activation, tuple(names), labels is None, dense is None, valid is None, x.dtype, x.device.type, extra)
+    return (activation, tuple(names), labels is None, dense is None, None if valid is None else valid.dtype, x.dtype,
+            x.device.type, extra)
 
 
 def _compile(fn: Callable, key: tuple) -> Callable:

@@ -260,8 +260,10 @@ def _moments_backward(
                 qt = _fast.gather(q.squeeze(-1), 1, labels).mul_(_fast.gather(p, 1, labels.unsqueeze(1)).squeeze(1))
                 vals.add_(qt, alpha=2)  # + 2 (q + c_ppg)_t p_t
             _fast.scatter_(v, 1, labels.unsqueeze(1), vals.unsqueeze(1))
-    if valid is not None:  # (a fill, not a product: an overflowed coefficient gives no NaN here)
-        v.masked_fill_(~valid.unsqueeze(1), 0)
+    if valid is not None and valid.dtype == torch.bool:  # (a fill, not a product: an overflowed
+        v.masked_fill_(~valid.unsqueeze(1), 0)            # coefficient gives no NaN here)
+    elif valid is not None:  # per-pixel weights (a float ``mask``)
+        v.mul_(valid.unsqueeze(1).to(v.dtype))
     return v
 
 

@@ -89,7 +89,7 @@ def region_moments(input: Tensor, target: Tensor, names: Sequence[str],
     if cache is None:
         return _region_moments(_canonical(input, target, kw), names, kw)
     ckey = (id(input), id(target), kw["mode"], kw["from_logits"], kw["include_background"], kw["ignore_index"],
-            kw["check_values"])
+            kw["check_values"], id(kw["mask"]))
     sync = kw["sync"]
     mkey = ckey + (tuple(names), kw["domain"], sync if sync is None or isinstance(sync, str) else id(sync))
     if mkey not in cache:
@@ -105,7 +105,7 @@ def _canonical(input: Tensor, target: Tensor, kw: RegionKeywords) -> Canonical:
     return canonicalize(
         input, target, mode=kw["mode"], from_logits=kw["from_logits"],
         include_background=kw["include_background"], ignore_index=kw["ignore_index"],
-        check_values=kw["check_values"], defer_checks=True,
+        check_values=kw["check_values"], defer_checks=True, mask=kw["mask"],
     )
 
 
