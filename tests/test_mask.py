@@ -260,3 +260,20 @@ def test_weighted_mask_convention_differs_from_monai():
     torch.testing.assert_close(ref, squared, rtol=1e-5, atol=1e-6)
     ours = seglosses.functional.dice_loss(x, t, mode="multiclass", mask=w, reduction="none", smooth=1e-5)
     assert not torch.allclose(ours, ref, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "focal"])
+@pytest.mark.parametrize("mode", ["multiclass", "binary"])
+def test_pixel_mean_losses_take_mask(name, mode):
+    fn = registry.resolve(name).cls.function
+    x, t, keep, w = _data(c=3 if mode == "multiclass" else 1, seed=12)
+    if mode == "binary":
+        t = (t > 0).long()
+    ignored = torch.where(keep, t, torch.full_like(t, 255))
+    want = _value_grad(fn, x, ignored, mode=mode, ignore_index=255)
+    torch.testing.assert_close(_value_grad(fn, x, t, mode=mode, mask=keep), want)
+    torch.testing.assert_close(_value_grad(fn, x, t, mode=mode, mask=torch.ones_like(w)),
+                               _value_grad(fn, x, t, mode=mode))
+    per = fn(x, t, mode=mode, reduction="none")
+    torch.testing.assert_close(fn(x, t, mode=mode, mask=w), (per * w).sum() / w.sum())
+    assert torch.autograd.gradcheck(lambda z: fn(z, t, mode=mode, mask=w), (x.clone().requires_grad_(),))
