@@ -114,7 +114,7 @@ def _class_sums(labels: Tensor, values: Optional[Tensor], bsz: int, c: int, dtyp
     n = labels.shape[1]
     k = next((k for k in (64, 32, 16, 8, 4, 2) if n % k == 0 and n // k >= 1024), 1)
     values = (torch.ones((), dtype=dtype, device=labels.device).expand(labels.shape) if values is None
-              else values.to(dtype))
+              else values if values.dtype == dtype else values.to(dtype))
     out = torch.zeros(bsz * k, c, dtype=dtype, device=labels.device)
     out.scatter_add_(1, labels.reshape(bsz * k, n // k), values.reshape(bsz * k, n // k))
     return out.view(bsz, k, c).sum(1) if k > 1 else out
@@ -180,7 +180,8 @@ def _moments_forward(
         if need & {"g", "gg", "ggg", "absdiff"}:
             out["g"] = out["gg"] = out["ggg"] = _class_sums(t, valid, bsz, c, dtype)
         if need & {"pg", "pgg", "ppg", "absdiff"}:
-            pt = _fast.gather(p, 1, t.unsqueeze(1)).squeeze(1).to(dtype)
+            pt = _fast.gather(p, 1, t.unsqueeze(1)).squeeze(1)
+            pt = pt if pt.dtype == dtype else pt.to(dtype)
             ptw = pt if w is None else pt * valid
             out["pg"] = out["pgg"] = _class_sums(t, ptw, bsz, c, dtype)
             if "ppg" in need:
@@ -191,7 +192,8 @@ def _moments_forward(
     result = []
     seen = set()
     for k in names:
-        t = out[k].to(dtype)
+        t = out[k]
+        t = t if t.dtype == dtype else t.to(dtype)
         if id(t) in seen or not t.is_contiguous():  # autograd outputs: distinct, not views
             t = t.clone(memory_format=torch.contiguous_format)
         seen.add(id(t))
@@ -232,7 +234,7 @@ def _moments_backward(
     used = {k: g for k, g in zip(names, grads) if g is not None and k in _P_MOMENTS}
     if scale is not None:
         used = {k: g * scale for k, g in used.items()}
-    coef = {k: g.to(dtype).unsqueeze(-1) for k, g in used.items()}
+    coef = {k: (g if g.dtype == dtype else g.to(dtype)).unsqueeze(-1) for k, g in used.items()}
     v = dloss_dp(p, dense, coef, shape, dtype, device)
     if labels is not None:
         b = coef.get("p")
