@@ -277,3 +277,18 @@ def test_pixel_mean_losses_take_mask(name, mode):
     per = fn(x, t, mode=mode, reduction="none")
     torch.testing.assert_close(fn(x, t, mode=mode, mask=w), (per * w).sum() / w.sum())
     assert torch.autograd.gradcheck(lambda z: fn(z, t, mode=mode, mask=w), (x.clone().requires_grad_(),))
+
+
+@pytest.mark.parametrize("name", ["combo", "exp_log", "label_noise_penalty", "confidence_penalty"])
+def test_compound_and_regularizer_losses_take_mask(name):
+    fn = registry.resolve(name).cls.function
+    x, t, keep, w = _data(seed=13)
+    kw = dict(mode="multiclass")
+    ignored = torch.where(keep, t, torch.full_like(t, 255))
+    torch.testing.assert_close(_value_grad(fn, x, t, mask=keep, **kw),
+                               _value_grad(fn, x, ignored, ignore_index=255, **kw))
+    torch.testing.assert_close(_value_grad(fn, x, t, mask=torch.ones_like(w), **kw), _value_grad(fn, x, t, **kw))
+    assert torch.autograd.gradcheck(lambda z: fn(z, t, mask=w, **kw), (x.clone().requires_grad_(),))
+    if name in ("label_noise_penalty", "confidence_penalty"):  # a weighted pixel mean, by hand
+        per = fn(x, t, reduction="none", **kw)
+        torch.testing.assert_close(fn(x, t, mask=w, **kw), (per * w).sum() / w.sum())
