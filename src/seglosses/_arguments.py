@@ -183,6 +183,7 @@ class OverlapKeywords(TypedDict, total=False):
     domain: str
     reduction: str
     empty: Union[float, str]
+    average: Optional[str]
     check_values: bool
     mask: Optional[Tensor]
 
@@ -190,10 +191,11 @@ class OverlapKeywords(TypedDict, total=False):
 OVERLAP = Family(
     "overlap metrics",
     defaults=dict(mode="binary", from_logits=False, threshold=0.5, num_classes=None, include_background=True,
-                  ignore_index=None, domain="image", reduction="mean", empty=1.0, check_values=True, mask=None),
+                  ignore_index=None, domain="image", reduction="mean", empty=1.0, average=None,
+                  check_values=True, mask=None),
     annotations=dict(mode="str", from_logits="bool", threshold="float", num_classes="Optional[int]",
                      include_background="bool", ignore_index="Optional[int]", domain="str", reduction="str",
-                     empty="float | str", check_values="bool", mask="Optional[Tensor]"),
+                     empty="float | str", average="Optional[str]", check_values="bool", mask="Optional[Tensor]"),
     docs=dict(
         input="""the prediction: probabilities (``from_logits=False``, the default), logits
             (``from_logits=True``) or a hard prediction (integer or bool: ``[B, *S]`` /
@@ -218,6 +220,14 @@ OVERLAP = Family(
         empty="""the value of a 0/0 ratio (a class absent from prediction and target):
             ``1.0`` (seed 003: "the convention that 0/0 = 1") or ``"nan"`` (MONAI's
             ``ignore_empty``; NaN values are then left out of ``reduction="mean"``).""",
+        average="""``None`` (one value per class, reduced by ``reduction``) or how the
+            classes of an item are combined into one value (scikit-learn's and torchmetrics'
+            ``average``): ``"macro"`` (the mean of the per-class values, NaN left out),
+            ``"micro"`` (the counts summed over the classes first, then the formula) or
+            ``"weighted"`` (the per-class values weighted by their support ``TP + FN``;
+            NaN when the item has no positive pixel). ``reduction`` then acts on the
+            items: ``"none"`` gives ``[B]`` (image domain) or a 0-dim value (batch
+            domain).""",
         check_values="""check label ranges, probability range and finiteness (one pass over
             the data and a device sync); shapes and dtypes are always checked.""",
         mask="""spatial mask ``[B, 1, *S]`` or ``[B, *S]`` (a batch of 1 applies to every
