@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import seglosses
+import seglosses.metrics
 from seglosses import registry
 from seglosses._fused import fused_backward, fused_forward
 from seglosses._inputs import canonicalize
@@ -24,6 +25,8 @@ REGION = [e for e in registry.ENTRIES if e.family == "region"]
 METRICS = [overlap_metrics.dice, overlap_metrics.jaccard, overlap_metrics.tversky_index,
            overlap_metrics.sensitivity, overlap_metrics.specificity, overlap_metrics.precision,
            overlap_metrics.pixel_accuracy]
+METRICS += [getattr(seglosses.metrics, n) for n in ("matthews_correlation", "f_beta", "generalized_dice_score")
+            if hasattr(seglosses.metrics, n)]
 
 
 def _data(spatial=(6, 7), c=3, seed=0, dtype=torch.float64):
