@@ -295,3 +295,14 @@ def test_compound_and_regularizer_losses_take_mask(name):
     if name in ("label_noise_penalty", "confidence_penalty"):  # a weighted pixel mean, by hand
         per = fn(x, t, reduction="none", **kw)
         torch.testing.assert_close(fn(x, t, mask=w, **kw), (per * w).sum() / w.sum())
+
+
+@pytest.mark.slow
+def test_compiled_kernel_with_weighted_mask():
+    """The compiled kernel (fused form through torch.compile) weighs the sums as the eager one."""
+    x, t, _, w = _data(spatial=(8, 15), seed=14, dtype=torch.float32)
+    out = []
+    for kernel in ("eager", "compiled"):
+        with seglosses.use_kernel(kernel):
+            out.append(_value_grad(seglosses.functional.dice_loss, x, t, mode="multiclass", mask=w.float()))
+    torch.testing.assert_close(out[1], out[0], rtol=1e-5, atol=1e-6)
