@@ -24,6 +24,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
+from torch import Tensor
 from typing_extensions import TypedDict
 
 from ._options import did_you_mean
@@ -123,15 +124,16 @@ class RegionKeywords(TypedDict, total=False):
     reduction: str
     check_values: bool
     sync: object
+    mask: Optional[Tensor]
 
 
 REGION = Family(
     "region losses",
     defaults=dict(mode="binary", from_logits=True, domain="image", smooth=1e-5, include_background=True,
-                  ignore_index=None, class_weights=None, reduction="mean", check_values=True, sync=None),
+                  ignore_index=None, class_weights=None, reduction="mean", check_values=True, sync=None, mask=None),
     annotations=dict(mode="str", from_logits="bool", domain="str", smooth="float", include_background="bool",
                      ignore_index="Optional[int]", class_weights="Optional[Sequence[float]]", reduction="str",
-                     check_values="bool", sync="object"),
+                     check_values="bool", sync="object", mask="Optional[Tensor]"),
     docs=dict(
         input="""prediction ``[B, C, *S]`` (2D, 3D or any number of spatial dims): logits
             (``from_logits=True``, the default) or probabilities.""",
@@ -158,6 +160,9 @@ REGION = Family(
             processes, with autograd, before the formula: every rank gets the loss of the
             global batch and DDP's gradient averaging gives its exact gradient (see
             :mod:`seglosses.distributed`; the identity without a process group).""",
+        mask="""spatial mask ``[B, 1, *S]`` or ``[B, *S]`` (a batch of 1 applies to every
+            image): bool (False leaves the pixel out, as ``ignore_index`` does; both
+            combine) or float per-pixel weights (finite, >= 0) that weigh every sum.""",
     ),
     notes=_CONVENTION_REGION,
 )
@@ -180,16 +185,17 @@ class OverlapKeywords(TypedDict, total=False):
     empty: Union[float, str]
     average: Optional[str]
     check_values: bool
+    mask: Optional[Tensor]
 
 
 OVERLAP = Family(
     "overlap metrics",
     defaults=dict(mode="binary", from_logits=False, threshold=0.5, num_classes=None, include_background=True,
                   ignore_index=None, domain="image", reduction="mean", empty=1.0, average=None,
-                  check_values=True),
+                  check_values=True, mask=None),
     annotations=dict(mode="str", from_logits="bool", threshold="float", num_classes="Optional[int]",
                      include_background="bool", ignore_index="Optional[int]", domain="str", reduction="str",
-                     empty="float | str", average="Optional[str]", check_values="bool"),
+                     empty="float | str", average="Optional[str]", check_values="bool", mask="Optional[Tensor]"),
     docs=dict(
         input="""the prediction: probabilities (``from_logits=False``, the default), logits
             (``from_logits=True``) or a hard prediction (integer or bool: ``[B, *S]`` /
@@ -224,6 +230,9 @@ OVERLAP = Family(
             domain).""",
         check_values="""check label ranges, probability range and finiteness (one pass over
             the data and a device sync); shapes and dtypes are always checked.""",
+        mask="""spatial mask ``[B, 1, *S]`` or ``[B, *S]`` (a batch of 1 applies to every
+            image): bool (False leaves the pixel out, as ``ignore_index`` does; both
+            combine) or float per-pixel weights (finite, >= 0) that weigh every sum.""",
     ),
     notes="""    Convention:
         A ratio whose denominator is 0 takes ``empty``; no other value is special. An

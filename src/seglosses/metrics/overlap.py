@@ -66,7 +66,7 @@ def _confusion(input: Tensor, target: Tensor, kw: OverlapKeywords) -> Tuple[Conf
     pair = hard_pair(
         input, target, mode=kw["mode"], from_logits=kw["from_logits"], threshold=kw["threshold"],
         num_classes=kw["num_classes"], include_background=kw["include_background"],
-        ignore_index=kw["ignore_index"], check_values=kw["check_values"],
+        ignore_index=kw["ignore_index"], check_values=kw["check_values"], mask=kw["mask"],
     )
     conf, allm = confusion_of_hard(pair, kw["domain"])
     return conf, allm, pair
