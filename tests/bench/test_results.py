@@ -98,3 +98,15 @@ def test_surrogate_claim_reads_either_side_of_a_pair():
     t = {"verdict": "worse", "a": "CE", "b": "Soft Dice", "metric": "dice", "aggregation": "dataset"}
     assert judge(claim, [t])[0] == "holds"
     assert judge(claim, [{**t, "verdict": "better"}])[0] == "does not hold"
+
+
+def test_data_set_without_finished_runs_says_so(tmp_path):
+    # a second data set of the study that no finished run has reached yet: no "?" placeholders
+    _study(tmp_path / "results", [0.1, 0.2, 0.15, 0.12, 0.3, 0.05])
+    index_path = tmp_path / "results" / "toy-study" / "study.json"
+    index = json.loads(index_path.read_text())
+    index["datasets"].append({"name": "later", "num_classes": 2, "sizes": {"train": 7, "val": 1, "test": 3}})
+    index_path.write_text(json.dumps(index))
+    md = build_page(tmp_path / "results", tmp_path / "page.md", claims=[CLAIM], figures=False).read_text()
+    assert "later: 7 training / 1 validation items, no finished run evaluated yet" in md
+    assert "? test items" not in md

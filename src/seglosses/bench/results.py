@@ -190,9 +190,13 @@ def _study_facts(folder: Path, results: Mapping[str, Any]) -> str:
     for d in index.get("datasets", []):
         entry = (results.get("datasets") or {}).get(d["name"], {})
         sizes = d.get("sizes", {})
-        parts.append(f"{d['name']}: {sizes.get('train', '?')} training / {sizes.get('val', '?')} validation items, "
-                     f"{entry.get('n_items', '?')} test items ({entry.get('items') or 'whole images'}) from "
+        text = f"{d['name']}: {sizes.get('train', '?')} training / {sizes.get('val', '?')} validation items, "
+        if "n_items" in entry:
+            text += (f"{entry['n_items']} test items ({entry.get('items') or 'whole images'}) from "
                      f"{entry.get('n_clusters', '?')} clusters")
+        else:
+            text += "no finished run evaluated yet"
+        parts.append(text)
     crops = sorted({str(e.get("crop")) for e in st.get("datasets", []) if isinstance(e, Mapping) and e.get("crop")})
     return (f"{len(finals)} of {planned} planned runs finished; " + "; ".join(parts)
             + (f"; training crops {', '.join(crops)} px" if crops else "")
