@@ -294,13 +294,12 @@ def hausdorff_er_loss(input: Tensor, target: Tensor, *, alpha: float = 2.0, eros
         erosions: K, the number of erosions (an int >= 1; 10 in kornia).
 
     Example:
-        >>> # a 3x3 error of 1 around a centre: the first erosion keeps the centre (1 - 0.5)
-        >>> # and the four edge pixels (0.6 - 0.5), normalised to 1, 0.2, 0.2, 0.2, 0.2
-        >>> p = torch.zeros(1, 1, 3, 3)
-        >>> p[..., :, :] = 1.0
+        >>> # a 3x3 error of 1 (zero padding): one erosion gives the centre 5/5 - 0.5, the
+        >>> # edge centres 4/5 - 0.5, the corners 3/5 - 0.5; normalised 1, 0.5, 0: mean 3/9
+        >>> p = torch.ones(1, 1, 3, 3)
         >>> g = torch.zeros(1, 3, 3, dtype=torch.long)
         >>> round(float(hausdorff_er_loss(p, g, from_logits=False, erosions=1)), 4)
-        0.2
+        0.3333
     """
     alpha = check_nonnegative("alpha", alpha)
     erosions = check_count("erosions", erosions)
