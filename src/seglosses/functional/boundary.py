@@ -16,7 +16,7 @@ with convolutional neural networks" (IEEE TMI 2020).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor

@@ -143,8 +143,7 @@ class DeepSupervisionLoss(nn.Module):
         if tuple(t.shape[2:]) == tuple(size):
             return target
         if t.is_floating_point():
-            out = F.adaptive_avg_pool2d(t, size) if nd == 2 else (
-                F.adaptive_avg_pool3d(t, size) if nd == 3 else F.interpolate(t, size=tuple(size), mode="area"))
+            out = F.interpolate(t, size=tuple(size), mode="area")  # = adaptive average pooling
         elif self.label_resize == "max":
             ignore = _ignore_index(self.loss)
             src = t.to(torch.float64)
