@@ -94,6 +94,7 @@ def shared_keywords(family: Family, *, defaults: Optional[Mapping[str, Any]] = N
             return fn(*args, **{**shared, **kwargs})
 
         public.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        public.shared_defaults = shared  # type: ignore[attr-defined]  # the family's, with the function's own
         with_docs(family.block(list(shared)))(public)
         return public  # type: ignore[return-value]
 
