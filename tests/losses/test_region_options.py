@@ -72,6 +72,9 @@ def test_label_smoothing_with_ignore_index_and_bad_values():
     torch.testing.assert_close(a, F.dice_loss(x, smoothed, mode="multiclass", ignore_index=255))
     with pytest.raises(ValueError, match=r"`label_smoothing` must lie in \[0, 1\); got 1.0"):
         F.dice_loss(x, t, mode="multiclass", label_smoothing=1.0)
+    # refused when the module is built (a study fails before its first run)
+    with pytest.raises(ValueError, match=r"`label_smoothing` must lie in \[0, 1\); got 1.5"):
+        sl.build_loss("dice(label_smoothing=1.5)")
 
 
 def test_seed000_claim1_standard_form_optimum_at_the_hard_labels_soft_form_at_the_smoothed():
