@@ -39,6 +39,12 @@ def test_weighted_sum_of_the_scales_with_nearest_exact_targets():
     torch.testing.assert_close(loss(outs[0], t), dice(outs[0], t))
     default = sl.DeepSupervisionLoss(dice)
     torch.testing.assert_close(default(outs, t), 4 / 6 * dice(outs[0], t) + 2 / 6 * dice(outs[1], t[:, 1::2, 1::2]))
+    # one target per output (nnU-Net's layout) is used as given
+    per_scale = [t, t[:, ::2, ::2], t[:, ::4, ::4]]
+    torch.testing.assert_close(loss(outs, per_scale), 0.5 * dice(outs[0], t) + 0.3 * dice(outs[1], per_scale[1])
+                               + 0.2 * dice(outs[2], per_scale[2]))
+    with pytest.raises(ValueError, match=r"`target` must be a tensor or one target per output \(3\); got 2 targets"):
+        loss(outs, per_scale[:2])
 
 
 def test_max_pooling_keeps_thin_structures_and_ignored_cells():

@@ -73,8 +73,9 @@ class DeepSupervisionLoss(nn.Module):
 
     ``forward(outputs, target)`` takes a list or tuple of predictions
     ``[B, C, *S_k]`` (highest resolution first) and one target at the highest
-    resolution; a single tensor is passed to the loss unchanged. Terms of weight 0 are
-    not computed.
+    resolution, resized to each output (or, as nnU-Net's loaders give them, a list with
+    one target per output, used as they are); a single tensor is passed to the loss
+    unchanged. Terms of weight 0 are not computed.
 
     Convention:
         * Agrees with MONAI ``DeepSupervisionLoss(loss, weights=...)`` (or its
@@ -158,17 +159,25 @@ class DeepSupervisionLoss(nn.Module):
             out = F.interpolate(t.to(torch.float64), size=tuple(size), mode=self.label_resize).to(target.dtype)
         return out.squeeze(1) if squeeze else out
 
-    def forward(self, outputs: Union[Tensor, Sequence[Tensor]], target: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, outputs: Union[Tensor, Sequence[Tensor]],  # noqa: D102
+                target: Union[Tensor, Sequence[Tensor]]) -> Tensor:
         if isinstance(outputs, Tensor):
             return self.loss(outputs, target)
         if not isinstance(outputs, (list, tuple)) or not outputs:
             raise TypeError(f"`outputs` must be a tensor or a non-empty list/tuple of tensors; got "
                             f"{type(outputs).__name__}{' (empty)' if isinstance(outputs, (list, tuple)) else ''}")
+        if isinstance(target, Tensor):
+            targets = [self.resize_target(target, out.shape[2:]) for out in outputs]
+        elif isinstance(target, (list, tuple)) and len(target) == len(outputs):
+            targets = list(target)
+        else:
+            got = f"{len(target)} targets" if isinstance(target, (list, tuple)) else type(target).__name__
+            raise ValueError(f"`target` must be a tensor or one target per output ({len(outputs)}); got {got}")
         total: Optional[Tensor] = None
-        for w, out in zip(self.weights(len(outputs)), outputs):
+        for w, out, t in zip(self.weights(len(outputs)), outputs, targets):
             if w == 0:
                 continue
-            v = w * self.loss(out, self.resize_target(target, out.shape[2:]))
+            v = w * self.loss(out, t)
             total = v if total is None else total + v
         if total is None:  # every weight 0
             total = outputs[0].sum() * 0.0
