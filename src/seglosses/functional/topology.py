@@ -39,17 +39,18 @@ def _pool_axes(x: Tensor, op: str) -> Tensor:
     separately, combined by max / min: a cross-shaped dilation / erosion."""
     nd = x.dim() - 2
     pool = F.max_pool2d if nd == 2 else F.max_pool3d
-    out = None
+    sign = 1.0 if op == "max" else -1.0
+    pooled = []
     for d in range(nd):
         k = [1] * nd
         k[d] = 3
         pad = [0] * nd
         pad[d] = 1
-        y = pool(x if op == "max" else -x, tuple(k), 1, tuple(pad))
-        y = y if op == "max" else -y
-        out = y if out is None else (torch.maximum(out, y) if op == "max" else torch.minimum(out, y))
-    assert out is not None  # nd >= 1
-    return out
+        pooled.append(pool(x * sign, tuple(k), 1, tuple(pad)))
+    out = pooled[0]
+    for y in pooled[1:]:
+        out = torch.maximum(out, y)
+    return out * sign
 
 
 def _erode(x: Tensor) -> Tensor:

@@ -130,8 +130,7 @@ class DeepSupervisionLoss(nn.Module):
     def weights(self, num_outputs: int) -> List[float]:
         """The weights of ``num_outputs`` outputs."""
         if self.fixed is None:
-            assert self.scheme is not None
-            return deep_supervision_weights(num_outputs, self.scheme)
+            return deep_supervision_weights(num_outputs, self.scheme or "nnunet")
         if len(self.fixed) != num_outputs:
             raise ValueError(f"`weights` must have one number per output ({num_outputs}); got {len(self.fixed)}")
         return list(self.fixed)
