@@ -110,7 +110,7 @@ ENTRIES: List[Entry] = [
           ("mcc_loss", "matthews")),
     Entry(GeneralizedWassersteinDiceLoss,
           "generalised Wasserstein Dice loss with a class distance matrix (Fidon 2017)",
-          ("generalized_wasserstein_dice", "generalised_wasserstein_dice", "wasserstein_dice")),
+          ("generalized_wasserstein_dice", "generalised_wasserstein_dice", "wasserstein_dice"), "confusion_matrix"),
     Entry(SoftClDiceLoss, "soft clDice: topology precision/sensitivity of soft skeletons (Shit 2021)",
           ("cldice_loss", "soft_cldice", "cl_dice"), "topology"),
     Entry(DiceClDiceLoss, "(1 - alpha) soft Dice + alpha soft clDice (Shit 2021)",

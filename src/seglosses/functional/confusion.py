@@ -134,10 +134,10 @@ def generalized_wasserstein_dice_loss(
         0.0
     """
     smooth = check_nonnegative("smooth", kw["smooth"])
-    lookup_option("mode", kw["mode"], ("multiclass",))
     mode = lookup_option("weighting_mode", weighting_mode.lower() if isinstance(weighting_mode, str)
                          else weighting_mode, WEIGHTINGS)
     canon = _canonical(input, target, {**kw, "include_background": True})
+    lookup_option("mode", kw["mode"], ("multiclass",))  # after the input checks every loss shares
     c = canon.num_channels
     dtype = compute_dtype(canon.x.dtype)
     m = check_distance_matrix(dist_matrix, c, dtype, canon.x.device)
