@@ -36,7 +36,6 @@ from .losses import (
 )
 from .losses import BoundaryLoss, HausdorffDTLoss, LovaszLoss
 from .losses import (
-    DeepSupervisionLoss,
     DiceClDiceLoss,
     GeneralizedWassersteinDiceLoss,
     HausdorffERLoss,
@@ -48,6 +47,7 @@ from .losses import (
     UnifiedFocalLoss,
 )
 from .build import build_loss
+from .wrappers import DeepSupervisionLoss
 from ._fused import get_kernel, set_kernel, use_kernel
 from . import accumulate, distributed
 from .accumulate import BatchwiseAccumulator, freeze_bn, split_batch

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import seglosses as sl
-from seglosses.losses.wrappers import deep_supervision_weights
+from seglosses.wrappers import deep_supervision_weights
 
 
 def _outputs(c=1, sizes=((16, 16), (8, 8), (4, 4)), seed=0):

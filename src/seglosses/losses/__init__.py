@@ -8,7 +8,6 @@ from .lovasz import LovaszLoss
 from .boundary import BoundaryLoss, HausdorffDTLoss, HausdorffERLoss, LogHausdorffDTLoss
 from .confusion import GeneralizedWassersteinDiceLoss, MCCLoss
 from .topology import DiceClDiceLoss, SkeletonRecallLoss, SoftClDiceLoss
-from .wrappers import DeepSupervisionLoss
 from .region import (
     AsymmetricSimilarityLoss,
     DiceLoss,
@@ -57,5 +56,4 @@ __all__ = [
     "SoftClDiceLoss",
     "DiceClDiceLoss",
     "SkeletonRecallLoss",
-    "DeepSupervisionLoss",
 ]

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._options import lookup_option
+from ._options import lookup_option
+from .build import build_loss
 
 __all__ = ["DeepSupervisionLoss", "deep_supervision_weights"]
 
@@ -109,8 +110,6 @@ class DeepSupervisionLoss(nn.Module):
                  label_resize: str = "nearest-exact") -> None:
         super().__init__()
         if not isinstance(loss, nn.Module):
-            from ..build import build_loss  # the builder imports the loss modules
-
             loss = build_loss(loss)
         self.loss = loss
         if isinstance(weights, str):
