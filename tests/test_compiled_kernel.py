@@ -477,7 +477,7 @@ def test_soft_confusion(options, spy) -> None:
 
 
 def test_set_kernel_rejects_unknown_name() -> None:
-    with pytest.raises(ValueError, match=r"`kernel` must be one of 'eager', 'compiled'; got 'bogus'"):
+    with pytest.raises(ValueError, match=r"`kernel` must be one of 'eager', 'compiled', 'auto'; got 'bogus'"):
         seglosses.set_kernel("bogus")
     with pytest.raises(ValueError, match=r"`kernel`.*did you mean 'compiled'"):
         seglosses.set_kernel("compild")
@@ -535,7 +535,7 @@ def test_environment_variable_selects_compiled_code(monkeypatch, spy) -> None:
 def test_environment_variable_bad_value(monkeypatch) -> None:
     monkeypatch.setenv("SEGLOSSES_KERNEL", "fast")
     monkeypatch.setattr(_fused, "_state", {})
-    with pytest.raises(ValueError, match=r"SEGLOSSES_KERNEL.*`kernel` must be one of 'eager', 'compiled'; got 'fast'"):
+    with pytest.raises(ValueError, match=r"SEGLOSSES_KERNEL.*`kernel` must be one of 'eager', 'compiled', 'auto'; got 'fast'"):
         seglosses.get_kernel()
     x, t, kw = make_pair(CASES["sigmoid-binary"])
     with pytest.raises(ValueError, match="SEGLOSSES_KERNEL"):

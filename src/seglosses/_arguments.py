@@ -24,6 +24,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
+from torch import Tensor
 from typing_extensions import TypedDict
 
 from ._options import did_you_mean
@@ -125,16 +126,18 @@ class RegionKeywords(TypedDict, total=False):
     reduction: str
     check_values: bool
     sync: object
+    mask: Optional[Tensor]
 
 
 REGION = Family(
     "region losses",
     defaults=dict(mode="binary", from_logits=True, domain="image", smooth=1e-5, include_background=True,
                   ignore_index=None, class_weights=None, label_smoothing=0.0, reduction="mean", check_values=True,
-                  sync=None),
+                  sync=None, mask=None),
     annotations=dict(mode="str", from_logits="bool", domain="str", smooth="float", include_background="bool",
                      ignore_index="Optional[int]", class_weights="Optional[Sequence[float]]",
-                     label_smoothing="float", reduction="str", check_values="bool", sync="object"),
+                     label_smoothing="float", reduction="str", check_values="bool", sync="object",
+                     mask="Optional[Tensor]"),
     docs=dict(
         input="""prediction ``[B, C, *S]`` (2D, 3D or any number of spatial dims): logits
             (``from_logits=True``, the default) or probabilities.""",
@@ -167,6 +170,9 @@ REGION = Family(
             processes, with autograd, before the formula: every rank gets the loss of the
             global batch and DDP's gradient averaging gives its exact gradient (see
             :mod:`seglosses.distributed`; the identity without a process group).""",
+        mask="""spatial mask ``[B, 1, *S]`` or ``[B, *S]`` (a batch of 1 applies to every
+            image): bool (False leaves the pixel out, as ``ignore_index`` does; both
+            combine) or float per-pixel weights (finite, >= 0) that weigh every sum.""",
     ),
     notes=_CONVENTION_REGION,
 )
@@ -187,16 +193,19 @@ class OverlapKeywords(TypedDict, total=False):
     domain: str
     reduction: str
     empty: Union[float, str]
+    average: Optional[str]
     check_values: bool
+    mask: Optional[Tensor]
 
 
 OVERLAP = Family(
     "overlap metrics",
     defaults=dict(mode="binary", from_logits=False, threshold=0.5, num_classes=None, include_background=True,
-                  ignore_index=None, domain="image", reduction="mean", empty=1.0, check_values=True),
+                  ignore_index=None, domain="image", reduction="mean", empty=1.0, average=None,
+                  check_values=True, mask=None),
     annotations=dict(mode="str", from_logits="bool", threshold="float", num_classes="Optional[int]",
                      include_background="bool", ignore_index="Optional[int]", domain="str", reduction="str",
-                     empty="float | str", check_values="bool"),
+                     empty="float | str", average="Optional[str]", check_values="bool", mask="Optional[Tensor]"),
     docs=dict(
         input="""the prediction: probabilities (``from_logits=False``, the default), logits
             (``from_logits=True``) or a hard prediction (integer or bool: ``[B, *S]`` /
@@ -221,8 +230,19 @@ OVERLAP = Family(
         empty="""the value of a 0/0 ratio (a class absent from prediction and target):
             ``1.0`` (seed 003: "the convention that 0/0 = 1") or ``"nan"`` (MONAI's
             ``ignore_empty``; NaN values are then left out of ``reduction="mean"``).""",
+        average="""``None`` (one value per class, reduced by ``reduction``) or how the
+            classes of an item are combined into one value (scikit-learn's and torchmetrics'
+            ``average``): ``"macro"`` (the mean of the per-class values, NaN left out),
+            ``"micro"`` (the counts summed over the classes first, then the formula) or
+            ``"weighted"`` (the per-class values weighted by their support ``TP + FN``;
+            NaN when the item has no positive pixel). ``reduction`` then acts on the
+            items: ``"none"`` gives ``[B]`` (image domain) or a 0-dim value (batch
+            domain).""",
         check_values="""check label ranges, probability range and finiteness (one pass over
             the data and a device sync); shapes and dtypes are always checked.""",
+        mask="""spatial mask ``[B, 1, *S]`` or ``[B, *S]`` (a batch of 1 applies to every
+            image): bool (False leaves the pixel out, as ``ignore_index`` does; both
+            combine) or float per-pixel weights (finite, >= 0) that weigh every sum.""",
     ),
     notes="""    Convention:
         A ratio whose denominator is 0 takes ``empty``; no other value is special. An

@@ -34,9 +34,10 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ._grad import P_MOMENTS, activation_backward_, dloss_dp
 from ._options import lookup_option
 
-KERNELS = ("eager", "compiled")
+KERNELS = ("eager", "compiled", "auto")
 UNROLL_MAX = 16
 _ENV = "SEGLOSSES_KERNEL"
 
@@ -44,7 +45,8 @@ _state: Dict[str, str] = {}
 
 
 def set_kernel(name: str) -> None:
-    """Select the statistics kernel for eager calls: ``"eager"`` (default) or ``"compiled"``.
+    """Select the statistics kernel for eager calls: ``"eager"`` (default), ``"compiled"``
+    or ``"auto"``.
 
     ``"compiled"`` runs the fused forward and backward of every region loss and overlap
     metric through ``torch.compile``; it needs what inductor needs on the device (a C++
@@ -54,6 +56,11 @@ def set_kernel(name: str) -> None:
     float32, where the eager one rounds them to the input's dtype; the soft form's
     ``sign(p - g)`` can then differ where ``|p - g|`` is below that rounding. The
     environment variable ``SEGLOSSES_KERNEL`` sets the default.
+
+    ``"auto"`` runs the compiled kernel while compiling works; the first time it fails
+    (no C++ compiler, no Triton, an unsupported device) it warns once (a
+    ``RuntimeWarning`` naming the error) and every call of the process, that one
+    included, runs the eager kernel.
     """
     _state["kernel"] = lookup_option("kernel", name, KERNELS)
 
@@ -83,18 +90,21 @@ def use_kernel(name: str) -> Iterator[None]:
 # --------------------------------------------------------------------------- per-pixel math
 
 
-def _channels(x: Tensor, labels: Optional[Tensor], dense: Optional[Tensor], activation: str,
-              dtype: torch.dtype) -> List[Tuple[Tensor, Optional[Tensor], Optional[int]]]:
-    """Per-pixel ``(p, g, class index)`` blocks.
+Block = Tuple[Tensor, Optional[Tensor], Optional[int]]
+
+
+def _channels(x: Tensor, dense: Optional[Tensor], activation: str, dtype: torch.dtype) -> List[Block]:
+    """Per-pixel ``(p, g, class index)`` blocks, each with a class axis: ``[B, C, N]`` or
+    ``[B, 1, N]``.
 
     Sigmoid and identity act per element: one block ``[B, C, N]`` (``g`` dense, or
     ``None`` with the class index ``None`` for a label map, handled by the caller through
     :func:`_onehot`). The softmax couples the classes: with ``C <= UNROLL_MAX`` one block
-    ``[B, N]`` per class, written as elementwise max/exp/sum over the class list.
+    ``[B, 1, N]`` per class, written as elementwise max/exp/sum over the class list.
     """
     c = x.shape[1]
     if activation == "softmax" and c <= UNROLL_MAX:
-        xs = [x[:, k].to(dtype) for k in range(c)]
+        xs = [x[:, k:k + 1].to(dtype) for k in range(c)]
         m = xs[0]
         for v in xs[1:]:
             m = torch.maximum(m, v)
@@ -103,7 +113,7 @@ def _channels(x: Tensor, labels: Optional[Tensor], dense: Optional[Tensor], acti
         for e in es[1:]:
             s = s + e
         r = 1.0 / s
-        return [(es[k] * r, None if dense is None else dense[:, k].to(dtype), k) for k in range(c)]
+        return [(es[k] * r, None if dense is None else dense[:, k:k + 1].to(dtype), k) for k in range(c)]
     xf = x.to(dtype)
     if activation == "softmax":
         p = torch.softmax(xf, dim=1)
@@ -115,11 +125,19 @@ def _channels(x: Tensor, labels: Optional[Tensor], dense: Optional[Tensor], acti
 
 
 def _onehot(labels: Tensor, k: Optional[int], c: int, dtype: torch.dtype) -> Tensor:
-    """The label map's indicator for class ``k`` (``[B, N]``) or all classes (``[B, C, N]``)."""
-    if k is not None:
-        return (labels == k).to(dtype)
-    idx = torch.arange(c, device=labels.device).view(1, c, 1)
+    """The label map's indicator for class ``k`` (``[B, 1, N]``) or all classes (``[B, C, N]``)."""
+    idx = torch.arange(c, device=labels.device).view(1, c, 1) if k is None else k
     return (labels.unsqueeze(1) == idx).to(dtype)
+
+
+def _block_target(labels: Optional[Tensor], g: Optional[Tensor], k: Optional[int], c: int,
+                  dtype: torch.dtype) -> Tensor:
+    return _onehot(labels, k, c, dtype) if g is None else g
+
+
+def _coef(a: Tensor, k: Optional[int]) -> Tensor:
+    """The ``[B, C]`` upstream gradient ``a`` as a coefficient of a block: ``[B, C or 1, 1]``."""
+    return (a if k is None else a[:, k:k + 1]).unsqueeze(-1)
 
 
 def _sums(p: Tensor, g: Tensor, w: Optional[Tensor], names: Sequence[str]) -> List[Tensor]:
@@ -166,19 +184,13 @@ def fused_forward(x: Tensor, labels: Optional[Tensor], dense: Optional[Tensor], 
     target: the label map, else the dense target) in float64 (``[2 * bounds]``), computed
     in the same pass, for the deferred value checks (:class:`seglosses._inputs.ValueCheck`)."""
     c = x.shape[1]
-    blocks = _channels(x, labels, dense, activation, dtype)
-    per_block = []
-    for p, g, k in blocks:
-        if g is None:
-            g = _onehot(labels, k, c, dtype)
-        w = None
-        if valid is not None:
-            w = valid.to(dtype) if p.dim() == 2 else valid.to(dtype).unsqueeze(1)
-        per_block.append(_sums(p, g, w, names))
+    blocks = _channels(x, dense, activation, dtype)
+    w = None if valid is None else valid.to(dtype).unsqueeze(1)
+    per_block = [_sums(p, _block_target(labels, g, k, c, dtype), w, names) for p, g, k in blocks]
     if len(per_block) == 1:
         moments = tuple(per_block[0])
-    else:  # one [B] per class -> [B, C]
-        moments = tuple(torch.stack([blk[i] for blk in per_block], -1) for i in range(len(names)))
+    else:  # one [B, 1] per class -> [B, C]
+        moments = tuple(torch.cat([blk[i] for blk in per_block], -1) for i in range(len(names)))
     if not bounds:
         return moments, None
     xs = [x] if len(blocks) == 1 else [x[:, k] for k in range(c)]
@@ -191,67 +203,23 @@ def fused_forward(x: Tensor, labels: Optional[Tensor], dense: Optional[Tensor], 
     return moments, torch.cat(out)
 
 
-def _dloss_dp(p: Tensor, g: Tensor, w: Optional[Tensor], names: Sequence[str],
-              coefs: Sequence[Optional[Tensor]]) -> Tensor:
-    """``∂L/∂p`` of one block from the upstream gradients of the moments (``None``: unused).
-
-    ``∂L/∂p = b + a g + 2 q p + 2 c p g + e g^2 + d sign(p - g)`` with ``b, a, q, c, e, d``
-    the gradients of ``p, pg, pp, ppg, pgg, absdiff``.
-    """
-    v: Optional[Tensor] = None
-    for name, a in zip(names, coefs):
-        if a is None:
-            continue
-        if name == "p":
-            t = a.expand_as(p)
-        elif name == "pg":
-            t = a * g
-        elif name == "pp":
-            t = 2 * a * p
-        elif name == "ppg":
-            t = 2 * a * p * g
-        elif name == "pgg":
-            t = a * g * g
-        elif name == "absdiff":
-            t = a * torch.sign(p - g)
-        else:
-            continue
-        v = t if v is None else v + t
-    if v is None:
-        v = torch.zeros_like(p)
-    return v if w is None else v * w
-
-
 def fused_backward(x: Tensor, labels: Optional[Tensor], dense: Optional[Tensor], valid: Optional[Tensor],
                    activation: str, names: Tuple[str, ...], grads: Tuple[Optional[Tensor], ...]) -> Tensor:
     """``∂L/∂x`` in ``x``'s dtype from the upstream gradients ``grads`` (``[B, C]`` each, or
-    ``None``) of the moments ``names``; the activation is recomputed from ``x``."""
+    ``None``) of the moments ``names``; the activation is recomputed from ``x``. The math is
+    that of the eager kernel (:func:`seglosses._grad.dloss_dp`,
+    :func:`seglosses._grad.activation_backward_`), applied per block."""
     dtype = grads[next(i for i, g in enumerate(grads) if g is not None)].dtype
     c = x.shape[1]
-    blocks = _channels(x, labels, dense, activation, dtype)
-    if len(blocks) == 1:
-        p, g, _ = blocks[0]
-        if g is None:
-            g = _onehot(labels, None, c, dtype)
-        w = None if valid is None else valid.to(dtype).unsqueeze(1)
-        v = _dloss_dp(p, g, w, names, [None if a is None else a.unsqueeze(-1) for a in grads])
-        if activation == "sigmoid":
-            out = v * p * (1 - p)
-        elif activation == "softmax":
-            out = p * (v - (p * v).sum(1, keepdim=True))
-        else:
-            out = v
-        return out.to(x.dtype)
-    w = None if valid is None else valid.to(dtype)
+    blocks = _channels(x, dense, activation, dtype)
+    w = None if valid is None else valid.to(dtype).unsqueeze(1)
     vs = []
     for p, g, k in blocks:
-        if g is None:
-            g = _onehot(labels, k, c, dtype)
-        vs.append(_dloss_dp(p, g, w, names, [None if a is None else a[:, k:k + 1] for a in grads]))
-    dot = blocks[0][0] * vs[0]
-    for (p, _, _), v in zip(blocks[1:], vs[1:]):
-        dot = dot + p * v
-    return torch.stack([(p * (v - dot)).to(x.dtype) for (p, _, _), v in zip(blocks, vs)], 1)
+        coef = {n: _coef(a, k) for n, a in zip(names, grads) if a is not None and n in P_MOMENTS}
+        v = dloss_dp(p, _block_target(labels, g, k, c, dtype), coef, p.shape, dtype, p.device)
+        vs.append(v if w is None else v.mul_(w))
+    vs = list(activation_backward_([p for p, _, _ in blocks], vs, activation))
+    return (vs[0] if len(vs) == 1 else torch.cat(vs, 1)).to(x.dtype)
 
 
 # --------------------------------------------------------------------------- compiled entry points
@@ -260,9 +228,27 @@ _compiled: Dict[tuple, Callable] = {}
 _warned: Dict[str, bool] = {}
 
 
+class CompileError(RuntimeError):
+    """The compiled statistics kernel could not be compiled on this machine."""
+
+
+def auto_failed() -> bool:
+    """Whether ``"auto"`` has given up compiling in this process (see :func:`set_kernel`)."""
+    return bool(_warned.get("auto"))
+
+
+def give_up_compiling(err: Exception) -> None:
+    """Under ``"auto"``: record that compiling failed and warn, once per process."""
+    if not _warned.get("auto"):
+        _warned["auto"] = True
+        warnings.warn(f"seglosses.set_kernel('auto'): the compiled statistics kernel cannot be used here "
+                      f"({err}); the eager kernel runs instead", RuntimeWarning, stacklevel=4)
+
+
 def _signature(x: Tensor, labels, dense, valid, activation: str, names, extra) -> tuple:
     """What the compiled code specialises on besides shapes: one compile cache per value."""
-    return (activation, tuple(names), labels is None, dense is None, valid is None, x.dtype, x.device.type, extra)
+    return (activation, tuple(names), labels is None, dense is None, None if valid is None else valid.dtype, x.dtype,
+            x.device.type, extra)
 
 
 def _compile(fn: Callable, key: tuple) -> Callable:
@@ -297,7 +283,7 @@ def _run_compiled(fn: Callable, key: tuple, *args):
                               f"calls past the limit run the fused form uncompiled", RuntimeWarning, stacklevel=3)
             return fn(*args)
         if type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
-            raise RuntimeError(
+            raise CompileError(
                 f"the compiled statistics kernel (seglosses.set_kernel('compiled')) failed to compile "
                 f"on {args[0].device.type}: {name}: {err}. Use seglosses.set_kernel('eager')."
             ) from err

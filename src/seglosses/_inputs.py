@@ -7,7 +7,17 @@ pair and flattens it to
   still as given: logits when ``from_logits=True``, probabilities otherwise;
 * either ``labels`` ``[B, N]`` (int64 class indices, a label map, never expanded to
   one-hot) or ``dense`` ``[B, C, N]`` (a float one-hot or soft target);
-* ``valid`` ``[B, N]`` (bool) where ``ignore_index`` removes pixels, else ``None``.
+* ``valid`` ``[B, N]`` where ``ignore_index`` or ``mask`` removes or weighs pixels, else
+  ``None``: bool (a pixel counts or not), or float per-pixel weights ``>= 0`` when a
+  float ``mask`` is given (0 where ``ignore_index`` removes the pixel). Every statistic
+  weighs pixel ``i`` by ``valid_i``: the sums of the statistics kernel, the pixel means
+  of :func:`seglosses._reduce.reduce_pixels`.
+
+The spatial ``mask`` (``[B, 1, *S]`` or ``[B, *S]``; a batch of 1 applies to every image)
+generalises ``ignore_index``: a bool mask keeps the pixels where it is True (a pixel
+left out by either is left out), a float mask weighs each pixel (finite, ``>= 0``). With
+a bool mask, or a float one of 0 and 1, the result equals that of ``ignore_index`` on
+the same pixels.
 
 Target formats by ``mode`` (``S`` = the spatial dims):
 
@@ -114,6 +124,8 @@ def _in_memory_order(t: Tensor) -> Tensor:
     (stride 0) cut to one element, the rest permuted into memory order (a contiguous view
     for a dense tensor in any layout, e.g. channels-last). The CPU reduction kernels run
     several times slower across strides."""
+    if t.is_contiguous():
+        return t
     for d in range(t.dim()):
         if t.stride(d) == 0 and t.shape[d] > 1:
             t = t.narrow(d, 0, 1)
@@ -200,8 +212,19 @@ class ValueCheck:
         return (self.input,) if self.target is None else (self.input, self.target)
 
     def run(self) -> None:
-        """Compute the bounds (one pass per tensor, one sync) and judge them."""
-        self.judge(torch.cat([_bounds(t) for t in self.tensors()]).tolist())
+        """Compute the bounds (one pass per tensor, one sync) and judge them.
+
+        On the CPU, where reading a number back costs no synchronisation, the bounds are
+        read as they are (no stacking or casting: fewer operations per call)."""
+        tensors = self.tensors()
+        if tensors[0].device.type == "cpu":
+            bounds = []
+            for t in tensors:
+                lo, hi = torch.aminmax(_in_memory_order(t.detach()))
+                bounds += [lo.item(), hi.item()]
+            self.judge(bounds)
+        else:
+            self.judge(torch.cat([_bounds(t) for t in tensors]).tolist())
 
     def judge(self, bounds: Sequence[float]) -> None:
         """Raise the first failing check; ``bounds`` is ``[lo, hi]`` per :meth:`tensors`."""
@@ -221,6 +244,45 @@ class ValueCheck:
                 _raise_not_finite("target", self.raw_target)
             if not (lo >= 0.0 and hi <= 1.0):
                 check_probabilities("target", self.target)
+
+
+def check_mask(mask: object, input: Tensor, *, check_values: bool, weights: bool) -> Tensor:
+    """Validate a spatial ``mask`` against ``input`` ``[B, C, *S]``; return it as ``[B, N]``
+    (bool, or float weights in float32/float64).
+
+    ``weights=False``: the caller takes no per-pixel weights, so a float mask must hold
+    only 0 and 1 (returned as bool). Value checks (finite, ``>= 0``; 0/1) run with
+    ``check_values`` (one reduction and one sync).
+    """
+    mask = check_tensor("mask", mask)
+    b, spatial = input.shape[0], tuple(input.shape[2:])
+    if mask.dtype != torch.bool and mask.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"`mask` must be a bool or floating-point tensor (per-pixel weights); got {mask.dtype}")
+    if mask.device != input.device:
+        raise ValueError(f"`mask` must be on the input's device {input.device}; got {mask.device}")
+    m = mask
+    if m.dim() == len(spatial) + 2 and m.shape[1] == 1:
+        m = m[:, 0]
+    if m.dim() != len(spatial) + 1 or tuple(m.shape[1:]) != spatial or m.shape[0] not in (1, b):
+        want = "(" + ", ".join(str(d) for d in (b, 1) + spatial) + ")"
+        alt = "(" + ", ".join(str(d) for d in (b,) + spatial) + ")"
+        raise ValueError(f"`mask` must have shape {want} or {alt} (a batch of 1 applies to every image) to match "
+                         f"`input` {_shape(input)}; got {_shape(mask)}")
+    m = m.expand((b,) + spatial).reshape(b, -1)
+    if m.dtype == torch.bool:
+        return m
+    if check_values and m.numel():
+        lo, hi = (float(v) for v in torch.aminmax(m.detach()))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            _raise_not_finite("mask", m)
+        if lo < 0:
+            raise ValueError(f"`mask` weights must be >= 0; got values in [{lo:.4g}, {hi:.4g}]")
+        if not weights and bool(((m != 0) & (m != 1)).any()):
+            raise ValueError(f"`mask` must be boolean (or hold only 0 and 1) here: this function takes no "
+                             f"per-pixel weights; got values in [{lo:.4g}, {hi:.4g}]")
+    if not weights:
+        return m != 0
+    return m.detach().to(torch.float64 if input.dtype == torch.float64 else torch.float32)
 
 
 def check_ignore_index(ignore_index: Optional[int], mode: str, num_classes: int, *, label_map: bool) -> None:
@@ -255,6 +317,8 @@ def canonicalize(
     ignore_index: Optional[int] = None,
     check_values: bool = True,
     defer_checks: bool = False,
+    mask: Optional[Tensor] = None,
+    mask_weights: bool = True,
 ) -> Canonical:
     """Validate an (input, target) pair and flatten it; see the module docstring.
 
@@ -271,6 +335,10 @@ def canonicalize(
             :class:`ValueCheck`) for the statistics kernel, which judges them from bounds
             it computes in its own pass (:func:`seglosses._stats.moments`). Only for
             callers that pass the result straight to that kernel.
+        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]`` (bool, or float weights >= 0),
+            combined with ``ignore_index`` into ``valid`` (see the module docstring).
+        mask_weights: the caller weighs pixels by a float ``valid``; ``False`` refuses a
+            float mask that is not 0/1 (callers whose statistics only keep or drop pixels).
 
     Raises:
         TypeError: non-tensor arguments, a non-float input, a float label map or an
@@ -393,6 +461,14 @@ def canonicalize(
             bad = dense == ignore_index
             valid = ~bad.any(dim=1)
             dense = torch.where(bad, torch.zeros((), dtype=dense.dtype, device=dense.device), dense)
+
+    if mask is not None:
+        m = check_mask(mask, input, check_values=check_values, weights=mask_weights)
+        m = m.view((b,) + spatial)
+        if m.dtype == torch.bool:
+            valid = m if valid is None else valid & m
+        else:
+            valid = m if valid is None else m * valid
 
     # ---- value checks (opt-out): one min/max pass per tensor, one device sync in all ----
     pending = None

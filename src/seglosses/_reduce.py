@@ -64,12 +64,18 @@ def reduce_pixels(values: Tensor, reduction: str, valid: Optional[Tensor] = None
     """Reduce per-pixel values ``[B, *S]``; ignored pixels (``valid`` False) count nowhere.
 
     ``"mean"`` divides by the number of valid pixels (0 when there is none),
-    ``"none"`` returns the map with 0 at ignored pixels.
+    ``"none"`` returns the map with 0 at ignored pixels. A float ``valid`` holds per-pixel
+    weights (a float ``mask``): ``"none"`` returns ``w v``, ``"sum"`` ``Σ w v`` and
+    ``"mean"`` the weighted mean ``Σ w v / Σ w`` (0 when every weight is 0).
     """
     reduction = check_reduction(reduction)
+    weights = valid is not None and valid.is_floating_point()
     if valid is not None:
         valid = valid.reshape(values.shape)
-        values = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=values.device))
+        if weights:
+            values = values * valid.to(values.dtype)
+        else:
+            values = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=values.device))
     if reduction == "none":
         return values
     total = values.sum()
@@ -77,4 +83,7 @@ def reduce_pixels(values: Tensor, reduction: str, valid: Optional[Tensor] = None
         return total
     if valid is None:
         return total / max(values.numel(), 1)
+    if weights:
+        den = valid.sum().to(values.dtype)
+        return total / torch.where(den > 0, den, torch.ones_like(den))
     return total / valid.sum().clamp_min(1).to(values.dtype)

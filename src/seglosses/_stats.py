@@ -50,12 +50,24 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ._fused import compiled_backward, compiled_forward, fused_backward, fused_forward, get_kernel
+from . import _fast
+from ._fused import (
+    CompileError,
+    auto_failed,
+    compiled_backward,
+    compiled_forward,
+    fused_backward,
+    fused_forward,
+    get_kernel,
+    give_up_compiling,
+)
 from ._inputs import Canonical, canonicalize
+from ._grad import G_MOMENTS as _G_MOMENTS
+from ._grad import P_MOMENTS as _P_MOMENTS
+from ._grad import activation_backward_, dloss_dp, target_backward
 from ._options import check_domain
 
 MOMENTS = ("p", "g", "pg", "pp", "gg", "ppg", "pgg", "ggg", "absdiff", "n")
-_P_MOMENTS = frozenset(("p", "pg", "pp", "ppg", "pgg", "absdiff"))  # the moments that depend on p
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -76,29 +88,10 @@ def activate(x: Tensor, activation: str) -> Tensor:
     return x
 
 
-_CPU_SUM_PIECES = 4
-
-
 def _compiling() -> bool:
     """True while ``torch.compile`` traces (the eager-CPU workarounds below are not needed there)."""
     fn = getattr(getattr(torch, "compiler", None), "is_compiling", None)
     return bool(fn()) if fn is not None else False
-
-
-def _sum_last(t: Tensor, dtype: torch.dtype) -> Tensor:
-    """Sum over the last axis, accumulated and returned in ``dtype``.
-
-    On CPU a reduction with ``dtype=`` first casts its whole input (a float32 copy of a
-    bfloat16 tensor is twice its size), so a tensor of another dtype is summed in
-    ``_CPU_SUM_PIECES`` slices of the last axis: the cast copies one slice at a time.
-    """
-    if t.dtype == dtype or t.device.type != "cpu" or t.shape[-1] < 2 * _CPU_SUM_PIECES or _compiling():
-        return t.sum(-1, dtype=dtype)
-    pieces = t.chunk(_CPU_SUM_PIECES, dim=-1)
-    total = pieces[0].sum(-1, dtype=dtype)
-    for piece in pieces[1:]:
-        total = total + piece.sum(-1, dtype=dtype)
-    return total
 
 
 def _bdot(a: Tensor, b: Tensor, dtype: torch.dtype) -> Tensor:
@@ -108,7 +101,7 @@ def _bdot(a: Tensor, b: Tensor, dtype: torch.dtype) -> Tensor:
     (torch has no fused batched dot on every device; ``bmm`` of 1xN by Nx1 blocks is
     several times slower on CPU).
     """
-    return _sum_last(torch.mul(a, b), dtype)
+    return _fast.sum_last(torch.mul(a, b), dtype)
 
 
 def _class_sums(labels: Tensor, values: Optional[Tensor], bsz: int, c: int, dtype: torch.dtype) -> Tensor:
@@ -121,32 +114,10 @@ def _class_sums(labels: Tensor, values: Optional[Tensor], bsz: int, c: int, dtyp
     n = labels.shape[1]
     k = next((k for k in (64, 32, 16, 8, 4, 2) if n % k == 0 and n // k >= 1024), 1)
     values = (torch.ones((), dtype=dtype, device=labels.device).expand(labels.shape) if values is None
-              else values.to(dtype))
+              else values if values.dtype == dtype else values.to(dtype))
     out = torch.zeros(bsz * k, c, dtype=dtype, device=labels.device)
     out.scatter_add_(1, labels.reshape(bsz * k, n // k), values.reshape(bsz * k, n // k))
     return out.view(bsz, k, c).sum(1) if k > 1 else out
-
-
-def _raw_half(t: Tensor) -> bool:
-    """Whether to move ``t``'s elements as raw 16-bit integers: CPU half types in eager
-    mode (the eager CPU gather/scatter kernels work on a float32 copy of the whole tensor;
-    compiled code generates its own kernels)."""
-    return t.dtype in (torch.float16, torch.bfloat16) and t.device.type == "cpu" and not _compiling()
-
-
-def _gather(src: Tensor, dim: int, index: Tensor) -> Tensor:
-    """``src.gather(dim, index)``, bit-identical, without a float32 copy of a CPU half ``src``."""
-    if _raw_half(src):
-        return src.view(torch.int16).gather(dim, index).view(src.dtype)
-    return src.gather(dim, index)
-
-
-def _scatter_(dst: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
-    """``dst.scatter_(dim, index, src)`` (assignment), without a float32 copy of a CPU half ``dst``."""
-    if _raw_half(dst):
-        dst.view(torch.int16).scatter_(dim, index, src.to(dst.dtype).view(torch.int16))
-        return dst
-    return dst.scatter_(dim, index, src.to(dst.dtype))
 
 
 def _moments_forward(
@@ -175,18 +146,18 @@ def _moments_forward(
     pw_scratch = p_is_scratch or w is not None
     out: Dict[str, Tensor] = {}
     if need & {"p", "absdiff"}:
-        out["p"] = _sum_last(pw, dtype)
+        out["p"] = _fast.sum_last(pw, dtype)
     if "pp" in need:
         out["pp"] = _bdot(pw, p, dtype)
     if "n" in need:
         cnt = (torch.full((bsz,), float(n), dtype=dtype, device=p.device) if w is None
-               else _sum_last(valid, dtype))
+               else _fast.sum_last(valid, dtype))
         out["n"] = cnt.unsqueeze(1).expand(bsz, c)
     if dense is not None:
         g = dense.to(dtype) if need & {"gg", "pgg", "ggg"} else dense
         gw = g if w is None else g * w.unsqueeze(1)
         if need & {"g", "absdiff"}:
-            out["g"] = _sum_last(gw, dtype)
+            out["g"] = _fast.sum_last(gw, dtype)
         if "gg" in need:
             out["gg"] = _bdot(gw, g, dtype)
         if "ppg" in need:
@@ -199,9 +170,9 @@ def _moments_forward(
                 out["ggg"] = _bdot(gw, g2, dtype)
         if "absdiff" in need:
             d = torch.sub(p, g).abs_()
-            out["absdiff"] = _sum_last(d, dtype) if w is None else _bdot(d, w.unsqueeze(1), dtype)
+            out["absdiff"] = _fast.sum_last(d, dtype) if w is None else _bdot(d, w.unsqueeze(1), dtype)
         if "pg" in need:  # the last use of p: in place when p is scratch
-            out["pg"] = _sum_last(pw.mul_(g) if pw_scratch else pw * g, dtype)
+            out["pg"] = _fast.sum_last(pw.mul_(g) if pw_scratch else pw * g, dtype)
     else:
         # label map: g is one-hot, so g = g^2 = g^3 and the sums with g live at the
         # true class only: gather p there, then sum per class with one scatter_add
@@ -209,7 +180,8 @@ def _moments_forward(
         if need & {"g", "gg", "ggg", "absdiff"}:
             out["g"] = out["gg"] = out["ggg"] = _class_sums(t, valid, bsz, c, dtype)
         if need & {"pg", "pgg", "ppg", "absdiff"}:
-            pt = _gather(p, 1, t.unsqueeze(1)).squeeze(1).to(dtype)
+            pt = _fast.gather(p, 1, t.unsqueeze(1)).squeeze(1)
+            pt = pt if pt.dtype == dtype else pt.to(dtype)
             ptw = pt if w is None else pt * valid
             out["pg"] = out["pgg"] = _class_sums(t, ptw, bsz, c, dtype)
             if "ppg" in need:
@@ -220,7 +192,8 @@ def _moments_forward(
     result = []
     seen = set()
     for k in names:
-        t = out[k].to(dtype)
+        t = out[k]
+        t = t if t.dtype == dtype else t.to(dtype)
         if id(t) in seen or not t.is_contiguous():  # autograd outputs: distinct, not views
             t = t.clone(memory_format=torch.contiguous_format)
         seen.add(id(t))
@@ -261,44 +234,16 @@ def _moments_backward(
     used = {k: g for k, g in zip(names, grads) if g is not None and k in _P_MOMENTS}
     if scale is not None:
         used = {k: g * scale for k, g in used.items()}
-    coef = {k: g.to(dtype).unsqueeze(-1) for k, g in used.items()}
-    b = coef.get("p")
-    if "absdiff" in coef and labels is not None:
-        # d|p - g|/dp = +1 off the true class, -1 at it: +1 everywhere, -2 scattered below
-        b = coef["absdiff"] if b is None else b + coef["absdiff"]
-    # (a mul and an add beat one addcmul here: addcmul with broadcast [B, C, 1] operands
-    # is not vectorised on CPU)
-    v = torch.empty(tuple(shape), dtype=dtype, device=device)
-    if dense is not None and "pg" in coef:
-        if dense.dtype == dtype:
-            torch.mul(dense, coef["pg"], out=v)
-        else:  # a target of another dtype: cast while copying, then in place (no temporary)
-            v.copy_(dense).mul_(coef["pg"])
-        if b is not None:
-            v.add_(b)
-        if "pp" in coef:
-            v.addcmul_(p, coef["pp"], value=2)
-    elif "pp" in coef:
-        torch.mul(p, 2 * coef["pp"], out=v)
-        if b is not None:
-            v.add_(b)
-    elif b is None:
-        v.zero_()
-    else:
-        v.copy_(b.expand_as(v))
-    if dense is not None:
-        if "ppg" in coef or "pgg" in coef or "absdiff" in coef:
-            g = dense.to(dtype)
-            if "ppg" in coef:
-                v.addcmul_(p * g, coef["ppg"], value=2)
-            if "pgg" in coef:
-                v.addcmul_(g * g, coef["pgg"])
-            if "absdiff" in coef:
-                v.addcmul_(torch.sub(p, g).sign_(), coef["absdiff"])
-    else:
-        # the true class gets one more term per pixel; v there is (b + 2 q p)_t, so the
-        # new value is written with one scatter (assignment: no accumulation, which the
-        # CPU kernel would run on a float32 copy of a half tensor)
+    coef = {k: (g if g.dtype == dtype else g.to(dtype)).unsqueeze(-1) for k, g in used.items()}
+    v = dloss_dp(p, dense, coef, shape, dtype, device)
+    if labels is not None:
+        b = coef.get("p")
+        if "absdiff" in coef:
+            b = coef["absdiff"] if b is None else b + coef["absdiff"]
+        # the specialised form for a label map (its one-hot form is never built): v holds
+        # the value off the true class, b + 2 q p (+ d); the true class gets one more
+        # term per pixel, written with one scatter of the whole value there (assignment:
+        # no accumulation, which the CPU kernel would run on a float32 copy of a half tensor)
         at_true: Optional[Tensor] = None  # [B, C, 1] coefficient of the true class
         for k in ("pg", "pgg"):
             if k in coef:
@@ -309,16 +254,18 @@ def _moments_backward(
             table = at_true if at_true is not None else torch.zeros_like(coef["ppg"])
             if b is not None:
                 table = table + b
-            vals = _gather(table.squeeze(-1), 1, labels)  # [B, N]: (b + a)_t
+            vals = _fast.gather(table.squeeze(-1), 1, labels)  # [B, N]: (b + a)_t
             if "pp" in coef or "ppg" in coef:
                 q = coef["pp"] if "pp" in coef else torch.zeros_like(coef["ppg"])
                 if "ppg" in coef:
                     q = q + coef["ppg"]
-                qt = _gather(q.squeeze(-1), 1, labels).mul_(_gather(p, 1, labels.unsqueeze(1)).squeeze(1))
+                qt = _fast.gather(q.squeeze(-1), 1, labels).mul_(_fast.gather(p, 1, labels.unsqueeze(1)).squeeze(1))
                 vals.add_(qt, alpha=2)  # + 2 (q + c_ppg)_t p_t
-            _scatter_(v, 1, labels.unsqueeze(1), vals.unsqueeze(1))
-    if valid is not None:  # (a fill, not a product: an overflowed coefficient gives no NaN here)
-        v.masked_fill_(~valid.unsqueeze(1), 0)
+            _fast.scatter_(v, 1, labels.unsqueeze(1), vals.unsqueeze(1))
+    if valid is not None and valid.dtype == torch.bool:  # (a fill, not a product: an overflowed
+        v.masked_fill_(~valid.unsqueeze(1), 0)            # coefficient gives no NaN here)
+    elif valid is not None:  # per-pixel weights (a float ``mask``)
+        v.mul_(valid.unsqueeze(1).to(v.dtype))
     return v
 
 
@@ -336,74 +283,33 @@ def half_scale(grads: Sequence[Optional[Tensor]]) -> Tuple[Tensor, Tensor]:
 
 def unscale(t: Tensor, k: Tensor) -> Tensor:
     """``t * 2**k`` in place, in two factors of at most ``2**15`` (each exact and in range in
-    half precision); overflows only where the result itself leaves the dtype's range."""
+    half precision); overflows only where the result itself leaves the dtype's range. On
+    the CPU, where reading ``k`` costs no synchronisation, ``k = 0`` (the usual case)
+    skips both passes over ``t``."""
+    if t.device.type == "cpu" and float(k) == 0:
+        return t
     lo = torch.floor(k / 2)
     return t.mul_(torch.exp2(lo).to(t.dtype)).mul_(torch.exp2(k - lo).to(t.dtype))
 
 
-def _activation_backward(p: Tensor, v: Tensor, activation: str) -> Tensor:
-    """``∂L/∂x`` from ``v = ∂L/∂p`` and the activation ``p``, computed in place in ``v``."""
-    if activation == "sigmoid":
-        # v * p * (1 - p) in one fused pass, written over v
-        return torch.ops.aten.sigmoid_backward.grad_input(v, p, grad_input=v)
-    if activation == "softmax":
-        if v.device.type == "cpu":
-            # p * (v - sum_c p v) in one pass, written over v: the CPU kernel finishes
-            # the sum of a pixel before it writes that pixel (checked by the tests)
-            return torch.ops.aten._softmax_backward_data.out(v, p, 1, v.dtype, grad_input=v)
-        # elsewhere, in place in three ops: v <- p v; v <- v - p * sum_c(v)
-        v.mul_(p)
-        s = v.sum(1, keepdim=True)
-        return v.addcmul_(p, s, value=-1)
-    return v
-
-
 def _kernel() -> str:
     """The kernel for this call: ``"traced"`` (the fused form, inside an outer
-    ``torch.compile``), else the selected one (:func:`seglosses.set_kernel`)."""
-    return "traced" if _compiling() else get_kernel()
-
-
-_G_MOMENTS = frozenset(("g", "pg", "gg", "ppg", "pgg", "ggg", "absdiff"))  # the moments that depend on g
+    ``torch.compile``), else the selected one (:func:`seglosses.set_kernel`); ``"auto"``
+    stays ``"auto"`` (the compiled kernel, eager after a failure) until compiling fails."""
+    if _compiling():
+        return "traced"
+    kernel = get_kernel()
+    return "eager" if kernel == "auto" and auto_failed() else kernel
 
 
 def _target_backward(x: Tensor, dense: Tensor, valid: Optional[Tensor], activation: str, names: Sequence[str],
                      grads: Sequence[Optional[Tensor]]) -> Tensor:
-    """``∂L/∂g`` ``[B, C, N]`` of a dense (soft) target that requires grad, in its dtype.
-
-    The moments are sums, so with ``a`` the upstream gradient of each moment:
-    ``∂L/∂g = w (a_g + a_pg p + 2 a_gg g + a_ppg p² + 2 a_pgg p g + 3 a_ggg g² − a_absdiff sign(p − g))``,
-    the same expression for every kernel (only taken when the target requires grad;
-    computed in the statistics' dtype, the activation recomputed from ``x``).
-    """
+    """``∂L/∂g`` of a dense target that requires grad (:func:`seglosses._grad.target_backward`),
+    the same for every kernel: computed in the statistics' dtype, the activation
+    recomputed from ``x``, returned in the target's dtype."""
     dtype = compute_dtype(x.dtype)
     p = activate(x, activation).to(dtype)
-    g = dense.to(dtype)
-    v: Optional[Tensor] = None
-    for name, a in zip(names, grads):
-        if a is None or name not in _G_MOMENTS:
-            continue
-        a = a.to(dtype).unsqueeze(-1)
-        if name == "g":
-            t = a.expand_as(g)
-        elif name == "pg":
-            t = a * p
-        elif name == "gg":
-            t = 2 * a * g
-        elif name == "ppg":
-            t = a * p * p
-        elif name == "pgg":
-            t = 2 * a * p * g
-        elif name == "ggg":
-            t = 3 * a * g * g
-        else:  # absdiff: d|p - g|/dg = -sign(p - g)
-            t = -a * torch.sign(p - g)
-        v = t if v is None else v + t
-    if v is None:
-        v = torch.zeros_like(g)
-    if valid is not None:
-        v = v * valid.unsqueeze(1).to(dtype)
-    return v.to(dense.dtype)
+    return target_backward(p, dense.to(dtype), valid, names, grads).to(dense.dtype)
 
 
 class _Moments(torch.autograd.Function):
@@ -422,7 +328,8 @@ class _Moments(torch.autograd.Function):
             lohi = None  # (the eager kernel's checks run before it: ``bounds`` is 0 here)
         else:
             run = fused_forward if kernel == "traced" else compiled_forward
-            # (one fresh [B, C] tensor per moment: each is its own sum)
+            # (one fresh [B, C] tensor per moment: each is its own sum; the "auto" kernel's
+            # failure to compile is handled by the caller, :func:`moments`)
             out, lohi = run(x, labels, dense, valid, activation, names, compute_dtype(x.dtype), bounds)
         ctx.save_for_backward(x, labels, dense, valid)
         ctx.activation = activation
@@ -447,11 +354,16 @@ class _Moments(torch.autograd.Function):
             d_target = _target_backward(x, dense, valid, ctx.activation, names, grads)
         if not ctx.needs_input_grad[0] or all(g is None for k, g in zip(names, grads) if k in _P_MOMENTS):
             return None, None, d_target, None, None, None, None, None
-        if ctx.kernel != "eager":
+        if ctx.kernel != "eager" and not (ctx.kernel == "auto" and auto_failed()):
             run = fused_backward if ctx.kernel == "traced" else compiled_backward
             used = tuple(g if k in _P_MOMENTS else None for k, g in zip(names, grads))
-            return (run(x, labels, dense, valid, ctx.activation, names, used), None, d_target,
-                    None, None, None, None, None)
+            try:
+                return (run(x, labels, dense, valid, ctx.activation, names, used), None, d_target,
+                        None, None, None, None, None)
+            except CompileError as err:
+                if ctx.kernel != "auto":
+                    raise
+                give_up_compiling(err)  # and the eager backward below
         p = None
         xw = x
         if _backward_reads_p(names, dense is not None):
@@ -466,7 +378,7 @@ class _Moments(torch.autograd.Function):
         v = _moments_backward(p, xw.shape, labels, dense, valid, names, grads, xw.dtype, xw.device, scale)
         if p is None:  # recomputed after v: its temporaries are gone, the peak is v and p
             p = activate(xw, ctx.activation)
-        dx = _activation_backward(p, v, ctx.activation)
+        dx = activation_backward_([p], [v], ctx.activation)[0]
         if k is not None:
             dx = unscale(dx, k)
         return dx.to(x.dtype), None, d_target, None, None, None, None, None
@@ -491,7 +403,16 @@ def moments(canon: Canonical, names: Sequence[str]) -> Dict[str, Tensor]:
         pending.run()  # its own pass and sync, before the kernel
         pending = None
     bounds = 0 if pending is None else len(pending.tensors())
-    out = _Moments.apply(canon.x, canon.labels, canon.dense, canon.valid, canon.activation, names, kernel, bounds)
+    try:
+        out = _Moments.apply(canon.x, canon.labels, canon.dense, canon.valid, canon.activation, names, kernel, bounds)
+    except CompileError as err:
+        if kernel != "auto":
+            raise
+        give_up_compiling(err)
+        if pending is not None:
+            pending.run()
+            pending = None
+        out = _Moments.apply(canon.x, canon.labels, canon.dense, canon.valid, canon.activation, names, "eager", 0)
     if pending is not None:
         out, lohi = out[:-1], out[-1]
         pending.judge(lohi.tolist())  # the one sync of the value checks

@@ -26,7 +26,9 @@ def make_metrics():
 
     return SegmentationMetrics(
         ["dice", "iou", "balanced_accuracy", "pixel_accuracy", ("ap", {"bins": 64}), ("hd95", {"missing": "diagonal"}),
-         "assd", "surface_dice", "iou_per_class"],
+         "assd", "surface_dice", "iou_per_class", "mcc", ("fbeta_score", {"beta": 2.0}), "pt", "gds", "avd",
+         ("fm", {"average": "weighted"}), ("auc", {"bins": 32}),
+         ("ece", {"bins": 10}), "mce", ("hausdorff", {"distance": "chessboard", "directed": True})],
         num_classes=3, mode="multiclass", spacing=(1.0, 0.5),
     )
 

@@ -25,3 +25,16 @@ def test_torchmetrics_adapter():
     import torchmetrics
 
     assert isinstance(tm, torchmetrics.Metric)
+
+
+def test_torchmetrics_adapter_new_metrics():
+    pytest.importorskip("torchmetrics")
+    x, t, c = _data("multiclass")
+    names = ["mcc", ("fbeta_score", {"beta": 2.0}), "gds", "avd", ("auc", {"bins": 16}), "ece", "mce",
+             ("hausdorff", {"distance": "taxicab", "directed": True}), ("dice", {"average": "weighted"})]
+    tm = M.TorchmetricsSegmentationMetrics(names, num_classes=3, mode="multiclass", spacing=(1.0, 2.0))
+    ours = M.SegmentationMetrics(names, num_classes=3, mode="multiclass", spacing=(1.0, 2.0))
+    tm.update(x[:3], t[:3])
+    tm.update(x[3:], t[3:])
+    ours.update(x, t)
+    _close(tm.compute(), ours.compute())

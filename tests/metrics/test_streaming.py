@@ -147,7 +147,7 @@ def test_integer_predictions_and_device_state():
     "kwargs, exc, match",
     [
         (dict(metrics=["dic"]), ValueError, r"`metrics` must name metrics among .*got 'dic' \(did you mean 'dice'\?\)"),
-        (dict(metrics=["dice", "f1", "dice"]), ValueError, r"`metrics` must name metrics among"),
+        (dict(metrics=["dice", "f_2", "dice"]), ValueError, r"`metrics` must name metrics among"),
         (dict(metrics=["iou", "jaccard"]), ValueError, r"`metrics` must name each metric once; got 'jaccard' twice"),
         (dict(metrics=[]), ValueError, r"`metrics` must name at least one metric"),
         (dict(metrics=["dice"], mode="multiclass"), TypeError, r"`num_classes` must be an int; got NoneType"),
@@ -156,7 +156,7 @@ def test_integer_predictions_and_device_state():
         (dict(metrics=["dice"], num_classes=2), ValueError, r"`num_classes` must be 1 in binary mode; got 2"),
         (dict(metrics=["hd95"], aggregation="dataset"), ValueError, r"`aggregation` must include 'image'"),
         (dict(metrics=["dice"], aggregation="global"), ValueError, r"`aggregation` must be one of 'dataset', 'image'"),
-        (dict(metrics=[("dice", {"alpha": 1})]), ValueError, r"`alpha` must be an option of 'dice' \('empty'\)"),
+        (dict(metrics=[("dice", {"alpha": 1})]), ValueError, r"`alpha` must be an option of 'dice' \('empty', 'average'\)"),
         (dict(metrics=[("ap", {"bins": 0})]), ValueError, r"`bins` must be an int >= 1; got 0"),
         (dict(metrics=[("hd95", {"percentile": 200})]), ValueError, r"`percentile` must lie in \[0, 100\]"),
         (dict(metrics=[("dice", 3)]), TypeError, r"`metrics` options of 'dice' must be a mapping"),

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from seglosses import metrics as M
+from seglosses.metrics import _surface_points as SP
 from seglosses.metrics import surface as S
 
 from . import _ref as R
@@ -162,13 +163,13 @@ def test_surface_metrics_extracts_once(monkeypatch, backend):
     calls = []
     names = ["_PointSet", "_nearest_sq"] if backend == "auto" else ["edt"]
     for name in names:
-        real = getattr(S, name)
+        real = getattr(SP, name)
 
         def counting(*args, real=real, name=name, **kwargs):
             calls.append((name, tuple(args[0].shape) if name != "_nearest_sq" else None))
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(S, name, counting)
+        monkeypatch.setattr(SP, name, counting)
     gen = torch.Generator().manual_seed(1)
     x = torch.rand(2, 3, 5, 6, 7, generator=gen).softmax(1)
     t = torch.randint(0, 3, (2, 5, 6, 7), generator=gen)
@@ -207,7 +208,7 @@ def test_crop_to_bounding_box_changes_nothing(monkeypatch):
                "modified_hausdorff": {"missing": "diagonal"}}
     kw = dict(metrics=metrics, spacing=(1.0, 0.5, 2.0), reduction="none")
     cropped = M.surface_metrics(x, t, **kw)
-    monkeypatch.setattr(S, "_bounding_box", lambda union: (slice(None),) * union.dim())
+    monkeypatch.setattr(SP, "_bounding_box", lambda union: (slice(None),) * union.dim())
     full = M.surface_metrics(x, t, **kw)
     for k in metrics:
         torch.testing.assert_close(cropped[k], full[k], msg=k)
@@ -263,7 +264,7 @@ def test_mutual_distances_torch_scans_equal_numpy_scans(monkeypatch):
         b = torch.rand((3,) + shape, generator=gen) < 0.05
         spacing = (0.7,) + (1.2,) * (len(shape) - 1)
         ref = S.mutual_distances(a, b, spacing)
-        monkeypatch.setattr(S, "_numpy_scans", lambda t: False)
+        monkeypatch.setattr(SP, "_numpy_scans", lambda t: False)
         got = S.mutual_distances(a, b, spacing)
         monkeypatch.undo()
         for g, r in zip(got, ref):

@@ -26,6 +26,17 @@ Metrics (:data:`METRICS` lists them with their direction):
 ``iou_per_class``          IoU of every class, background included (seed 003 Table 4)
 =========================  ==============================================================
 
+On request only (:data:`OPTIONAL_METRICS`, named in a study's ``eval.metrics``):
+
+================================  =======================================================
+``expected_calibration_error``    ECE of the probabilities per (foreground) class, 15 bins
+                                  (:func:`seglosses.metrics.expected_calibration_error`)
+``maximum_calibration_error``     the largest gap of a bin (MCE)
+================================  =======================================================
+
+Either also records the data set's reliability diagram (result key ``"reliability"``: per
+class and bin the pixels, mean probability and fraction in the class), which the report draws.
+
 Every metric except AP is computed on the prediction thresholded at 0.5 (binary) or its
 arg-max (multiclass), as seed 000 does. Overlap metrics in multiclass mode average the
 foreground classes (background left out, as seed 003's mIoU, which is the mean of its Table 4).
@@ -57,7 +68,7 @@ from seglosses import metrics as M
 from seglosses._options import did_you_mean
 from seglosses.metrics import SegmentationMetrics
 
-__all__ = ["METRICS", "QUICK_METRICS", "evaluate", "predict", "check_metric_names", "pooled_accumulators",
+__all__ = ["METRICS", "OPTIONAL_METRICS", "RELIABILITY_BINS", "QUICK_METRICS", "evaluate", "predict", "check_metric_names", "pooled_accumulators",
            "describe_items", "save_image_sums", "load_image_sums", "IMAGE_SUMS"]
 
 #: Every metric of a full evaluation: (name, higher is better).
@@ -71,6 +82,17 @@ METRICS: Dict[str, bool] = {
     "hd95": False,
     "iou_per_class": True,
 }
+
+#: Metrics evaluated only when a study asks for them (``eval.metrics``): the calibration of the
+#: probabilities (per class, foreground classes in multiclass mode, :data:`RELIABILITY_BINS`
+#: bins); asking for either also records the data set's reliability diagram (``"reliability"``).
+OPTIONAL_METRICS: Dict[str, bool] = {
+    "expected_calibration_error": False,
+    "maximum_calibration_error": False,
+}
+_CALIBRATION = tuple(OPTIONAL_METRICS)
+#: Bins of the calibration metrics and of the reliability diagram.
+RELIABILITY_BINS = 15
 
 #: The metrics of the per-epoch validation (cheap: overlap only).
 QUICK_METRICS = ("dice", "jaccard")
@@ -93,10 +115,11 @@ def check_metric_names(names: Sequence[str], where: str = "metrics") -> List[str
         ['dice', 'hd95']
     """
     out = []
+    known = list(METRICS) + list(OPTIONAL_METRICS)
     for name in names:
-        if name not in METRICS:
+        if name not in known:
             raise ValueError(
-                f"`{where}` must name metrics among {', '.join(METRICS)}; got {name!r}{did_you_mean(name, METRICS)}"
+                f"`{where}` must name metrics among {', '.join(known)}; got {name!r}{did_you_mean(name, known)}"
             )
         out.append(name)
     return out
@@ -217,7 +240,8 @@ def evaluate(
         dict with ``"loss"`` (or ``None``), ``"n_images"``, ``"dataset"`` (name ->
         value; ``iou_per_class`` a list), ``"image_mean"`` (name -> value), ``"per_image"``
         (item name -> {metric -> value}) and ``"defined"`` (metric -> number of images with
-        a defined value).
+        a defined value), and ``"reliability"`` (the data set's reliability bins when a calibration
+        metric is asked for, else ``None``).
 
     Raises:
         ValueError: an unknown metric, an empty data set, or a mask/prediction mismatch
@@ -243,6 +267,11 @@ def evaluate(
 
     fg_only = mode == "multiclass"
     acc_fg, acc_all = pooled_accumulators(mode, num_classes, metrics, device=device)
+    calibration = [m for m in metrics if m in _CALIBRATION]
+    acc_cal = SegmentationMetrics(
+        [(m, {"bins": RELIABILITY_BINS}) for m in calibration], 1 if mode == "binary" else num_classes, mode=mode,
+        include_background=mode != "multiclass", aggregation="dataset", device=device,
+    ) if calibration else None
     sums: List[Dict[str, Tensor]] = []
     surface = {m: _surface_options(m) for m in metrics if m in _SURFACE}
 
@@ -270,6 +299,8 @@ def evaluate(
                 seen += images.shape[0]
                 if acc_fg is not None:
                     acc_fg.update(probs, masks)
+                if acc_cal is not None:
+                    acc_cal.update(probs, masks)
                 labels = None
                 if acc_all is not None:
                     labels = _hard_labels(probs, mode)
@@ -283,12 +314,17 @@ def evaluate(
 
     out: Dict[str, Any] = {"loss": None, "n_images": len(dataset), "dataset": {}, "image_mean": {},
                            "per_image": {}, "defined": {}, "groups": {}, "image_sums": None,
-                           "items": describe_items(dataset)}
+                           "items": describe_items(dataset), "reliability": None}
     if world > 1:
         dist.all_reduce(loss_sum)
         dist.all_reduce(seen)
     if loss_fn is not None:
         out["loss"] = float(loss_sum / seen.clamp_min(1))
+    if acc_cal is not None:
+        for key, value in acc_cal.compute().items():
+            out["dataset"][key[: -len("_dataset")]] = float(value)
+        out["reliability"] = {"bins": RELIABILITY_BINS,
+                              **{k: v.tolist() for k, v in acc_cal.reliability().items()}}
     for acc in (acc_fg, acc_all):
         if acc is None:
             continue
@@ -470,6 +506,10 @@ def _per_image(probs: Tensor, masks: Tensor, labels: Optional[Tensor], mode: str
             values[m] = _class_mean(fn(probs, masks, **common))
     if "average_precision" in metrics:
         values["average_precision"] = _class_mean(M.average_precision(probs, masks, **common))
+    for m, fn in (("expected_calibration_error", M.expected_calibration_error),
+                  ("maximum_calibration_error", M.maximum_calibration_error)):
+        if m in metrics:
+            values[m] = _class_mean(fn(probs, masks, bins=RELIABILITY_BINS, **common))
     if "pixel_accuracy" in metrics:
         labels = _hard_labels(probs, mode) if labels is None else labels
         values["pixel_accuracy"] = _class_mean(

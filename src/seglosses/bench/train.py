@@ -741,6 +741,8 @@ def train_run(
         "per_image": result["per_image"],
         "groups": result["groups"],
     }
+    if result.get("reliability") is not None:  # calibration metrics asked for: the reliability diagram's bins
+        final["results"]["reliability"] = result["reliability"]
     if main:
         _write_samples(run_dir / "samples.npz", model, eval_set, mode, device, autocast,
                        int(eval_cfg.get("samples", 4)))

@@ -42,14 +42,15 @@ def _item_mean(per_pixel: Tensor, canon: Canonical, domain: str) -> Tensor:
         count = torch.full_like(total, float(per_pixel.shape[1]))
     if domain == "batch":
         total, count = total.sum(0, keepdim=True), count.sum(0, keepdim=True)
-    return total / count.clamp_min(1)
+    return total / torch.where(count > 0, count, torch.ones_like(count))  # (weights may sum below 1)
 
 
-def _dice_values(input, target, *, mode, from_logits, domain, smooth, include_background, ignore_index) -> Tensor:
+def _dice_values(input, target, *, mode, from_logits, domain, smooth, include_background, ignore_index,
+                 mask=None) -> Tensor:
     """1 − Dice per (item, class) as ``[I, C]``."""
     d = dice_loss(input, target, mode=mode, from_logits=from_logits, domain=domain, smooth=smooth,
                   include_background=include_background, ignore_index=ignore_index, reduction="none",
-                  check_values=False)
+                  check_values=False, mask=mask)
     return d.unsqueeze(0) if domain == "batch" else d
 
 
@@ -75,6 +76,7 @@ def combo_loss(
     class_weights: Optional[Sequence[float]] = None,
     reduction: str = "mean",
     check_values: bool = True,
+    mask: Optional[Tensor] = None,
 ) -> Tensor:
     r"""Combo loss (Taghanaki et al. 2019; seed 001 eq. 15).
 
@@ -104,6 +106,8 @@ def combo_loss(
         (image domain) or a 0-dim tensor (batch domain).
 
     Args:
+        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
+            ``ignore_index`` does) or per-pixel weights >= 0 (pixel means become weighted means).
         input: prediction ``[B, C, *S]``: logits (``from_logits=True``) or probabilities.
         target: label map ``[B, *S]``, or ``[B, C, *S]`` one-hot / soft labels.
         alpha: α in [0, 1], weight of the cross entropy (default ½).
@@ -137,7 +141,7 @@ def combo_loss(
     dice_term = lookup_option("dice_term", dice_term, DICE_TERMS)
     domain = lookup_option("domain", domain, ("image", "batch"))
     canon = canonicalize(input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-                         ignore_index=ignore_index, check_values=check_values)
+                         ignore_index=ignore_index, check_values=check_values, mask=mask)
     dt = compute_dtype(canon.x.dtype)
     lp, lnq = _log_probs(canon)
     if lnq is None:  # multiclass: one class against the rest on softmax probabilities
@@ -149,7 +153,7 @@ def combo_loss(
     wce = (per * (w * (w.numel() / w.sum())).view(1, -1, 1) if w is not None else per).mean(1)
     wce = _item_mean(wce, canon, domain)
     dice_l = _dice_values(input, target, mode=mode, from_logits=from_logits, domain=domain, smooth=smooth,
-                          include_background=include_background, ignore_index=ignore_index)
+                          include_background=include_background, ignore_index=ignore_index, mask=mask)
     d = _class_mean(dice_l.to(dt), class_weights)
     value = alpha * wce + (1 - alpha) * (d if dice_term == "loss" else d - 1)
     return reduce_per_item(value, reduction, domain=domain).to(input.dtype)
@@ -172,6 +176,7 @@ def exp_log_loss(
     class_weights: Union[None, str, Sequence[float]] = "sqrt_inverse_frequency",
     reduction: str = "mean",
     check_values: bool = True,
+    mask: Optional[Tensor] = None,
 ) -> Tensor:
     r"""Exponential logarithmic loss, ELL (Wong et al. 2018; seed 001 eq. 16).
 
@@ -201,6 +206,8 @@ def exp_log_loss(
         ``reduction="none"``: ``[B]`` (image domain) / 0-dim (batch domain). Range [0, ∞).
 
     Args:
+        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
+            ``ignore_index`` does) or per-pixel weights >= 0 (pixel means become weighted means).
         input: prediction ``[B, C, *S]``: logits (``from_logits=True``) or probabilities.
         target: label map ``[B, *S]``, or ``[B, C, *S]`` one-hot / soft labels.
         gamma_dice, gamma_ce: exponents γ > 0 of the two terms.
@@ -234,7 +241,7 @@ def exp_log_loss(
     smooth = check_nonnegative("smooth", smooth)
     domain = lookup_option("domain", domain, ("image", "batch"))
     canon = canonicalize(input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-                         ignore_index=ignore_index, check_values=check_values)
+                         ignore_index=ignore_index, check_values=check_values, mask=mask)
     dt = compute_dtype(canon.x.dtype)
     factor = _resolve_class_weights(class_weights, canon, dt)
     lp, lnq = _log_probs(canon)
@@ -258,7 +265,7 @@ def exp_log_loss(
         per = (g * pos + (1 - g) * neg).sum(1)
     ce = _item_mean(per, canon, domain)
     dice_l = _dice_values(input, target, mode=mode, from_logits=from_logits, domain=domain, smooth=smooth,
-                          include_background=include_background, ignore_index=ignore_index).to(dt)
+                          include_background=include_background, ignore_index=ignore_index, mask=mask).to(dt)
     ld = _pow_clamped(-torch.log1p(-dice_l.clamp_max(1 - 1e-7)), gamma_dice).mean(1)
     return reduce_per_item(w_dice * ld + w_ce * ce, reduction, domain=domain).to(input.dtype)
 

@@ -395,9 +395,9 @@ def _finish(loss: Tensor, canon: Canonical, reduction: str, dtype: torch.dtype) 
     return reduce_pixels(loss, reduction, valid).to(dtype)
 
 
-def _canon(input, target, mode, from_logits, ignore_index, check_values) -> Canonical:
+def _canon(input, target, mode, from_logits, ignore_index, check_values, mask=None) -> Canonical:
     return canonicalize(input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
-                        check_values=check_values)
+                        check_values=check_values, mask=mask)
 
 
 # --------------------------------------------------------------------------- losses
@@ -416,6 +416,7 @@ def cross_entropy_loss(
     weight_norm: str = "pixels",
     reduction: str = "mean",
     check_values: bool = True,
+    mask: Optional[Tensor] = None,
 ) -> Tensor:
     r"""Cross entropy and weighted cross entropy (seed 001 eqs. 2-3).
 
@@ -450,6 +451,8 @@ def cross_entropy_loss(
         gradient. The target and inverse-frequency weights are constants.
 
     Args:
+        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
+            ``ignore_index`` does) or per-pixel weights >= 0 (the mean becomes ``Σ w l / Σ w``).
         label_smoothing: ε in [0, 1).
         weight_norm: ``"pixels"`` (seed 001 eq. 3, the default) or ``"weights"`` (torch).
 
@@ -465,7 +468,7 @@ def cross_entropy_loss(
     """
     eps = check_fraction("label_smoothing", label_smoothing, open_high=True)
     weight_norm = lookup_option("weight_norm", weight_norm, WEIGHT_NORMS)
-    canon = _canon(input, target, mode, from_logits, ignore_index, check_values)
+    canon = _canon(input, target, mode, from_logits, ignore_index, check_values, mask)
     dt = compute_dtype(canon.x.dtype)
     factor = _resolve_class_weights(class_weights, canon, dt)
     loss = _pixel_nll(canon, factor=factor, smoothing=eps)
@@ -607,6 +610,7 @@ def focal_loss(
     class_weights: ClassWeights = None,
     reduction: str = "mean",
     check_values: bool = True,
+    mask: Optional[Tensor] = None,
 ) -> Tensor:
     r"""Focal loss (Lin et al. 2017; seed 001 eq. 5).
 
@@ -635,6 +639,8 @@ def focal_loss(
         all-ignored batches as :func:`cross_entropy_loss`.
 
     Args:
+        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
+            ``ignore_index`` does) or per-pixel weights >= 0 (the mean becomes ``Σ w l / Σ w``).
         gamma: focusing parameter γ >= 0 (default 2, the paper's).
         alpha: α in [0, 1] or None (no α-balance).
 
@@ -648,7 +654,7 @@ def focal_loss(
     gamma = check_nonnegative("gamma", gamma)
     if alpha is not None:
         alpha = check_fraction("alpha", alpha)
-    canon = _canon(input, target, mode, from_logits, ignore_index, check_values)
+    canon = _canon(input, target, mode, from_logits, ignore_index, check_values, mask)
     dt = compute_dtype(canon.x.dtype)
     factor = _resolve_class_weights(class_weights, canon, dt)
     if alpha is not None:

@@ -92,7 +92,7 @@ def region_moments(input: Tensor, target: Tensor, names: Sequence[str],
     if cache is None:
         return _region_moments(_canonical(input, target, kw), names, kw)
     ckey = (id(input), id(target), kw["mode"], kw["from_logits"], kw["include_background"], kw["ignore_index"],
-            kw["check_values"], kw["label_smoothing"])
+            kw["check_values"], id(kw["mask"]), kw["label_smoothing"])
     sync = kw["sync"]
     mkey = ckey + (tuple(names), kw["domain"], sync if sync is None or isinstance(sync, str) else id(sync))
     if mkey not in cache:
@@ -109,7 +109,7 @@ def _canonical(input: Tensor, target: Tensor, kw: RegionKeywords) -> Canonical:
     canon = canonicalize(
         input, target, mode=kw["mode"], from_logits=kw["from_logits"],
         include_background=kw["include_background"], ignore_index=kw["ignore_index"],
-        check_values=kw["check_values"], defer_checks=True,
+        check_values=kw["check_values"], defer_checks=True, mask=kw["mask"],
     )
     return smoothed(canon, eps) if eps > 0 else canon
 
@@ -154,6 +154,35 @@ def index_loss(index: Tensor, log_loss: bool) -> Tensor:
     return -torch.log(index.clamp_min(LOG_FLOOR)) if log_loss else 1 - index
 
 
+def _lin(terms: Sequence[Tuple[float, Tensor]], smooth: float) -> Tensor:
+    """``Σ w t + smooth`` with as few operations as the weights allow (a weight 0 drops
+    its term, a weight 1 its product): the ``[I, C]`` formulas run on tiny tensors, where
+    each operation (and its autograd node) costs more than the arithmetic."""
+    out: Optional[Tensor] = None
+    for w, t in terms:
+        if w == 0:
+            continue
+        t = t if w == 1 else t * w
+        out = t if out is None else out + t
+    if out is None:  # every weight 0 (e.g. alpha = beta = 0 with only FP/FN terms)
+        out = torch.zeros_like(terms[0][1])
+    return out + smooth if smooth else out
+
+
+def _ratio(num: Tensor, den: Tensor, smooth: float) -> Tensor:
+    """``num / den`` for an index whose sums are >= 0: a plain division when ``smooth > 0``
+    (the denominator is then > 0), else :func:`safe_ratio` (0/0 taken as 1)."""
+    return num / den if smooth > 0 else safe_ratio(num, den)
+
+
+def _index_from_moments(m: Dict[str, Tensor], alpha: float, beta: float, smooth: float) -> Tensor:
+    r"""The Tversky index from the moments ``p, g, pg`` (standard form), with
+    :math:`TP + αFP + βFN = α Σp + β Σg + (1 - α - β) Σpg`: the fewest ``[I, C]`` operations."""
+    num = _lin([(1.0, m["pg"])], smooth)
+    den = _lin([(alpha, m["p"]), (beta, m["g"]), (1.0 - alpha - beta, m["pg"])], smooth)
+    return _ratio(num, den, smooth)
+
+
 def _check_ab(alpha, beta):
     return check_nonnegative("alpha", alpha), check_nonnegative("beta", beta)
 
@@ -162,6 +191,8 @@ def _tversky_values(input: Tensor, target: Tensor, alpha: float, beta: float, so
                     kw: RegionKeywords) -> Tensor:
     smooth = check_nonnegative("smooth", kw["smooth"])
     m, _ = region_moments(input, target, confusion_names(soft_form, False), kw)
+    if not soft_form:
+        return _index_from_moments(m, alpha, beta, smooth)
     c = confusion_from_moments(m, soft_form=soft_form)
     return tversky_index(c.tp, c.fp, c.fn, alpha, beta, smooth)
 
@@ -256,8 +287,11 @@ def dice_loss(
         d = safe_ratio(2 * m["pg"] + smooth, m["pp"] + m["gg"] + smooth)
     else:
         m, _ = region_moments(input, target, confusion_names(soft_form, False), kw)
-        c = confusion_from_moments(m, soft_form=soft_form)
-        d = safe_ratio(2 * c.tp + smooth, 2 * c.tp + c.fp + c.fn + smooth)
+        if soft_form:  # 2TP + FP + FN = Σp + Σg in either form
+            c = confusion_from_moments(m, soft_form=soft_form)
+            d = _ratio(_lin([(2.0, c.tp)], smooth), _lin([(1.0, m["p"]), (1.0, m["g"])], smooth), smooth)
+        else:
+            d = _ratio(_lin([(2.0, m["pg"])], smooth), _lin([(1.0, m["p"]), (1.0, m["g"])], smooth), smooth)
     return finish(index_loss(d, log_loss), kw)
 
 

@@ -116,6 +116,8 @@ _PENALTY_ARGS = """
         from_logits: the input is logits (computed in log space for stability).
         ignore_index: target value whose pixels are left out.
         reduction: ``"mean"`` over valid pixels, ``"sum"``, or ``"none"`` (``[B, *S]``).
+        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out,
+            as ``ignore_index`` does) or per-pixel weights >= 0 (a weighted mean).
 
     Range [0, log n] per channel for the confidence penalty, [0, ∞) for the label-noise
     penalty; minimum 0 at the uniform prediction. Computed in float32 for half inputs.
@@ -135,6 +137,7 @@ def label_noise_penalty(
     ignore_index: Optional[int] = None,
     reduction: str = "mean",
     check_values: bool = True,
+    mask: Optional[Tensor] = None,
 ) -> Tensor:
     r"""Label-noise penalty KL(u ‖ ŷ) (seed 000 section 2.3, Claim 2).
 
@@ -147,7 +150,7 @@ def label_noise_penalty(
     any loss.
     """
     canon = canonicalize(input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
-                         check_values=check_values)
+                         check_values=check_values, mask=mask)
     a, b = _log_probs(canon)
     if b is None:
         n = a.shape[1]
@@ -168,6 +171,7 @@ def confidence_penalty(
     ignore_index: Optional[int] = None,
     reduction: str = "mean",
     check_values: bool = True,
+    mask: Optional[Tensor] = None,
 ) -> Tensor:
     r"""Confidence penalty KL(ŷ ‖ u) = log n − H(ŷ) (Pereyra et al. 2017; seed 000 eq. 6).
 
@@ -179,7 +183,7 @@ def confidence_penalty(
     penalty's.
     """
     canon = canonicalize(input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
-                         check_values=check_values)
+                         check_values=check_values, mask=mask)
     a, b = _log_probs(canon)
     if b is None:
         n = a.shape[1]

@@ -36,6 +36,8 @@ _VALIDATORS: Dict[str, Callable[[str, Any], Any]] = {
     "label_smoothing": lambda n, v: check_fraction(n, v, open_high=True),
     "k": lambda n, v: None if v is None else check_nonnegative(n, v),
 }
+# keyword arguments of the functions that are per-call data: taken by ``forward``
+_PER_CALL = ("mask",)
 # sequence-valued configuration keys stored as tuples of floats (strings, e.g.
 # class_weights="inverse_frequency", are kept as given)
 _FLOAT_TUPLES = ("class_weights", "class_counts", "spacing")
@@ -63,7 +65,9 @@ class SegLoss(nn.Module):
         fn = cls.__dict__["function"]
         fn = fn.__func__ if isinstance(fn, staticmethod) else fn
         cls.function = staticmethod(fn)  # type: ignore[assignment]
-        params = [p for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+        # (per-call data, e.g. ``mask``, is an argument of ``forward``, not configuration)
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind is p.KEYWORD_ONLY and p.name not in _PER_CALL]
         defaults = {p.name: p.default for p in params}
 
         def __init__(self: SegLoss, **config: Any) -> None:
@@ -100,8 +104,10 @@ class SegLoss(nn.Module):
             resolve_sync(config["sync"], config.get("domain"))  # raises early on a bad value
         self.config: Dict[str, Any] = config
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: D102
-        return type(self).function(input, target, **self.config)
+    def forward(self, input: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Tensor:  # noqa: D102
+        if mask is None:
+            return type(self).function(input, target, **self.config)
+        return type(self).function(input, target, **self.config, mask=mask)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config.items())
@@ -277,12 +283,13 @@ class WeightedSum(SegLoss):
             names.append(name)
         return names
 
-    def forward(self, input: Tensor, target: Tensor, return_terms: bool = False):  # type: ignore[override]
+    def forward(self, input: Tensor, target: Tensor, return_terms: bool = False, *,  # type: ignore[override]
+                mask: Tensor | None = None):
         total = None
         values: Dict[str, Tensor] = {}
         with shared_statistics():  # region terms share one canonicalisation and value check
             for name, w, loss in zip(self.term_names(), self.weights(), self.losses):
-                v = loss(input, target)
+                v = loss(input, target) if mask is None else loss(input, target, mask=mask)
                 values[name] = v.detach()
                 total = w * v if total is None else total + w * v
         return (total, values) if return_terms else total

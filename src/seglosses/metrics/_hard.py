@@ -215,6 +215,7 @@ def hard_pair(
     include_background: bool,
     ignore_index: Optional[int],
     check_values: bool,
+    mask: Optional[Tensor] = None,
 ) -> HardPair:
     """Validate (prediction, target) and make the prediction hard; see the module docstring.
 
@@ -232,7 +233,7 @@ def hard_pair(
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)):
         raise TypeError(f"`num_classes` must be an int or None; got {type(num_classes).__name__}")
     common: Dict[str, Any] = dict(include_background=include_background, ignore_index=ignore_index,
-                                  check_values=check_values)
+                                  check_values=check_values, mask=mask)
 
     if not _is_hard(input):
         canon = canonicalize(input, target, mode=mode, from_logits=from_logits, **common)

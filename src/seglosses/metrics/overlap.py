@@ -20,7 +20,8 @@ pixel accuracy.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+import math
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -28,8 +29,9 @@ from torch import Tensor
 from typing_extensions import Unpack
 
 from .._arguments import OVERLAP, OverlapKeywords, shared_keywords
-from .._options import check_nonnegative
+from .._options import check_nonnegative, lookup_option
 from .._reduce import reduce_items
+from ..distance import _check_spacing
 from .._stats import Confusion, confusion_from_moments, over_domain, safe_ratio
 from ._hard import HardPair, check_empty, hard_pair
 
@@ -44,6 +46,8 @@ __all__ = [
     "pixel_accuracy",
     "iou_per_class",
     "mean_iou",
+    "generalized_dice_score",
+    "volume_difference",
 ]
 
 def out_dtype(input: Tensor) -> torch.dtype:
@@ -62,7 +66,7 @@ def _confusion(input: Tensor, target: Tensor, kw: OverlapKeywords) -> Tuple[Conf
     pair = hard_pair(
         input, target, mode=kw["mode"], from_logits=kw["from_logits"], threshold=kw["threshold"],
         num_classes=kw["num_classes"], include_background=kw["include_background"],
-        ignore_index=kw["ignore_index"], check_values=kw["check_values"],
+        ignore_index=kw["ignore_index"], check_values=kw["check_values"], mask=kw["mask"],
     )
     conf, allm = confusion_of_hard(pair, kw["domain"])
     return conf, allm, pair
@@ -111,11 +115,53 @@ def _finish(values: Tensor, reduction: str, domain: str, dtype: torch.dtype) -> 
     return reduce_items(values, reduction, domain=domain, skip_nan=True).to(dtype)
 
 
+AVERAGES = ("macro", "micro", "weighted")
+
+
+def check_average(average: object) -> Optional[str]:
+    """``None`` or one of :data:`AVERAGES`."""
+    if average is None:
+        return None
+    return lookup_option("average", average, AVERAGES)
+
+
+def average_classes(formula: Callable[..., Tensor], c: Confusion, average: Optional[str], empty: float,
+                    **extra: float) -> Tensor:
+    """``[I, C]`` per-class values (``average=None``) or ``[I, 1]`` class averages (see ``average``).
+
+    ``"macro"``: the mean of the per-class values (NaN left out); ``"micro"``: the formula
+    of the counts summed over the classes; ``"weighted"``: the per-class values weighted
+    by the support ``TP + FN`` (NaN values and their weights left out; NaN without any
+    support).
+    """
+    if average == "micro":
+        summed = Confusion(*(t.sum(1, keepdim=True) for t in c.as_tuple()))
+        return formula(summed, empty, **extra)
+    values = formula(c, empty, **extra)
+    if average is None:
+        return values
+    if average == "macro":
+        return values.nanmean(1, keepdim=True)
+    defined = ~torch.isnan(values)
+    support = torch.where(defined, c.tp + c.fn, torch.zeros_like(values))
+    num = (torch.where(defined, values, torch.zeros_like(values)) * support).sum(1, keepdim=True)
+    return safe_ratio(num, support.sum(1, keepdim=True), math.nan)
+
+
+def finish_averaged(values: Tensor, average: Optional[str], reduction: str, domain: str,
+                    dtype: torch.dtype) -> Tensor:
+    """Reduce the output of :func:`average_classes`: ``reduction="none"`` gives ``[B]`` / 0-dim when averaged."""
+    out = _finish(values, reduction, domain, dtype)
+    return out if average is None or out.dim() == 0 else out.squeeze(-1)
+
+
 def _ratio_metric(formula: Callable[..., Tensor], input: Tensor, target: Tensor, kw: OverlapKeywords,
                   **extra: float) -> Tensor:
     empty = check_empty("empty", kw["empty"])
+    average = check_average(kw["average"])
     c, _, _ = _confusion(input, target, kw)
-    return _finish(formula(c, empty, **extra), kw["reduction"], kw["domain"], out_dtype(input))
+    values = average_classes(formula, c, average, empty, **extra)
+    return finish_averaged(values, average, kw["reduction"], kw["domain"], out_dtype(input))
 
 
 # ----------------------------------------------------------------------------- public
@@ -345,7 +391,7 @@ def balanced_accuracy(
     return _ratio_metric(balanced_accuracy_from, input, target, kw)
 
 
-@shared_keywords(OVERLAP)
+@shared_keywords(OVERLAP, without=("average",))
 def pixel_accuracy(
     input: Tensor,
     target: Tensor,
@@ -387,7 +433,7 @@ def pixel_accuracy(
     return out.squeeze(-1) if out.dim() else out
 
 
-@shared_keywords(OVERLAP, defaults={"mode": "multiclass", "domain": "batch"}, without=("reduction",))
+@shared_keywords(OVERLAP, defaults={"mode": "multiclass", "domain": "batch"}, without=("reduction", "average"))
 def iou_per_class(
     input: Tensor,
     target: Tensor,
@@ -423,7 +469,7 @@ def iou_per_class(
     return values.nanmean(0).to(out_dtype(input))
 
 
-@shared_keywords(OVERLAP, defaults={"mode": "multiclass", "domain": "batch"}, without=("reduction",))
+@shared_keywords(OVERLAP, defaults={"mode": "multiclass", "domain": "batch"}, without=("reduction", "average"))
 def mean_iou(
     input: Tensor,
     target: Tensor,
@@ -451,3 +497,157 @@ def mean_iou(
         tensor(0.6667)
     """
     return iou_per_class(input, target, **kw).nanmean()
+
+
+GDS_WEIGHTS = ("square", "simple", "uniform")
+
+
+def sudre_weights(volume: Tensor, weight_type: str) -> Tensor:
+    """Class weights ``[I, C]`` from the target volumes: ``1/V²`` (square), ``1/V`` (simple) or 1 (uniform).
+
+    A class absent from an item's target (V = 0, an infinite weight) takes the largest
+    finite weight of that item; an item without any present class takes 1 for all.
+    """
+    if weight_type == "uniform":
+        return torch.ones_like(volume)
+    power = 2 if weight_type == "square" else 1
+    absent = volume == 0
+    w = 1.0 / torch.where(absent, torch.ones_like(volume), volume) ** power
+    largest = torch.where(absent, torch.zeros_like(w), w).amax(dim=1, keepdim=True)
+    largest = torch.where(largest > 0, largest, torch.ones_like(largest))
+    return torch.where(absent, largest.expand_as(w), w)
+
+
+def generalized_dice_from(c: Confusion, empty: float, weight_type: str = "square") -> Tensor:
+    """``[I, 1]``: the generalised Dice score of each item (classes summed inside the ratio)."""
+    w = sudre_weights(c.tp + c.fn, weight_type)
+    num = 2 * (w * c.tp).sum(1, keepdim=True)
+    return safe_ratio(num, (w * (2 * c.tp + c.fp + c.fn)).sum(1, keepdim=True), empty)
+
+
+@shared_keywords(OVERLAP, defaults={"mode": "multiclass"}, without=("average",))
+def generalized_dice_score(
+    input: Tensor,
+    target: Tensor,
+    *,
+    weight_type: str = "square",
+    **kw: Unpack[OverlapKeywords],
+) -> Tensor:
+    r"""Generalised Dice score of a hard prediction (Sudre et al. 2017, DLMIA, eq. 2 without the 1 −).
+
+    .. math::
+        \mathrm{GDS} = \frac{2 \sum_c w_c\, TP_c}{\sum_c w_c\,(2\,TP_c + FP_c + FN_c)},\qquad
+        w_c = \frac{1}{\big(\sum_i g_{ic}\big)^2}
+
+    one value per item (image, or the batch with ``domain="batch"``): the classes are
+    summed inside the ratio, each weighted by the inverse square of its true volume
+    (``weight_type="square"``, the paper), its inverse (``"simple"``) or 1
+    (``"uniform"``, then the pooled Dice of the kept classes). The same formula over
+    the same statistics as :func:`seglosses.functional.generalized_dice_loss`, on the
+    hard prediction. Equals MONAI's ``GeneralizedDiceScore(sum_over_classes=True)`` and
+    torchmetrics' ``GeneralizedDiceScore(per_class=False)`` where every class is present.
+
+    Convention:
+        A class absent from an item's target would get an infinite weight; it takes the
+        largest finite weight of the item instead (MONAI's and NiftyNet's guard; an item
+        with no class present weights every class 1, so a false positive still lowers
+        the score). torchmetrics replaces it by another maximum (over the batch), so the
+        two differ on items with an absent class. A zero denominator (no class in
+        prediction or target) gives ``empty``.
+
+    Args:
+        weight_type: ``"square"``, ``"simple"`` or ``"uniform"``.
+
+    Returns:
+        The mean over items (``reduction="mean"``), their sum, or ``[B]`` / 0-dim values
+        (``reduction="none"``, image / batch domain).
+
+    Raises:
+        ValueError, TypeError: as :func:`dice`; an unknown ``weight_type``.
+
+    Example:
+        >>> p = torch.tensor([[0, 0, 0, 1]])
+        >>> g = torch.tensor([[0, 0, 1, 1]])
+        >>> # w = (1/4, 1/4); TP = (2, 1), 2TP+FP+FN = (5, 3): 2(2+1)/4 / ((5+3)/4)
+        >>> generalized_dice_score(p, g, num_classes=2)
+        tensor(0.7500)
+    """
+    weight_type = lookup_option("weight_type", weight_type, GDS_WEIGHTS)
+    empty = check_empty("empty", kw["empty"])
+    c, _, _ = _confusion(input, target, kw)
+    values = generalized_dice_from(c, empty, weight_type)
+    return finish_averaged(values, "macro", kw["reduction"], kw["domain"], out_dtype(input))
+
+
+def volume_difference_from(c: Confusion, empty: float, voxel: float = 1.0, relative: bool = False,
+                           signed: bool = False) -> Tensor:
+    """``[I, C]``: predicted minus true volume (``TP + FP`` and ``TP + FN``), absolute or relative."""
+    diff = c.fp - c.fn  # (TP + FP) - (TP + FN)
+    if not signed:
+        diff = diff.abs()
+    if relative:
+        return safe_ratio(diff, c.tp + c.fn, empty)
+    return diff * voxel
+
+
+@shared_keywords(OVERLAP, defaults={"empty": "nan"}, without=("average",))
+def volume_difference(
+    input: Tensor,
+    target: Tensor,
+    *,
+    spacing: Optional[object] = None,
+    relative: bool = False,
+    signed: bool = False,
+    **kw: Unpack[OverlapKeywords],
+) -> Tensor:
+    r"""Volume difference between the hard prediction and the target, absolute or relative.
+
+    .. math::
+        \mathrm{AVD}_c = \Big|\,V(\hat Y_c) - V(Y_c)\Big| = |FP_c - FN_c|\cdot v,\qquad
+        \mathrm{RVD}_c = \frac{\big|V(\hat Y_c) - V(Y_c)\big|}{V(Y_c)}
+
+    with :math:`V(\hat Y_c) = TP_c + FP_c` and :math:`V(Y_c) = TP_c + FN_c` the predicted
+    and true volumes (the counts of the statistics kernel) and :math:`v` the volume of a
+    voxel: 1 (volumes in voxels) or the product of ``spacing`` (physical units). With
+    ``signed=True`` the difference keeps its sign (> 0: the prediction is too large).
+    The relative form (Heimann et al. 2009, IEEE TMI 28(8), "relative absolute volume
+    difference") does not depend on the spacing. Range [0, ∞); 0 for equal volumes (not
+    only for a perfect prediction). The absolute form equals MONAI's
+    ``AbsoluteVolumeDifferenceMetric(ignore_empty=False)`` (in voxels).
+
+    Convention:
+        The absolute difference is always defined (0 when the class is absent from
+        both). The relative one divides by the true volume: a class absent from the
+        target takes ``empty`` (NaN by default, left out of ``reduction="mean"``; MONAI's
+        ``ignore_empty=True`` does the same for its absolute value). Ignored pixels count
+        in neither volume.
+
+    Args:
+        spacing: ``None`` (voxels), one number, or one voxel size per spatial dim.
+        relative: divide by the true volume.
+        signed: keep the sign of the difference.
+        empty: here the relative difference where the target lacks the class (``"nan"`` by
+            default; the absolute difference does not use it).
+
+    Returns:
+        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
+
+    Raises:
+        ValueError, TypeError: as :func:`dice`; a bad ``spacing``.
+
+    Example:
+        >>> p = torch.tensor([[[[1.0, 1.0], [1.0, 0.0]]]])
+        >>> g = torch.tensor([[[1, 0], [0, 0]]])
+        >>> volume_difference(p, g, spacing=(0.5, 2.0))   # |3 - 1| voxels of 0.5 * 2.0
+        tensor(2.)
+        >>> volume_difference(p, g, relative=True)   # |3 - 1| / 1
+        tensor(2.)
+    """
+    empty_value = check_empty("empty", kw["empty"])
+    for name, flag in (("relative", relative), ("signed", signed)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"`{name}` must be a bool; got {type(flag).__name__}")
+    c, _, pair = _confusion(input, target, kw)
+    voxel = math.prod(_check_spacing(spacing, len(pair.canon.spatial_shape)))
+    values = volume_difference_from(c, empty_value, voxel, relative, signed)
+    return _finish(values, kw["reduction"], kw["domain"], out_dtype(input))

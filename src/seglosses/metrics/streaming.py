@@ -7,8 +7,10 @@ into batches or across processes:
 * **dataset-level** values (result keys ``<name>_dataset``): the per-class confusion
   counts TP, FP, FN, TN are summed over every pixel of every image, and the formula is
   applied once at the end (seed 003's IoU "computed globally over an image dataset");
-  average precision from summed score histograms (the binned AP of
-  :func:`~seglosses.metrics.average_precision`);
+  average precision and ROC AUC from summed score histograms (the binned forms of
+  :func:`~seglosses.metrics.average_precision` and :func:`~seglosses.metrics.roc_auc`,
+  with error bounds), calibration errors from summed per-bin sums (also
+  :meth:`SegmentationMetrics.reliability`, the reliability diagram);
 * **per-image means** (result keys ``<name>_image_mean``): each image's value is
   computed, and the sum of these values and their count are accumulated per class; the
   mean is sum / count at the end. Surface metrics and the exact per-image AP exist only
@@ -31,19 +33,26 @@ from torch import Tensor
 from .._inputs import check_ignore_index
 from .._options import check_fraction, check_nonnegative, did_you_mean, lookup_option
 from .._stats import Confusion, safe_ratio
+from ..distance import _check_spacing
 from ._hard import check_empty, hard_pair, stat_dtype
+from .calibration import calibration_from_histograms, calibration_state, check_bins, reliability_from_histograms
+from .confusion import CONFUSION_ALIASES, FORMULAS as CONFUSION_FORMULAS, formula_of
 from .overlap import (
-    balanced_accuracy_from,
+    GDS_WEIGHTS,
+    average_classes,
+    check_average,
     confusion_of_hard,
-    dice_from,
+    generalized_dice_from,
     jaccard_from,
     pixel_accuracy_from,
-    precision_from,
-    sensitivity_from,
-    specificity_from,
     tversky_from,
+    volume_difference_from,
 )
 from .ranking import (
+    auc_from_histograms,
+    auc_histograms,
+    exact_auc_rows,
+    roc_auc_error_bound,
     rows_of,
     scores_and_targets,
     ap_from_histograms,
@@ -55,26 +64,33 @@ from .surface import SURFACE_METRICS, Surfaces, metric_options, surface_values
 
 __all__ = ["SegmentationMetrics", "METRIC_NAMES"]
 
-OVERLAP = ("dice", "jaccard", "tversky_index", "sensitivity", "specificity", "precision", "balanced_accuracy",
-           "pixel_accuracy", "mean_iou", "iou_per_class")
-METRIC_NAMES = OVERLAP + ("average_precision",) + SURFACE_METRICS
+#: the per-class formulas of the confusion counts that take ``average``
+RATIOS = ("dice", "jaccard", "tversky_index", "sensitivity", "specificity", "precision", "balanced_accuracy",
+          "matthews_correlation", "fbeta_score", "negative_predictive_value", "miss_rate", "fall_out",
+          "false_discovery_rate", "false_omission_rate", "threat_score", "informedness", "markedness",
+          "fowlkes_mallows", "prevalence_threshold")
+OVERLAP = RATIOS + ("pixel_accuracy", "mean_iou", "iou_per_class", "generalized_dice_score", "volume_difference")
+#: the metrics of the scores (no threshold): ranking and calibration
+SCORES = ("average_precision", "roc_auc", "expected_calibration_error", "maximum_calibration_error")
+CALIBRATION = ("expected_calibration_error", "maximum_calibration_error")
+METRIC_NAMES = OVERLAP + SCORES + SURFACE_METRICS
 ALIASES = {
-    "iou": "jaccard", "tversky": "tversky_index", "recall": "sensitivity", "tpr": "sensitivity",
-    "tnr": "specificity", "ppv": "precision", "ap": "average_precision", "hd": "hausdorff",
-    "nsd": "surface_dice", "mhd": "modified_hausdorff",
+    **{k: v for k, v in CONFUSION_ALIASES.items() if v in OVERLAP},
+    "iou": "jaccard", "tversky": "tversky_index", "ap": "average_precision", "hd": "hausdorff",
+    "nsd": "surface_dice", "mhd": "modified_hausdorff", "auc": "roc_auc", "auroc": "roc_auc",
+    "ece": "expected_calibration_error", "mce": "maximum_calibration_error", "gds": "generalized_dice_score",
+    "generalized_dice": "generalized_dice_score", "absolute_volume_difference": "volume_difference",
+    "avd": "volume_difference",
 }
 AGGREGATIONS = ("dataset", "image")
 
-_FORMULAS = {
-    "dice": dice_from, "jaccard": jaccard_from, "mean_iou": jaccard_from, "iou_per_class": jaccard_from,
-    "sensitivity": sensitivity_from, "specificity": specificity_from, "precision": precision_from,
-    "balanced_accuracy": balanced_accuracy_from,
-}
+_FORMULAS = {**CONFUSION_FORMULAS, "jaccard": jaccard_from}
+_NORM = {"expected_calibration_error": "expected", "maximum_calibration_error": "maximum"}
 
 
 def _resolve_name(name: object) -> str:
     if isinstance(name, str):
-        key = name.lower().replace("-", "_")
+        key = name.strip().lower().replace("-", "_").replace(" ", "_")
         key = ALIASES.get(key, key)
         if key in METRIC_NAMES:
             return key
@@ -87,10 +103,22 @@ def _options(name: str, opts: Mapping[str, Any]) -> Dict[str, Any]:
     if name in SURFACE_METRICS:
         return metric_options(name, opts)
     allowed: Dict[str, Any] = {"empty": 1.0}
+    if name in RATIOS:
+        allowed.update(average=None)
     if name == "tversky_index":
         allowed.update(alpha=0.3, beta=0.7)
-    if name == "average_precision":
+    if name == "fbeta_score":
+        allowed.update(beta=1.0)
+    if name == "generalized_dice_score":
+        allowed.update(weight_type="square")
+    if name == "volume_difference":
+        allowed.update(relative=False, signed=False, empty="nan")
+    if name in ("average_precision", "roc_auc"):
         allowed.update(bins=1000)
+    if name == "roc_auc":
+        allowed.update(empty="nan")
+    if name in CALIBRATION:
+        allowed.update(bins=15, empty="nan")
     for key in opts:
         if key not in allowed:
             listed = ", ".join(repr(k) for k in allowed)
@@ -101,10 +129,17 @@ def _options(name: str, opts: Mapping[str, Any]) -> Dict[str, Any]:
     if name == "tversky_index":
         out["alpha"] = check_nonnegative("alpha", out["alpha"])
         out["beta"] = check_nonnegative("beta", out["beta"])
-    if name == "average_precision":
-        bins = out["bins"]
-        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-            raise ValueError(f"`bins` must be an int >= 1; got {bins!r}")
+    if name == "fbeta_score":
+        out["beta"] = check_nonnegative("beta", out["beta"])
+    if "average" in out:
+        out["average"] = check_average(out["average"])
+    if name == "generalized_dice_score":
+        out["weight_type"] = lookup_option("weight_type", out["weight_type"], GDS_WEIGHTS)
+    for flag in ("relative", "signed"):
+        if flag in out and not isinstance(out[flag], bool):
+            raise TypeError(f"`{flag}` must be a bool; got {type(out[flag]).__name__}")
+    if "bins" in out:
+        check_bins(out["bins"])
     return out
 
 
@@ -148,9 +183,20 @@ class SegmentationMetrics:
             ``"ap"``, ``"nsd"`` accepted), or ``(name, options)`` pairs, or a mapping
             name -> options, e.g. ``[("tversky", {"alpha": 0.3, "beta": 0.7}), ("hd95",
             {"percentile": 90, "missing": "diagonal"}), ("ap", {"bins": 10000})]``.
-            Options: ``empty`` (all), ``alpha``/``beta`` (Tversky), ``bins`` (AP), and
-            those of the surface functions (``percentile``, ``convention``, ``missing``,
-            ``tolerance``, ``points``, ``normalize``).
+            Options: ``empty`` (all), ``average`` (the per-class ratios: ``"macro"``,
+            ``"micro"``, ``"weighted"``, as :func:`seglosses.metrics.dice`),
+            ``alpha``/``beta`` (Tversky), ``beta`` (F-beta), ``weight_type`` (generalised
+            Dice), ``relative``/``signed`` (volume difference, in the unit of ``spacing``),
+            ``bins`` (AP, ROC AUC: 1000; calibration errors: 15), and those of the surface
+            functions (``percentile``, ``convention``, ``missing``, ``tolerance``,
+            ``points``, ``normalize``, ``distance``, ``directed``). MONAI's
+            ``ConfusionMatrixMetric`` names are aliases (``"mcc"``, ``"fnr"``,
+            ``"critical success index"``, ...), as are ``"auc"``, ``"ece"``, ``"mce"``,
+            ``"gds"``, ``"avd"``. At the data-set level a class average (``average``)
+            and the generalised Dice score apply to the summed counts (weights from the
+            summed volumes), the volume difference compares the summed volumes
+            (:math:`|\sum_b V(\hat Y_b) - \sum_b V(Y_b)|`), the calibration errors come
+            from the summed bins.
         num_classes: channels of the prediction (1 in binary mode, the default there).
         mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         from_logits, threshold, include_background, ignore_index: as for
@@ -254,6 +300,7 @@ class SegmentationMetrics:
                     f"`aggregation` must include 'image' for the surface metrics {per_image_only} "
                     f"(they have no dataset-level form); got ('dataset',)"
                 )
+        self._voxel: Optional[float] = None  # of `spacing`, known at the first update (volume_difference)
         self._shapes = self._state_shapes()
         dtype = stat_dtype(torch.device(device) if device is not None else torch.device("cpu"))
         self._state: Dict[str, Tensor] = {
@@ -264,6 +311,14 @@ class SegmentationMetrics:
 
     def _pa_size(self) -> int:
         return self.kept if self.mode == "multilabel" else 1
+
+    def _size(self, m: str, opts: Mapping[str, Any]) -> int:
+        """Values per image of a metric: one per kept class, or one (class averages, pixel accuracy)."""
+        if m == "pixel_accuracy":
+            return self._pa_size()
+        if m == "generalized_dice_score" or opts.get("average") is not None:
+            return 1
+        return self.kept
 
     def _state_shapes(self) -> Dict[str, Tuple[int, ...]]:
         c = self.kept
@@ -276,10 +331,16 @@ class SegmentationMetrics:
                 shapes["pixel_accuracy/correct"] = (self._pa_size(),)
                 shapes["pixel_accuracy/total"] = (self._pa_size(),)
         for m, opts in self.metrics.items():
-            size = self._pa_size() if m == "pixel_accuracy" else c
-            if m == "average_precision" and "dataset" in self.aggregation:
-                shapes["average_precision/positives"] = (c, opts["bins"])
-                shapes["average_precision/pixels"] = (c, opts["bins"])
+            size = self._size(m, opts)
+            if "dataset" in self.aggregation:
+                if m == "average_precision":
+                    shapes["average_precision/positives"] = (c, opts["bins"])
+                    shapes["average_precision/pixels"] = (c, opts["bins"])
+                if m == "roc_auc":
+                    shapes["roc_auc/positives"] = (c, opts["bins"])
+                    shapes["roc_auc/negatives"] = (c, opts["bins"])
+                if m in CALIBRATION:
+                    shapes[f"{m}/bins"] = (c, 3, opts["bins"])
             if "image" in self.aggregation or m in SURFACE_METRICS:
                 shapes[f"{m}/image_sum"] = (size,)
                 shapes[f"{m}/image_count"] = (size,)
@@ -309,9 +370,11 @@ class SegmentationMetrics:
                 ignore_index=self.ignore_index, check_values=self.check_values,
             )
         if any(m in OVERLAP for m in names):
+            if "volume_difference" in names:
+                self._voxel = math.prod(_check_spacing(self.spacing, len(pair.canon.spatial_shape)))
             self._overlap_sums(pair, out)
-        if "average_precision" in names:
-            self._ap_sums(pred, target, out, checked=pair is not None)
+        if any(m in SCORES for m in names):
+            self._score_sums(pred, target, out, checked=pair is not None)
         surface = [m for m in names if m in SURFACE_METRICS]
         if surface:
             p_mask, t_mask, valid = pair.masks()
@@ -349,18 +412,53 @@ class SegmentationMetrics:
         if m == "pixel_accuracy":
             acc = pixel_accuracy_from(conf, allm, self.mode, opts["empty"])
             return acc.unsqueeze(1) if acc.dim() == 1 else acc
+        if m == "generalized_dice_score":
+            return generalized_dice_from(conf, opts["empty"], opts["weight_type"])
+        if m == "volume_difference":
+            if self._voxel is None:
+                raise ValueError("`update` must be called before `compute`: the voxel volume of `spacing` is read "
+                                 "from the data; got no update on this process")
+            return volume_difference_from(conf, opts["empty"], self._voxel, opts["relative"], opts["signed"])
         if m == "tversky_index":
-            return tversky_from(conf, opts["empty"], opts["alpha"], opts["beta"])
-        return _FORMULAS[m](conf, opts["empty"])
+            return average_classes(tversky_from, conf, opts["average"], opts["empty"], alpha=opts["alpha"],
+                                   beta=opts["beta"])
+        if m in ("mean_iou", "iou_per_class"):
+            return jaccard_from(conf, opts["empty"])
+        return average_classes(formula_of(m, opts), conf, opts.get("average"), opts["empty"])
 
-    def _ap_sums(self, pred: Tensor, target: Tensor, out: Dict[str, Tensor], checked: bool) -> None:
-        opts = self.metrics["average_precision"]
+    def _score_sums(self, pred: Tensor, target: Tensor, out: Dict[str, Tensor], checked: bool) -> None:
         scores, g, w = scores_and_targets(
             pred, target, mode=self.mode, from_logits=self.from_logits, include_background=self.include_background,
             ignore_index=self.ignore_index, check_values=self.check_values and not checked,
         )
         if scores.shape[1] != self.kept:
             raise ValueError(f"`pred` must have {self.num_classes} classes (num_classes); got {scores.shape[1]}")
+        b, c = scores.shape[:2]
+        if "average_precision" in self.metrics:
+            self._ap_sums(scores, g, w, out)
+        if "roc_auc" in self.metrics:
+            opts = self.metrics["roc_auc"]
+            if "dataset" in self.aggregation:
+                rs, rg, rw = rows_of(scores, "batch", scores), rows_of(g, "batch", scores), rows_of(w, "batch", g)
+                out["roc_auc/positives"], out["roc_auc/negatives"] = auc_histograms(
+                    rs, rg, rw.to(rg.dtype), opts["bins"])
+            if "image" in self.aggregation:
+                rs, rg, rw = rows_of(scores, "image", scores), rows_of(g, "image", scores), rows_of(w, "image", g)
+                values = exact_auc_rows(rs, rg, rw.to(rg.dtype), opts["empty"]).view(b, c)
+                out["roc_auc/image_sum"], out["roc_auc/image_count"] = _sum_and_count(values)
+        for m in CALIBRATION:
+            if m not in self.metrics:
+                continue
+            opts = self.metrics[m]
+            total, per_image = calibration_state(scores, g, w, opts["bins"])
+            if "dataset" in self.aggregation:
+                out[f"{m}/bins"] = total
+            if "image" in self.aggregation:
+                values = calibration_from_histograms(per_image, _NORM[m], opts["empty"])
+                out[f"{m}/image_sum"], out[f"{m}/image_count"] = _sum_and_count(values)
+
+    def _ap_sums(self, scores: Tensor, g: Tensor, w: Optional[Tensor], out: Dict[str, Tensor]) -> None:
+        opts = self.metrics["average_precision"]
         b, c = scores.shape[:2]
         if "dataset" in self.aggregation:
             rs, rg, rw = rows_of(scores, "batch", scores), rows_of(g, "batch", scores), rows_of(w, "batch", g)
@@ -429,6 +527,10 @@ class SegmentationMetrics:
                 if m == "average_precision":
                     v = ap_from_histograms(sums["average_precision/positives"], sums["average_precision/pixels"],
                                            opts["empty"])
+                elif m == "roc_auc":
+                    v = auc_from_histograms(sums["roc_auc/positives"], sums["roc_auc/negatives"], opts["empty"])
+                elif m in CALIBRATION:
+                    v = calibration_from_histograms(sums[f"{m}/bins"], _NORM[m], opts["empty"])
                 elif m == "pixel_accuracy":
                     v = safe_ratio(sums["pixel_accuracy/correct"], sums["pixel_accuracy/total"], opts["empty"])
                 else:
@@ -452,6 +554,26 @@ class SegmentationMetrics:
         sums = self._global_state()
         _require_images(sums, "ap_error_bound")
         return average_precision_error_bound(sums["average_precision/positives"], sums["average_precision/pixels"])
+
+    def roc_auc_error_bound(self) -> Tensor:
+        """Per-class bound ``[C]`` on ``|exact dataset ROC AUC − binned|`` (a collective under DDP)."""
+        if "roc_auc/positives" not in self._shapes:
+            raise ValueError("`metrics` must include 'roc_auc' with the 'dataset' aggregation; got none")
+        sums = self._global_state()
+        _require_images(sums, "roc_auc_error_bound")
+        return roc_auc_error_bound(sums["roc_auc/positives"], sums["roc_auc/negatives"])
+
+    def reliability(self) -> Dict[str, Tensor]:
+        """The data set's reliability diagram: per kept class and bin, ``count``, mean ``confidence`` and
+        ``accuracy`` ``[C, bins]`` (NaN in empty bins), from the sums of a calibration metric (a
+        collective under DDP); see :func:`~seglosses.metrics.calibration_bins`."""
+        key = next((f"{m}/bins" for m in CALIBRATION if f"{m}/bins" in self._shapes), None)
+        if key is None:
+            raise ValueError("`metrics` must include 'expected_calibration_error' or 'maximum_calibration_error' "
+                             "with the 'dataset' aggregation; got none")
+        sums = self._global_state()
+        _require_images(sums, "reliability")
+        return reliability_from_histograms(sums[key])
 
     def __repr__(self) -> str:
         names = ", ".join(self.metrics)
