@@ -9,32 +9,48 @@ from typing_extensions import Unpack
 
 import seglosses as sl
 from seglosses import metrics
-from seglosses._arguments import OVERLAP, REGION, OverlapKeywords, RegionKeywords, shared_keywords, with_docs
+from seglosses._arguments import (
+    BOUNDARY,
+    OVERLAP,
+    REGION,
+    BoundaryKeywords,
+    OverlapKeywords,
+    RegionKeywords,
+    shared_keywords,
+    with_docs,
+)
 
 REGION_FNS = [sl.functional.dice_loss, sl.functional.iou_loss, sl.functional.tversky_loss,
               sl.functional.focal_tversky_loss, sl.functional.asymmetric_similarity_loss,
               sl.functional.generalized_dice_loss, sl.functional.penalty_generalized_dice_loss,
-              sl.functional.sensitivity_specificity_loss]
+              sl.functional.sensitivity_specificity_loss, sl.functional.log_cosh_dice_loss,
+              sl.functional.mcc_loss, sl.functional.generalized_wasserstein_dice_loss,
+              sl.functional.unified_focal_loss, sl.functional.cldice_loss, sl.functional.dice_cldice_loss,
+              sl.functional.skeleton_recall_loss]
+BOUNDARY_FNS = [sl.functional.boundary_loss, sl.functional.hausdorff_dt_loss, sl.functional.log_hausdorff_dt_loss,
+                sl.functional.hausdorff_er_loss]
 OVERLAP_FNS = [metrics.dice, metrics.jaccard, metrics.tversky_index, metrics.sensitivity, metrics.specificity,
                metrics.precision, metrics.balanced_accuracy, metrics.pixel_accuracy, metrics.iou_per_class,
                metrics.mean_iou]
 
 
 def test_tables_agree_with_their_typed_dicts():
-    for fam, td in ((REGION, RegionKeywords), (OVERLAP, OverlapKeywords)):
+    for fam, td in ((REGION, RegionKeywords), (OVERLAP, OverlapKeywords), (BOUNDARY, BoundaryKeywords)):
         assert list(fam.defaults) == list(td.__annotations__) == list(fam.annotations)
         assert set(fam.docs) == set(fam.defaults) | {"input", "target"}
 
 
-@pytest.mark.parametrize("fn", REGION_FNS + OVERLAP_FNS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("fn", REGION_FNS + OVERLAP_FNS + BOUNDARY_FNS, ids=lambda f: f.__name__)
 def test_signature_lists_every_shared_keyword_with_its_default_and_doc(fn):
-    fam = REGION if fn in REGION_FNS else OVERLAP
+    fam = REGION if fn in REGION_FNS else (BOUNDARY if fn in BOUNDARY_FNS else OVERLAP)
     params = inspect.signature(fn).parameters
     assert not any(p.kind is p.VAR_KEYWORD for p in params.values())
     shared = [n for n in params if n in fam.defaults]
     assert shared, fn.__name__
     for n in shared:
-        if n not in ("mode", "domain"):  # the functions that differ say so in their decorator
+        # the functions that differ say so in their decorator
+        assert params[n].default == fn.shared_defaults[n], (fn.__name__, n)
+        if n not in ("mode", "domain", "smooth"):
             assert params[n].default == fam.defaults[n], (fn.__name__, n)
         assert f"        {n}: " in fn.__doc__, (fn.__name__, n)
     assert fn.__doc__.index("Common args:") < fn.__doc__.index("Example:") if "Example:" in fn.__doc__ else True

@@ -23,7 +23,8 @@ BACKEND = os.environ.get("SEGLOSSES_COMPILE_BACKEND", "inductor")
 
 # entries whose CPU path leaves torch on purpose (distance transforms on the host)
 GRAPH_BREAKS = {"boundary": "CPU distance transform (scipy/edt)", "hausdorff_dt": "CPU distance transform (scipy/edt)",
-                "distance_penalized_ce": "CPU distance transform (scipy/edt)"}
+                "distance_penalized_ce": "CPU distance transform (scipy/edt)",
+                "log_hausdorff_dt": "CPU distance transform (scipy/edt)"}
 
 
 def _accepts(cls: type, key: str) -> bool:

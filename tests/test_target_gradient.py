@@ -19,7 +19,8 @@ from seglosses.registry import ENTRIES, resolve
 
 REFUSED = "`target` must not require grad here: "
 # losses that read the target through a transform without a gradient, and why
-REFUSES = {"boundary", "hausdorff_dt", "distance_penalized_ce", "margin_calibration"}
+REFUSES = {"boundary", "hausdorff_dt", "log_hausdorff_dt", "distance_penalized_ce", "margin_calibration",
+           "skeleton_recall"}
 # losses that do not read the target's values (only its ignore mask)
 TARGET_FREE = {"label_noise_penalty", "confidence_penalty"}
 

@@ -35,7 +35,19 @@ from .losses import (
     TopKLoss,
 )
 from .losses import BoundaryLoss, HausdorffDTLoss, LovaszLoss
+from .losses import (
+    DiceClDiceLoss,
+    GeneralizedWassersteinDiceLoss,
+    HausdorffERLoss,
+    LogCoshDiceLoss,
+    LogHausdorffDTLoss,
+    MCCLoss,
+    SkeletonRecallLoss,
+    SoftClDiceLoss,
+    UnifiedFocalLoss,
+)
 from .build import build_loss
+from .wrappers import DeepSupervisionLoss
 from ._fused import get_kernel, set_kernel, use_kernel
 from . import accumulate, distributed
 from .accumulate import BatchwiseAccumulator, freeze_bn, split_batch
@@ -59,6 +71,16 @@ __all__ = [
     "LovaszLoss",
     "BoundaryLoss",
     "HausdorffDTLoss",
+    "LogHausdorffDTLoss",
+    "HausdorffERLoss",
+    "LogCoshDiceLoss",
+    "MCCLoss",
+    "GeneralizedWassersteinDiceLoss",
+    "UnifiedFocalLoss",
+    "SoftClDiceLoss",
+    "DiceClDiceLoss",
+    "SkeletonRecallLoss",
+    "DeepSupervisionLoss",
     "SegLoss",
     "WeightedSum",
     "DiceLoss",

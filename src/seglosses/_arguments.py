@@ -95,6 +95,7 @@ def shared_keywords(family: Family, *, defaults: Optional[Mapping[str, Any]] = N
             return fn(*args, **{**shared, **kwargs})
 
         public.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        public.shared_defaults = shared  # type: ignore[attr-defined]  # the family's, with the function's own
         with_docs(family.block(list(shared)))(public)
         return public  # type: ignore[return-value]
 
@@ -121,6 +122,7 @@ class RegionKeywords(TypedDict, total=False):
     include_background: bool
     ignore_index: Optional[int]
     class_weights: Optional[Sequence[float]]
+    label_smoothing: float
     reduction: str
     check_values: bool
     sync: object
@@ -130,10 +132,12 @@ class RegionKeywords(TypedDict, total=False):
 REGION = Family(
     "region losses",
     defaults=dict(mode="binary", from_logits=True, domain="image", smooth=1e-5, include_background=True,
-                  ignore_index=None, class_weights=None, reduction="mean", check_values=True, sync=None, mask=None),
+                  ignore_index=None, class_weights=None, label_smoothing=0.0, reduction="mean", check_values=True,
+                  sync=None, mask=None),
     annotations=dict(mode="str", from_logits="bool", domain="str", smooth="float", include_background="bool",
-                     ignore_index="Optional[int]", class_weights="Optional[Sequence[float]]", reduction="str",
-                     check_values="bool", sync="object", mask="Optional[Tensor]"),
+                     ignore_index="Optional[int]", class_weights="Optional[Sequence[float]]",
+                     label_smoothing="float", reduction="str", check_values="bool", sync="object",
+                     mask="Optional[Tensor]"),
     docs=dict(
         input="""prediction ``[B, C, *S]`` (2D, 3D or any number of spatial dims): logits
             (``from_logits=True``, the default) or probabilities.""",
@@ -151,6 +155,12 @@ REGION = Family(
         ignore_index="target value whose pixels leave every statistic.",
         class_weights="""one weight per kept class; the class mean becomes
             ``Σ w_c L_c / Σ w_c``.""",
+        label_smoothing="""ε in [0, 1): train on smoothed targets
+            :math:`(1 - ε) g + ε/K` (K = C classes in multiclass mode, K = 2 for each
+            binary or multilabel channel; :func:`seglosses.functional.label_smoothing`).
+            A label map becomes a dense target (memory ``[B, C, *S]``). With the standard
+            statistics the optimum stays at {0, 1} (seed 000 Claim 1); ``soft_form=True``
+            moves it to the smoothed target.""",
         reduction="""``"mean"``, ``"sum"`` or ``"none"`` (``[B, C]`` in the image domain,
             ``[C]`` in the batch domain).""",
         check_values="""check label range, probability range and finiteness (one pass
@@ -240,4 +250,55 @@ OVERLAP = Family(
         image (e.g. a false positive on an empty target gives Dice 0).""",
 )
 
-FAMILIES: Dict[str, Family] = {"region": REGION, "overlap": OVERLAP}
+# --------------------------------------------------------------------------- boundary losses
+
+
+class BoundaryKeywords(TypedDict, total=False):
+    """The shared keywords of the boundary (distance- and morphology-based) losses (:data:`BOUNDARY`)."""
+
+    mode: str
+    from_logits: bool
+    domain: str
+    include_background: Optional[bool]
+    ignore_index: Optional[int]
+    spacing: Optional[Union[float, Sequence[float]]]
+    class_weights: Optional[Sequence[float]]
+    reduction: str
+    check_values: bool
+
+
+BOUNDARY = Family(
+    "boundary losses",
+    defaults=dict(mode="binary", from_logits=True, domain="image", include_background=None, ignore_index=None,
+                  spacing=None, class_weights=None, reduction="mean", check_values=True),
+    annotations=dict(mode="str", from_logits="bool", domain="str", include_background="Optional[bool]",
+                     ignore_index="Optional[int]", spacing="Optional[float | Sequence[float]]",
+                     class_weights="Optional[Sequence[float]]", reduction="str", check_values="bool"),
+    docs=dict(
+        input="""prediction ``[B, C, *S]`` (2D, 3D or any number of spatial dims): logits
+            (``from_logits=True``, the default) or probabilities.""",
+        target="""label map ``[B, *S]`` (integer), or ``[B, C, *S]`` one-hot / soft labels
+            (float; thresholded at 0.5 for the distance maps); binary mode also takes
+            ``[B, *S]`` / ``[B, 1, *S]``.""",
+        mode="""``"binary"`` (sigmoid, 1 channel), ``"multiclass"`` (softmax over C) or
+            ``"multilabel"`` (C independent sigmoids).""",
+        from_logits="apply sigmoid (binary, multilabel) or softmax (multiclass) first.",
+        domain="""``"image"`` (a mean over each image's valid pixels, then over images)
+            or ``"batch"`` (one mean over the valid pixels of the whole batch).""",
+        include_background="""keep channel 0. ``None`` (default): ``False`` in multiclass
+            mode (channel 0 is the background, left out as Kervadec et al. do),
+            ``True`` in multilabel mode. Binary mode always scores its single channel.""",
+        ignore_index="""target value whose pixels are left out of the mean. Their label
+            is unknown, so they count as outside every class in the distance maps.""",
+        spacing="""pixel size per spatial dim (a number or one per dim) for the
+            distance maps; ``None`` = 1.""",
+        class_weights="""one weight per kept class; the class mean becomes
+            ``Σ w_c L_c / Σ w_c``.""",
+        reduction="""``"mean"``, ``"sum"`` or ``"none"`` (``[B, C]`` in the image domain,
+            ``[C]`` in the batch domain, C the kept classes).""",
+        check_values="""check label range, probability range and finiteness (one pass
+            over the data and a device sync); shapes and dtypes are always checked.""",
+    ),
+)
+
+FAMILIES: Dict[str, Family] = {"region": REGION, "overlap": OVERLAP, "boundary": BOUNDARY}

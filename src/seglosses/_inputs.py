@@ -581,3 +581,24 @@ def check_constant_target(target: Optional[Tensor], why: str) -> None:
 def with_valid(canon: Canonical, valid: Optional[Tensor]) -> Canonical:
     """A copy of ``canon`` with another validity mask (used by compound losses)."""
     return replace(canon, valid=valid)
+
+
+def check_distance_matrix(matrix: object, num_classes: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A class distance matrix ``[C, C]`` (non-negative, finite, zero diagonal, not all 0),
+    scaled to maximum 1; ``None`` gives ``1 - I``."""
+    if matrix is None:
+        return 1 - torch.eye(num_classes, dtype=dtype, device=device)
+    try:
+        m = torch.as_tensor(matrix, dtype=torch.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"`dist_matrix` must be a [C, C] matrix of numbers; got {_short_repr(matrix)}") from None
+    if m.shape != (num_classes, num_classes):
+        raise ValueError(f"`dist_matrix` must have shape ({num_classes}, {num_classes}) to match the {num_classes} "
+                         f"classes of `input`; got {tuple(m.shape)}")
+    if not bool(torch.isfinite(m).all()) or bool((m < 0).any()) or bool((m.diagonal() != 0).any()):
+        raise ValueError(f"`dist_matrix` must be finite, non-negative, with a zero diagonal; got "
+                         f"{_short_repr(m.tolist())}")
+    top = float(m.max())
+    if top == 0:
+        raise ValueError("`dist_matrix` must have a positive entry; got all zeros")
+    return (m / top).to(dtype=dtype, device=device)

@@ -82,3 +82,12 @@ def check_fraction(name: str, value: object, *, open_low: bool = False, open_hig
         hi = ")" if open_high else "]"
         raise ValueError(f"`{name}` must lie in {lo}0, 1{hi}; got {value}")
     return value
+
+
+def check_count(name: str, value: object, low: int = 1) -> int:
+    """Check that a count (iterations, erosions) is an int >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be an int; got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"`{name}` must be an int >= {low}; got {value}")
+    return value

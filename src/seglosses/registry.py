@@ -34,6 +34,17 @@ from .losses import (
     TopKLoss,
 )
 from .losses import BoundaryLoss, HausdorffDTLoss, LovaszLoss
+from .losses import (
+    DiceClDiceLoss,
+    GeneralizedWassersteinDiceLoss,
+    HausdorffERLoss,
+    LogCoshDiceLoss,
+    LogHausdorffDTLoss,
+    MCCLoss,
+    SkeletonRecallLoss,
+    SoftClDiceLoss,
+    UnifiedFocalLoss,
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,24 @@ ENTRIES: List[Entry] = [
     Entry(HausdorffDTLoss,
           "mean of (s - g)^2 (d_G^a + d_S^a), distance-transform HD loss (Karimi 2019; seed 001 4.2)",
           ("hd_dt", "hausdorff_dt_loss", "hddt"), "boundary"),
+    Entry(LogCoshDiceLoss, "log cosh of the Dice loss (Jadon 2020)", ("log_cosh_dice_loss", "lcd")),
+    Entry(MCCLoss, "1 - Matthews correlation of the soft TP, FP, FN, TN (Abhishek & Hamarneh 2021)",
+          ("mcc_loss", "matthews")),
+    Entry(GeneralizedWassersteinDiceLoss,
+          "generalised Wasserstein Dice loss with a class distance matrix (Fidon 2017)",
+          ("generalized_wasserstein_dice", "generalised_wasserstein_dice", "wasserstein_dice"), "confusion_matrix"),
+    Entry(SoftClDiceLoss, "soft clDice: topology precision/sensitivity of soft skeletons (Shit 2021)",
+          ("cldice_loss", "soft_cldice", "cl_dice"), "topology"),
+    Entry(DiceClDiceLoss, "(1 - alpha) soft Dice + alpha soft clDice (Shit 2021)",
+          ("dice_cldice_loss", "soft_dice_cldice"), "topology"),
+    Entry(SkeletonRecallLoss, "1 - soft recall of the tubed skeleton of the target (Kirchhoff 2024)",
+          ("skeleton_recall_loss", "skel_recall"), "topology"),
+    Entry(UnifiedFocalLoss, "asymmetric unified focal: focal CE + focal Tversky, rare classes enhanced (Yeung 2022)",
+          ("unified_focal_loss", "asymmetric_unified_focal", "ufl"), "compound"),
+    Entry(HausdorffERLoss, "Hausdorff loss by iterated erosion of the squared error (Karimi 2019)",
+          ("hausdorff_er_loss", "hd_er"), "boundary"),
+    Entry(LogHausdorffDTLoss, "log(1 + Hausdorff-DT loss), as MONAI's LogHausdorffDTLoss",
+          ("log_hausdorff_dt_loss", "log_hd_dt"), "boundary"),
 ]
 
 

@@ -95,7 +95,7 @@ def test_report_compare_section_verdicts_and_small_multiples(study_dir, tmp_path
     assert "Dice (pooled)" in verdicts[0] and "AP (pooled)" in verdicts[0]
     assert "quadrants of the source images, with foreground only" in md
     assert "HD95 px" not in md and "mod. Hausdorff /" not in md  # not computed: no row, no column
-    assert "`dice(squared_denominator=False, soft_form=False, domain='batch', smooth=1e-05" in md  # the full loss spec, defaults included
+    assert "`dice(squared_denominator=False, soft_form=False, log_loss=False, domain='batch', smooth=1e-05" in md  # the full loss spec, defaults included
     results = json.loads((out / "results.json").read_text())
     tests = results["datasets"]["synthetic"]["compare"]["tests"]
     assert {t["verdict"] for t in tests} <= {"better", "worse", "no significant difference", "not tested"}

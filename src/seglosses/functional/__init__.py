@@ -8,9 +8,11 @@ from .region import (
     iou_loss,
     jaccard_loss,
     penalty_generalized_dice_loss,
+    log_cosh_dice_loss,
     sensitivity_specificity_loss,
     tversky_loss,
 )
+from .confusion import generalized_wasserstein_dice_loss, mcc_loss
 from .regularizers import confidence_penalty, label_noise_penalty, label_smoothing
 from .distribution import (
     class_frequency_weights,
@@ -20,9 +22,10 @@ from .distribution import (
     topk_loss,
 )
 from .margin import MarginOffsets, count_classes, margin_calibration_loss, margin_offsets
-from .compound import combo_loss, exp_log_loss
+from .compound import combo_loss, exp_log_loss, unified_focal_loss
 from .lovasz import lovasz_extension, lovasz_loss
-from .boundary import boundary_loss, hausdorff_dt_loss
+from .boundary import boundary_loss, hausdorff_dt_loss, hausdorff_er_loss, log_hausdorff_dt_loss
+from .topology import cldice_loss, dice_cldice_loss, skeleton_recall_loss, soft_skeleton
 
 __all__ = [
     "soft_confusion",
@@ -54,4 +57,14 @@ __all__ = [
     "lovasz_extension",
     "boundary_loss",
     "hausdorff_dt_loss",
+    "log_hausdorff_dt_loss",
+    "hausdorff_er_loss",
+    "log_cosh_dice_loss",
+    "mcc_loss",
+    "generalized_wasserstein_dice_loss",
+    "unified_focal_loss",
+    "cldice_loss",
+    "dice_cldice_loss",
+    "skeleton_recall_loss",
+    "soft_skeleton",
 ]

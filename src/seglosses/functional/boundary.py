@@ -16,70 +16,37 @@ with convolutional neural networks" (IEEE TMI 2020).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor
 
-from .._arguments import with_docs
+from typing_extensions import Unpack
+
+from .._arguments import BOUNDARY, BoundaryKeywords, shared_keywords
 from .._inputs import Canonical, canonicalize, check_class_weights, check_constant_target
-from .._options import check_domain, check_positive
+from .._options import check_count, check_domain, check_nonnegative, check_positive
 from .._reduce import reduce_items
 from .._stats import compute_dtype, safe_ratio
 from ..distance import signed_distance, two_sided_distance
 
-__all__ = ["boundary_loss", "hausdorff_dt_loss"]
-
-_COMMON_ARGS = """
-    Common args:
-        input: prediction ``[B, C, *S]`` (2D, 3D or any number of spatial dims): logits
-            (``from_logits=True``, the default) or probabilities.
-        target: label map ``[B, *S]`` (integer), or ``[B, C, *S]`` one-hot / soft labels
-            (float; thresholded at 0.5 for the distance maps); binary mode also takes
-            ``[B, *S]`` / ``[B, 1, *S]``.
-        mode: ``"binary"`` (sigmoid, 1 channel), ``"multiclass"`` (softmax over C) or
-            ``"multilabel"`` (C independent sigmoids).
-        from_logits: apply sigmoid (binary, multilabel) or softmax (multiclass) first.
-        domain: ``"image"`` (a mean over each image's valid pixels, then over images)
-            or ``"batch"`` (one mean over the valid pixels of the whole batch).
-        include_background: keep channel 0. ``None`` (default): ``False`` in multiclass
-            mode (channel 0 is the background, left out as Kervadec et al. do),
-            ``True`` in multilabel mode. Binary mode always scores its single channel.
-        ignore_index: target value whose pixels are left out of the mean. Their label
-            is unknown, so they count as outside every class in the distance maps.
-        spacing: pixel size per spatial dim (a number or one per dim) for the
-            distance maps; ``None`` = 1.
-        class_weights: one weight per kept class; the class mean becomes
-            ``Σ w_c L_c / Σ w_c``.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[B, C]`` in the image domain,
-            ``[C]`` in the batch domain, C the kept classes).
-        check_values: check label range, probability range and finiteness (one pass
-            over the data and a device sync); shapes and dtypes are always checked.
-"""
+__all__ = ["boundary_loss", "hausdorff_dt_loss", "log_hausdorff_dt_loss", "hausdorff_er_loss"]
 
 
-_with_common_args = with_docs(_COMMON_ARGS)
 
-
-def _prepare(
-    input: Tensor,
-    target: Tensor,
-    *,
-    mode: str,
-    from_logits: bool,
-    include_background: Optional[bool],
-    ignore_index: Optional[int],
-    check_values: bool,
-    caller: str = "loss",
-) -> Tuple[Canonical, Tensor, Tensor, Tensor]:
+def _prepare(input: Tensor, target: Tensor, kw: BoundaryKeywords, caller: str = "loss",
+             constant_target: bool = True) -> Tuple[Canonical, Tensor, Tensor, Tensor]:
     """Canonical pair, probabilities ``[B, K, N]``, target ``[B, K, N]`` (float) and its hard mask (bool)."""
+    mode = kw["mode"]
+    include_background = kw["include_background"]
     if include_background is None:
         include_background = mode != "multiclass"
     canon = canonicalize(
-        input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values,
+        input, target, mode=mode, from_logits=kw["from_logits"], include_background=include_background,
+        ignore_index=kw["ignore_index"], check_values=kw["check_values"],
     )
-    check_constant_target(canon.dense, f"the {caller} reads the target through distance maps of its mask")
+    if constant_target:
+        check_constant_target(canon.dense, f"the {caller} reads the target through distance maps of its mask")
     dtype = compute_dtype(canon.x.dtype)
     first = canon.first_class
     p = canon.probs(dtype)[:, first:]
@@ -93,6 +60,12 @@ def _prepare(
     if canon.valid is not None:
         mask = mask & canon.valid.unsqueeze(1)
     return canon, p, g, mask
+
+
+def _finish(values: Tensor, kw: BoundaryKeywords) -> Tensor:
+    """Class weights and the reduction of ``[I, K]`` values."""
+    w = check_class_weights(kw["class_weights"], values.shape[1], values)
+    return reduce_items(values, kw["reduction"], w, domain=kw["domain"])
 
 
 def _maps_shape(canon: Canonical, k: int) -> Tuple[int, ...]:
@@ -117,21 +90,8 @@ def _pixel_mean(canon: Canonical, values: Tensor, weights: Tensor, domain: str) 
     return safe_ratio(sums, count.unsqueeze(1).expand_as(sums), empty=0.0)
 
 
-@_with_common_args
-def boundary_loss(
-    input: Tensor,
-    target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = True,
-    domain: str = "image",
-    include_background: Optional[bool] = None,
-    ignore_index: Optional[int] = None,
-    spacing: Optional[float | Sequence[float]] = None,
-    class_weights: Optional[Sequence[float]] = None,
-    reduction: str = "mean",
-    check_values: bool = True,
-) -> Tensor:
+@shared_keywords(BOUNDARY)
+def boundary_loss(input: Tensor, target: Tensor, **kw: Unpack[BoundaryKeywords]) -> Tensor:
     r"""Boundary loss (Kervadec et al. 2019; seed 001 section 4.1).
 
     .. math::
@@ -180,16 +140,12 @@ def boundary_loss(
         >>> [round(w, 2) for w in loss.weights()]
         [0.9, 0.1]
     """
-    domain = check_domain(domain)
-    canon, p, _, mask = _prepare(
-        input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values, caller="boundary loss",
-    )
+    domain = check_domain(kw["domain"])
+    canon, p, _, mask = _prepare(input, target, kw, caller="boundary loss")
     b, k, n = p.shape
-    phi = signed_distance(mask.reshape(_maps_shape(canon, k)), spacing, dtype=_map_dtype(p.dtype))
+    phi = signed_distance(mask.reshape(_maps_shape(canon, k)), kw["spacing"], dtype=_map_dtype(p.dtype))
     values = _pixel_mean(canon, p, phi.reshape(b, k, n).to(p.dtype), domain)
-    w = check_class_weights(class_weights, k, values)
-    return reduce_items(values, reduction, w, domain=domain)
+    return _finish(values, kw)
 
 
 def _boundary_distance(mask: Tensor, spacing, dtype: torch.dtype) -> Tensor:
@@ -200,22 +156,8 @@ def _boundary_distance(mask: Tensor, spacing, dtype: torch.dtype) -> Tensor:
     return d * has_boundary.view((-1,) + (1,) * (mask.dim() - 1)).to(dtype)
 
 
-@_with_common_args
-def hausdorff_dt_loss(
-    input: Tensor,
-    target: Tensor,
-    *,
-    alpha: float = 2.0,
-    mode: str = "binary",
-    from_logits: bool = True,
-    domain: str = "image",
-    include_background: Optional[bool] = None,
-    ignore_index: Optional[int] = None,
-    spacing: Optional[float | Sequence[float]] = None,
-    class_weights: Optional[Sequence[float]] = None,
-    reduction: str = "mean",
-    check_values: bool = True,
-) -> Tensor:
+@shared_keywords(BOUNDARY)
+def hausdorff_dt_loss(input: Tensor, target: Tensor, *, alpha: float = 2.0, **kw: Unpack[BoundaryKeywords]) -> Tensor:
     r"""Hausdorff-distance loss by distance transforms (Karimi & Salcudean 2019; seed 001 section 4.2).
 
     .. math::
@@ -260,11 +202,9 @@ def hausdorff_dt_loss(
         0.625
     """
     alpha = check_positive("alpha", alpha)
-    domain = check_domain(domain)
-    canon, p, g, mask = _prepare(
-        input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values, caller="Hausdorff-DT loss",
-    )
+    domain = check_domain(kw["domain"])
+    spacing = kw["spacing"]
+    canon, p, g, mask = _prepare(input, target, kw, caller="Hausdorff-DT loss")
     b, k, n = p.shape
     shape = _maps_shape(canon, k)
     with torch.no_grad():
@@ -276,6 +216,116 @@ def hausdorff_dt_loss(
         d_g, d_s = d.reshape(2, b, k, n).to(p.dtype).unbind(0)
         weight = d_g.pow_(alpha).add_(d_s.pow_(alpha))
     err = (p - g).square()
-    values = _pixel_mean(canon, err, weight, domain)
-    w = check_class_weights(class_weights, k, values)
-    return reduce_items(values, reduction, w, domain=domain)
+    return _finish(_pixel_mean(canon, err, weight, domain), kw)
+
+
+@shared_keywords(BOUNDARY)
+def log_hausdorff_dt_loss(input: Tensor, target: Tensor, *, alpha: float = 2.0,
+                          **kw: Unpack[BoundaryKeywords]) -> Tensor:
+    r"""Log Hausdorff-DT loss: :math:`\log(1 + L_{HD})` of :func:`hausdorff_dt_loss`.
+
+    .. math::
+        L = \log\big(1 + L_{HD\text{-}DT}\big)
+
+    with :math:`L_{HD\text{-}DT}` the reduced Hausdorff-DT loss (Karimi & Salcudean 2019):
+    the same minimiser, a value that grows slowly for large distances (MONAI's
+    ``LogHausdorffDTLoss``). Range [0, ∞), minimum 0 at ``p = g``.
+
+    Convention:
+        The logarithm is taken after the reduction (of the mean, not a mean of
+        logarithms), as MONAI does; with ``reduction="none"`` it is taken per value.
+
+    Args:
+        alpha: the exponent α > 0 of the distances, as in :func:`hausdorff_dt_loss`.
+
+    Example:
+        >>> p = torch.tensor([[[[0.5, 1.0, 0.0, 0.0]]]])
+        >>> # the Hausdorff-DT loss of this case is 0.625: log 1.625 = 0.4855
+        >>> round(float(log_hausdorff_dt_loss(p, torch.tensor([[[0, 1, 1, 0]]]), from_logits=False)), 4)
+        0.4855
+    """
+    return torch.log1p(hausdorff_dt_loss(input, target, alpha=alpha, **kw))
+
+
+def _erosion_kernel(ndim: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The cross of Karimi & Salcudean's erosion: 5 pixels, weight 1/5 (2D); 7 voxels, 1/7 (3D)."""
+    k = torch.zeros((3,) * ndim, dtype=dtype, device=device)
+    centre = (1,) * ndim
+    k[centre] = 1
+    for d in range(ndim):
+        for off in (0, 2):
+            idx = list(centre)
+            idx[d] = off
+            k[tuple(idx)] = 1
+    return (k / k.sum()).view((1, 1) + (3,) * ndim)
+
+
+@shared_keywords(BOUNDARY, without=("spacing",))
+def hausdorff_er_loss(input: Tensor, target: Tensor, *, alpha: float = 2.0, erosions: int = 10,
+                      **kw: Unpack[BoundaryKeywords]) -> Tensor:
+    r"""Hausdorff loss by morphological erosion (Karimi & Salcudean 2019, eqs. 10-11), 2D and 3D.
+
+    .. math::
+        L_c = \frac{1}{|Ω|} \sum_{q \in Ω} \sum_{k=1}^{K} k^{α}\,
+              \big((s_c - g_c)^2 \ominus_k B\big)(q)
+
+    per (item, class): the squared error map :math:`e_0 = (s - g)^2` is eroded K times
+    (``erosions``) by the cross B (the pixel and its 2·d neighbours, weights 1/5 in 2D,
+    1/7 in 3D): :math:`e_k = \max(e_{k-1} * B - 0.5, 0)`, then min-max normalised per
+    (image, class); each erosion is weighted by :math:`k^α`. An error region survives
+    about as many erosions as its thickness, so the sum approximates the Hausdorff
+    distance between prediction and target; unlike :func:`hausdorff_dt_loss` no distance
+    transform is needed. Range [0, ∞) (at most :math:`\sum_k k^α` per pixel), minimum 0
+    at ``p = g``.
+
+    Convention:
+        * Agrees with kornia ``HausdorffERLoss`` / ``HausdorffERLoss3D(alpha, k)`` (same
+          kernels, normalisation and zero padding) on ``softmax(input)`` in multiclass
+          mode with ``include_background=True`` (kornia scores every channel); kornia's
+          ``"mean"`` is the mean over (class, image, pixel), here the mean over images
+          and classes of each one's pixel mean, the same number.
+        * ``ignore_index``: the error is 0 at ignored pixels and they are left out of the
+          mean. Soft targets enter the error as given; a target that requires grad gets
+          its gradient (the erosion is differentiable in both).
+        * Spatial size: 2D or 3D (the erosion is a 3 × 3 (× 3) convolution).
+
+    Args:
+        alpha: the exponent α >= 0 of the erosion weights (2 in the paper).
+        erosions: K, the number of erosions (an int >= 1; 10 in kornia).
+
+    Example:
+        >>> # a 3x3 error of 1 (zero padding): one erosion gives the centre 5/5 - 0.5, the
+        >>> # edge centres 4/5 - 0.5, the corners 3/5 - 0.5; normalised 1, 0.5, 0: mean 3/9
+        >>> p = torch.ones(1, 1, 3, 3)
+        >>> g = torch.zeros(1, 3, 3, dtype=torch.long)
+        >>> round(float(hausdorff_er_loss(p, g, from_logits=False, erosions=1)), 4)
+        0.3333
+    """
+    alpha = check_nonnegative("alpha", alpha)
+    erosions = check_count("erosions", erosions)
+    domain = check_domain(kw["domain"])
+    canon, p, g, _ = _prepare(input, target, kw, caller="Hausdorff-ER loss", constant_target=False)
+    b, k, n = p.shape
+    ndim = len(canon.spatial_shape)
+    if ndim not in (2, 3):
+        raise ValueError(f"`input` must have 2 or 3 spatial dims for the erosion; got {ndim} "
+                         f"(shape {tuple(canon.x.shape[:2]) + canon.spatial_shape})")
+    err = (p - g).square()
+    if canon.valid is not None:
+        err = err * canon.valid.unsqueeze(1).to(err.dtype)
+    bound = err.reshape((b * k, 1) + canon.spatial_shape)
+    kernel = _erosion_kernel(ndim, bound.dtype, bound.device)
+    conv = torch.nn.functional.conv2d if ndim == 2 else torch.nn.functional.conv3d
+    total = torch.zeros_like(bound)
+    for step in range(erosions):
+        dil = conv(bound, kernel, padding=1)
+        er = torch.where(dil < 0.5, torch.zeros_like(dil), dil - 0.5)
+        flat = er.flatten(1)
+        lo = flat.amin(1).view((-1,) + (1,) * (ndim + 1))
+        span = flat.amax(1).view_as(lo) - lo
+        keep = span != 0
+        er = torch.where(keep, (er - lo) / torch.where(keep, span, torch.ones_like(span)), er)
+        total = total + er * float(step + 1) ** alpha
+        bound = er
+    values = _pixel_mean(canon, total.reshape(b, k, n), torch.ones_like(p), domain)
+    return _finish(values, kw)

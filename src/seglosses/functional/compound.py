@@ -17,14 +17,17 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from typing_extensions import Unpack
+
+from .._arguments import REGION, RegionKeywords, shared_keywords
 from .._inputs import Canonical, canonicalize, check_class_weights
 from .._options import check_fraction, check_nonnegative, lookup_option
 from .._reduce import reduce_items, reduce_per_item
-from .._stats import compute_dtype
+from .._stats import compute_dtype, confusion_from_moments, safe_ratio
 from .distribution import _log1mexp, _log_probs, _pow_clamped, _resolve_class_weights
-from .region import dice_loss
+from .region import dice_loss, region_moments
 
-__all__ = ["combo_loss", "exp_log_loss"]
+__all__ = ["combo_loss", "exp_log_loss", "unified_focal_loss"]
 
 DICE_TERMS = ("loss", "score")
 
@@ -265,3 +268,86 @@ def exp_log_loss(
                           include_background=include_background, ignore_index=ignore_index, mask=mask).to(dt)
     ld = _pow_clamped(-torch.log1p(-dice_l.clamp_max(1 - 1e-7)), gamma_dice).mean(1)
     return reduce_per_item(w_dice * ld + w_ce * ce, reduction, domain=domain).to(input.dtype)
+
+
+@shared_keywords(REGION, without=("class_weights", "include_background", "sync"))
+def unified_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    weight: float = 0.5,
+    delta: float = 0.6,
+    gamma: float = 0.5,
+    **kw: Unpack[RegionKeywords],
+) -> Tensor:
+    r"""Asymmetric unified focal loss (Yeung et al. 2022, "Unified Focal loss", eqs. 13-16).
+
+    .. math::
+        L = λ\, L_{maF} + (1 - λ)\, L_{maFT}
+
+    .. math::
+        L_{maF} = \frac{1}{N K} \sum_i \Big[-(1 - δ)(1 - p_{i0})^{γ} g_{i0}\log p_{i0}
+                  - δ \sum_{c \ge 1} g_{ic} \log p_{ic}\Big],\qquad
+        L_{maFT} = \frac{1}{K}\Big[(1 - \mathrm{mTI}_0) + \sum_{c \ge 1} (1 - \mathrm{mTI}_c)^{1-γ}\Big]
+
+    with :math:`\mathrm{mTI}_c = (TP_c + δ_s)/(TP_c + δ\,FN_c + (1 - δ) FP_c + δ_s)`
+    (δ_s = ``smooth``), K classes (binary mode: K = 2, background 1 − p and foreground
+    p), N valid pixels per item. The asymmetry of the paper: the background (class 0)
+    gets the focal suppression of the cross entropy and the plain Tversky term, every
+    other class (the rare ones) the enhancement; δ weighs false negatives. Defaults are
+    the paper's best setting (λ = 0.5, δ = 0.6, γ = 0.5). Range [0, ∞), minimum 0 at
+    ``p = g``.
+
+    Convention:
+        * Multiclass mode follows the paper's multiclass form: class 0 is the background
+          and every class c ≥ 1 is rare. Both parts are means over the K classes (the
+          paper sums them; the mean is the paper's value divided by K, as MONAI's
+          ``AsymmetricUnifiedFocalLoss``, which has the binary form only).
+        * Agrees with MONAI ``AsymmetricUnifiedFocalLoss(weight=λ, delta=δ, gamma=γ)`` on
+          ``sigmoid(input)`` in binary mode (MONAI clamps p to [1e-7, 1 − 1e-7] and takes
+          probabilities; here the logarithms come from the logits). The bases of the
+          fractional powers are clamped at 1e-12 (finite gradients at the truth).
+        * Not a ratio of batch sums (a pixel mean plus a ratio): ``domain="batch"`` takes
+          the whole batch as one item; the accumulator refuses it.
+
+    Args:
+        weight: λ in [0, 1], the share of the focal (distribution) part.
+        delta: δ in [0, 1], the weight of false negatives (and of the rare classes'
+            cross entropy).
+        gamma: γ in [0, 1), the focal parameter of both parts.
+
+    ``reduction="none"`` gives ``[B]`` (image domain) or a 0-dim tensor (batch domain).
+
+    Example:
+        >>> x = torch.tensor([[[0.0, 0.0]]])  # binary, p = 1/2 at both pixels
+        >>> y = torch.tensor([[1, 0]])
+        >>> # focal: (0.4 * 0.5**0.5 * ln 2 + 0.6 * ln 2) / (2 * 2) = 0.1530
+        >>> # Tversky: every mTI = 0.5 / (0.5 + 0.6 * 0.5 + 0.4 * 0.5) = 0.5: (0.5 + 0.5**0.5) / 2 = 0.6036
+        >>> round(float(unified_focal_loss(x, y, smooth=0.0)), 4)
+        0.3783
+    """
+    lam = check_fraction("weight", weight)
+    delta = check_fraction("delta", delta)
+    gamma = check_fraction("gamma", gamma, open_high=True)
+    smooth = check_nonnegative("smooth", kw["smooth"])
+    lookup_option("mode", kw["mode"], ("binary", "multiclass"))
+    domain = kw["domain"]
+    kw = {**kw, "include_background": True, "sync": None}
+    m, canon = region_moments(input, target, ("p", "g", "pg", "n"), kw)
+    c = confusion_from_moments(m)
+    dt = compute_dtype(canon.x.dtype)
+    lp, lnq = _log_probs(canon)
+    g = canon.dense_target(dt)
+    if lnq is not None:  # binary: (background, foreground) = (1 - p, p)
+        tn = m["n"] - c.tp - c.fp - c.fn
+        tp, fp, fn = torch.cat([tn, c.tp], 1), torch.cat([c.fn, c.fp], 1), torch.cat([c.fp, c.fn], 1)
+        lp, g = torch.cat([lnq, lp], 1), torch.cat([1 - g, g], 1)
+    else:
+        tp, fp, fn = c.tp, c.fp, c.fn
+    k = lp.shape[1]
+    back = (1 - delta) * _pow_clamped(-torch.expm1(lp[:, 0]), gamma) * (-g[:, 0] * lp[:, 0])
+    per = (back + delta * (-g[:, 1:] * lp[:, 1:]).sum(1)) / k
+    focal = _item_mean(per, canon, domain)
+    mti = safe_ratio(tp + smooth, tp + delta * fn + (1 - delta) * fp + smooth)
+    tversky = torch.cat([1 - mti[:, :1], _pow_clamped(1 - mti[:, 1:], 1 - gamma)], 1).mean(1)
+    return reduce_per_item(lam * focal + (1 - lam) * tversky.to(focal.dtype), kw["reduction"], domain=domain)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from contextvars import ContextVar
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
@@ -27,6 +28,7 @@ from .._options import check_fraction, check_nonnegative, check_positive, lookup
 from .._reduce import reduce_items, reduce_per_item
 from .._stats import (
     _compiling,
+    compute_dtype,
     confusion_from_moments,
     confusion_names,
     moments,
@@ -45,6 +47,7 @@ __all__ = [
     "generalized_dice_loss",
     "penalty_generalized_dice_loss",
     "sensitivity_specificity_loss",
+    "log_cosh_dice_loss",
 ]
 
 _SHARED: ContextVar[Optional[Dict[tuple, Any]]] = ContextVar("seglosses_shared_statistics", default=None)
@@ -89,7 +92,7 @@ def region_moments(input: Tensor, target: Tensor, names: Sequence[str],
     if cache is None:
         return _region_moments(_canonical(input, target, kw), names, kw)
     ckey = (id(input), id(target), kw["mode"], kw["from_logits"], kw["include_background"], kw["ignore_index"],
-            kw["check_values"], id(kw["mask"]))
+            kw["check_values"], id(kw["mask"]), kw["label_smoothing"])
     sync = kw["sync"]
     mkey = ckey + (tuple(names), kw["domain"], sync if sync is None or isinstance(sync, str) else id(sync))
     if mkey not in cache:
@@ -102,11 +105,25 @@ def region_moments(input: Tensor, target: Tensor, names: Sequence[str],
 
 
 def _canonical(input: Tensor, target: Tensor, kw: RegionKeywords) -> Canonical:
-    return canonicalize(
+    eps = check_fraction("label_smoothing", kw["label_smoothing"], open_high=True)
+    canon = canonicalize(
         input, target, mode=kw["mode"], from_logits=kw["from_logits"],
         include_background=kw["include_background"], ignore_index=kw["ignore_index"],
         check_values=kw["check_values"], defer_checks=True, mask=kw["mask"],
     )
+    return smoothed(canon, eps) if eps > 0 else canon
+
+
+def smoothed(canon: Canonical, eps: float) -> Canonical:
+    r"""The canonical pair with the target smoothed: :math:`(1 - ε) g + ε / K`.
+
+    K is the number of classes in multiclass mode and 2 for a binary or multilabel
+    channel (a Bernoulli pair), as :func:`seglosses.functional.label_smoothing` does. A
+    label map becomes a dense target; ignored pixels stay out through ``valid``.
+    """
+    g = canon.dense if canon.dense is not None else canon.dense_target(compute_dtype(canon.x.dtype))
+    k = canon.num_channels if canon.mode == "multiclass" else 2
+    return dataclasses.replace(canon, labels=None, dense=(1 - eps) * g + eps / k)
 
 
 def _region_moments(canon: Canonical, names: Sequence[str], kw: RegionKeywords
@@ -126,6 +143,15 @@ def finish(values: Tensor, kw: RegionKeywords) -> Tensor:
 def tversky_index(tp: Tensor, fp: Tensor, fn: Tensor, alpha: float, beta: float, smooth: float) -> Tensor:
     r""":math:`(TP + δ) / (TP + αFP + βFN + δ)`, seed 000 eq. 3 (0/0 taken as 1)."""
     return safe_ratio(tp + smooth, tp + alpha * fp + beta * fn + smooth)
+
+
+#: floor of the index under ``log_loss=True`` (segmentation_models_pytorch's ``eps``)
+LOG_FLOOR = 1e-7
+
+
+def index_loss(index: Tensor, log_loss: bool) -> Tensor:
+    r"""The loss of an index in [0, 1]: :math:`1 - I`, or :math:`-\log \max(I, 10^{-7})` with ``log_loss``."""
+    return -torch.log(index.clamp_min(LOG_FLOOR)) if log_loss else 1 - index
 
 
 def _lin(terms: Sequence[Tuple[float, Tensor]], smooth: float) -> Tensor:
@@ -179,6 +205,7 @@ def tversky_loss(
     alpha: float = 0.3,
     beta: float = 0.7,
     soft_form: bool = False,
+    log_loss: bool = False,
     **kw: Unpack[RegionKeywords],
 ) -> Tensor:
     r"""Tversky loss (Salehi et al. 2017; seed 000 eqs. 2-4, seed 001 eq. 10).
@@ -199,6 +226,9 @@ def tversky_loss(
             standard form for hard targets and minimised at ``p = g`` for soft targets
             (label smoothing); the standard form keeps its optimum at {0, 1} (seed 000
             Claim 1).
+        log_loss: return :math:`-\log I` per (item, class) instead of :math:`1 - I`, with
+            the index I floored at 1e-7 (segmentation_models_pytorch's ``log_loss=True``).
+            Range [0, 16.2]; same minimiser, a steeper gradient far from it.
 
     Example:
         >>> p = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
@@ -208,7 +238,7 @@ def tversky_loss(
         0.5
     """
     alpha, beta = _check_ab(alpha, beta)
-    return finish(1 - _tversky_values(input, target, alpha, beta, soft_form, kw), kw)
+    return finish(index_loss(_tversky_values(input, target, alpha, beta, soft_form, kw), log_loss), kw)
 
 
 @shared_keywords(REGION)
@@ -218,6 +248,7 @@ def dice_loss(
     *,
     squared_denominator: bool = False,
     soft_form: bool = False,
+    log_loss: bool = False,
     **kw: Unpack[RegionKeywords],
 ) -> Tensor:
     r"""Soft Dice loss (Milletari et al. 2016; seed 001 eq. 8; seed 004).
@@ -236,6 +267,9 @@ def dice_loss(
     Args:
         squared_denominator: use Σp² + Σg² in the denominator (seed 001 eq. 8).
         soft_form: TP = (Σp + Σg − Σ|p−g|)/2, see :func:`tversky_loss`.
+        log_loss: return :math:`-\log I` per (item, class) instead of :math:`1 - I`, with
+            the index I floored at 1e-7 (segmentation_models_pytorch's ``log_loss=True``).
+            Range [0, 16.2]; same minimiser, a steeper gradient far from it.
 
     Example:
         >>> p = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
@@ -258,7 +292,7 @@ def dice_loss(
             d = _ratio(_lin([(2.0, c.tp)], smooth), _lin([(1.0, m["p"]), (1.0, m["g"])], smooth), smooth)
         else:
             d = _ratio(_lin([(2.0, m["pg"])], smooth), _lin([(1.0, m["p"]), (1.0, m["g"])], smooth), smooth)
-    return finish(1 - d, kw)
+    return finish(index_loss(d, log_loss), kw)
 
 
 @shared_keywords(REGION)
@@ -267,6 +301,7 @@ def iou_loss(
     target: Tensor,
     *,
     soft_form: bool = False,
+    log_loss: bool = False,
     **kw: Unpack[RegionKeywords],
 ) -> Tensor:
     r"""Soft IoU (Jaccard) loss (Rahman & Wang 2016; seed 001 eq. 9; seed 004).
@@ -278,6 +313,12 @@ def iou_loss(
     equal to ``tversky_loss(alpha=1, beta=1)`` with the same δ. Range [0, 1], minimum 0
     at ``p = g``.
 
+    Args:
+        soft_form: TP = (Σp + Σg − Σ|p−g|)/2, see :func:`tversky_loss`.
+        log_loss: return :math:`-\log I` per (item, class) instead of :math:`1 - I`, with
+            the index I floored at 1e-7 (segmentation_models_pytorch's ``log_loss=True``).
+            Range [0, 16.2]; same minimiser, a steeper gradient far from it.
+
     Example:
         >>> p = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
         >>> g = torch.tensor([[[1, 0], [0, 1]]])
@@ -285,7 +326,7 @@ def iou_loss(
         >>> round(float(iou_loss(p, g, from_logits=False, smooth=0.0)), 4)
         0.6667
     """
-    return finish(1 - _tversky_values(input, target, 1.0, 1.0, soft_form, kw), kw)
+    return finish(index_loss(_tversky_values(input, target, 1.0, 1.0, soft_form, kw), log_loss), kw)
 
 
 jaccard_loss = iou_loss
@@ -469,3 +510,43 @@ def sensitivity_specificity_loss(
     sens = safe_ratio(sens_num, m["g"] + smooth, empty=0.0)
     spec = safe_ratio(spec_num, (m["n"] - m["g"]) + smooth, empty=0.0)
     return finish(w * sens + (1 - w) * spec, kw)
+
+
+@shared_keywords(REGION)
+def log_cosh_dice_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    soft_form: bool = False,
+    **kw: Unpack[RegionKeywords],
+) -> Tensor:
+    r"""Log-cosh Dice loss (Jadon 2020, "A survey of loss functions for semantic segmentation").
+
+    .. math::
+        L = \log\cosh\big(1 - D\big),\qquad D = \frac{2\,TP + δ}{2\,TP + FP + FN + δ}
+
+    per (item, class), then the (weighted) class mean. :math:`\log\cosh x ≈ x^2/2` near 0
+    and :math:`≈ |x| - \log 2` far from it: a smoothed Dice loss. Range
+    [0, log cosh 1 ≈ 0.4338], minimum 0 at ``p = g``.
+
+    Convention:
+        Jadon applies log-cosh to the Dice loss of the whole prediction; here it is
+        applied per (item, class) before the class mean, like every region loss (the
+        two agree in binary mode and for one class).
+
+    Args:
+        soft_form: TP = (Σp + Σg − Σ|p−g|)/2, see :func:`tversky_loss`.
+
+    Example:
+        >>> p = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
+        >>> g = torch.tensor([[[1, 0], [0, 1]]])
+        >>> # D = 0.5: log cosh 0.5 = 0.1201
+        >>> round(float(log_cosh_dice_loss(p, g, from_logits=False, smooth=0.0)), 4)
+        0.1201
+    """
+    smooth = check_nonnegative("smooth", kw["smooth"])
+    m, _ = region_moments(input, target, confusion_names(soft_form, False), kw)
+    c = confusion_from_moments(m, soft_form=soft_form)
+    x = 1 - safe_ratio(2 * c.tp + smooth, 2 * c.tp + c.fp + c.fn + smooth)
+    # log cosh x = x + log1p(exp(-2x)) - log 2, stable for every x
+    return finish(x + torch.nn.functional.softplus(-2 * x) - math.log(2.0), kw)

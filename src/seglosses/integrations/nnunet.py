@@ -18,8 +18,9 @@ The loss gets nnU-Net's formats: a ``[B, 1, *spatial]`` label map (``mode="multi
 with nnU-Net's ignore label as ``ignore_index``), or ``[B, R, *spatial]`` region targets
 (``mode="multilabel"``, sigmoid outputs). With deep supervision, the network returns one
 output per scale and nnU-Net one target per scale; the losses are weighted as nnU-Net
-weights them (:func:`deep_supervision_weights`). seglosses has no deep-supervision loss of
-its own yet, so the weighting lives here.
+weights them (:func:`deep_supervision_weights`, with its DDP variant). Outside nnU-Net,
+:class:`seglosses.DeepSupervisionLoss` is the general wrapper (one full-resolution target
+resized to every output, several weighting schemes).
 
 The loss wiring (:func:`build_nnunet_loss`, :class:`DeepSupervisedLoss`) needs no nnU-Net;
 the trainer class exists when ``nnunetv2`` is importable.

@@ -1,11 +1,13 @@
 """Loss modules: one thin class per functional loss, plus :class:`WeightedSum`."""
 from ._base import SegLoss
 from .compound import WeightedSum
-from .compound import ComboLoss, ExpLogLoss, Ramp
+from .compound import ComboLoss, ExpLogLoss, Ramp, UnifiedFocalLoss
 from .distribution import CrossEntropyLoss, DistancePenalizedCELoss, FocalLoss, TopKLoss
 from .margin import MarginCalibrationLoss
 from .lovasz import LovaszLoss
-from .boundary import BoundaryLoss, HausdorffDTLoss
+from .boundary import BoundaryLoss, HausdorffDTLoss, HausdorffERLoss, LogHausdorffDTLoss
+from .confusion import GeneralizedWassersteinDiceLoss, MCCLoss
+from .topology import DiceClDiceLoss, SkeletonRecallLoss, SoftClDiceLoss
 from .region import (
     AsymmetricSimilarityLoss,
     DiceLoss,
@@ -13,6 +15,7 @@ from .region import (
     GeneralizedDiceLoss,
     IoULoss,
     JaccardLoss,
+    LogCoshDiceLoss,
     PenaltyGeneralizedDiceLoss,
     SensitivitySpecificityLoss,
     TverskyLoss,
@@ -44,4 +47,13 @@ __all__ = [
     "LovaszLoss",
     "BoundaryLoss",
     "HausdorffDTLoss",
+    "LogHausdorffDTLoss",
+    "HausdorffERLoss",
+    "LogCoshDiceLoss",
+    "MCCLoss",
+    "GeneralizedWassersteinDiceLoss",
+    "UnifiedFocalLoss",
+    "SoftClDiceLoss",
+    "DiceClDiceLoss",
+    "SkeletonRecallLoss",
 ]

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .._contract import LossInfo
 from .._inputs import float_tuple
-from .._options import did_you_mean, lookup_option, MODES, DOMAINS, REDUCTIONS, check_nonnegative
+from .._options import did_you_mean, lookup_option, MODES, DOMAINS, REDUCTIONS, check_fraction, check_nonnegative
 from ..distributed import resolve_sync
 from ..functional.region import shared_statistics
 from ._schedule import Ramp, Weight, is_finite, mul, mul_weights, scale_weight, weight_value
@@ -33,6 +33,7 @@ _VALIDATORS: Dict[str, Callable[[str, Any], Any]] = {
     "alpha": lambda n, v: None if v is None else check_nonnegative(n, v),
     "beta": check_nonnegative,
     "smooth": check_nonnegative,
+    "label_smoothing": lambda n, v: check_fraction(n, v, open_high=True),
     "k": lambda n, v: None if v is None else check_nonnegative(n, v),
 }
 # keyword arguments of the functions that are per-call data: taken by ``forward``

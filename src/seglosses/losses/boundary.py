@@ -7,7 +7,7 @@ from .._contract import LossInfo
 from ..functional import boundary as F
 from ._base import SegLoss
 
-__all__ = ["BoundaryLoss", "HausdorffDTLoss"]
+__all__ = ["BoundaryLoss", "HausdorffDTLoss", "LogHausdorffDTLoss", "HausdorffERLoss"]
 
 
 class BoundaryLoss(SegLoss):
@@ -18,3 +18,13 @@ class BoundaryLoss(SegLoss):
 class HausdorffDTLoss(SegLoss):
     function = staticmethod(F.hausdorff_dt_loss)
     info = LossInfo("hausdorff_dt", "whole_batch", value_range=(0.0, math.inf))
+
+
+class LogHausdorffDTLoss(SegLoss):
+    function = staticmethod(F.log_hausdorff_dt_loss)
+    info = LossInfo("log_hausdorff_dt", "whole_batch", value_range=(0.0, math.inf))
+
+
+class HausdorffERLoss(SegLoss):
+    function = staticmethod(F.hausdorff_er_loss)
+    info = LossInfo("hausdorff_er", "whole_batch", value_range=(0.0, math.inf))

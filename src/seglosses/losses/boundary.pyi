@@ -5,7 +5,7 @@ from seglosses._contract import LossInfo
 from seglosses.losses._base import SegLoss
 from typing import ClassVar, Optional, Sequence
 
-__all__ = ['BoundaryLoss', 'HausdorffDTLoss']
+__all__ = ['BoundaryLoss', 'HausdorffDTLoss', 'LogHausdorffDTLoss', 'HausdorffERLoss']
 
 class BoundaryLoss(SegLoss):
     info: ClassVar[LossInfo]
@@ -14,3 +14,11 @@ class BoundaryLoss(SegLoss):
 class HausdorffDTLoss(SegLoss):
     info: ClassVar[LossInfo]
     def __init__(self, *, alpha: float = 2.0, mode: str = 'binary', from_logits: bool = True, domain: str = 'image', include_background: Optional[bool] = None, ignore_index: Optional[int] = None, spacing: Optional[float | Sequence[float]] = None, class_weights: Optional[Sequence[float]] = None, reduction: str = 'mean', check_values: bool = True) -> None: ...
+
+class LogHausdorffDTLoss(SegLoss):
+    info: ClassVar[LossInfo]
+    def __init__(self, *, alpha: float = 2.0, mode: str = 'binary', from_logits: bool = True, domain: str = 'image', include_background: Optional[bool] = None, ignore_index: Optional[int] = None, spacing: Optional[float | Sequence[float]] = None, class_weights: Optional[Sequence[float]] = None, reduction: str = 'mean', check_values: bool = True) -> None: ...
+
+class HausdorffERLoss(SegLoss):
+    info: ClassVar[LossInfo]
+    def __init__(self, *, alpha: float = 2.0, erosions: int = 10, mode: str = 'binary', from_logits: bool = True, domain: str = 'image', include_background: Optional[bool] = None, ignore_index: Optional[int] = None, class_weights: Optional[Sequence[float]] = None, reduction: str = 'mean', check_values: bool = True) -> None: ...

@@ -15,7 +15,7 @@ from ..functional import compound as F
 from ._base import SegLoss, WeightedSum
 from ._schedule import Ramp, Weight  # noqa: F401 - Weight: the type of a term weight
 
-__all__ = ["WeightedSum", "Ramp", "ComboLoss", "ExpLogLoss"]
+__all__ = ["WeightedSum", "Ramp", "ComboLoss", "ExpLogLoss", "UnifiedFocalLoss"]
 
 
 class ComboLoss(SegLoss):
@@ -26,3 +26,8 @@ class ComboLoss(SegLoss):
 class ExpLogLoss(SegLoss):
     function = staticmethod(F.exp_log_loss)
     info = LossInfo("exp_log", "whole_batch", value_range=(0.0, math.inf))
+
+
+class UnifiedFocalLoss(SegLoss):
+    function = staticmethod(F.unified_focal_loss)
+    info = LossInfo("unified_focal", "whole_batch", modes=("binary", "multiclass"), value_range=(0.0, math.inf))

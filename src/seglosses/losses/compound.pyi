@@ -7,7 +7,7 @@ from typing import ClassVar, Optional, Sequence, Union
 from seglosses.losses._base import WeightedSum as WeightedSum
 from seglosses.losses._schedule import Ramp as Ramp
 
-__all__ = ['WeightedSum', 'Ramp', 'ComboLoss', 'ExpLogLoss']
+__all__ = ['WeightedSum', 'Ramp', 'ComboLoss', 'ExpLogLoss', 'UnifiedFocalLoss']
 
 class ComboLoss(SegLoss):
     info: ClassVar[LossInfo]
@@ -16,3 +16,7 @@ class ComboLoss(SegLoss):
 class ExpLogLoss(SegLoss):
     info: ClassVar[LossInfo]
     def __init__(self, *, gamma_dice: float = 0.3, gamma_ce: float = 0.3, w_dice: float = 0.8, w_ce: float = 0.2, mode: str = 'binary', from_logits: bool = True, domain: str = 'image', smooth: float = 1.0, include_background: bool = True, ignore_index: Optional[int] = None, class_weights: Union[None, str, Sequence[float]] = 'sqrt_inverse_frequency', reduction: str = 'mean', check_values: bool = True) -> None: ...
+
+class UnifiedFocalLoss(SegLoss):
+    info: ClassVar[LossInfo]
+    def __init__(self, *, weight: float = 0.5, delta: float = 0.6, gamma: float = 0.5, mode: str = 'binary', from_logits: bool = True, domain: str = 'image', smooth: float = 1e-05, ignore_index: Optional[int] = None, label_smoothing: float = 0.0, reduction: str = 'mean', check_values: bool = True) -> None: ...

@@ -6,6 +6,8 @@ exact over micro-batches (:class:`~seglosses.BatchwiseAccumulator`) and processe
 """
 from __future__ import annotations
 
+import math
+
 from .._contract import LossInfo
 from ..functional import region as F
 from ._base import SegLoss
@@ -20,6 +22,7 @@ __all__ = [
     "GeneralizedDiceLoss",
     "PenaltyGeneralizedDiceLoss",
     "SensitivitySpecificityLoss",
+    "LogCoshDiceLoss",
 ]
 
 
@@ -64,3 +67,8 @@ class PenaltyGeneralizedDiceLoss(SegLoss):
 class SensitivitySpecificityLoss(SegLoss):
     function = staticmethod(F.sensitivity_specificity_loss)
     info = LossInfo("sensitivity_specificity", "statistics")
+
+
+class LogCoshDiceLoss(SegLoss):
+    function = staticmethod(F.log_cosh_dice_loss)
+    info = LossInfo("log_cosh_dice", "statistics", value_range=(0.0, math.log(math.cosh(1.0))))
