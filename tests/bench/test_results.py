@@ -110,3 +110,28 @@ def test_data_set_without_finished_runs_says_so(tmp_path):
     md = build_page(tmp_path / "results", tmp_path / "page.md", claims=[CLAIM], figures=False).read_text()
     assert "later: 7 training / 1 validation items, no finished run evaluated yet" in md
     assert "? test items" not in md
+
+
+def test_every_claim_selects_the_labels_it_means_in_its_study_files():
+    # a claim's a/b patterns must pick configurations of its committed study files, and the
+    # regulariser claims must not also pick the label-smoothing rows (and vice versa)
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    studies = Path(__file__).resolve().parents[2] / "studies"
+    for claim in CLAIMS:
+        labels = []
+        for name in claim.studies:
+            raw = yaml.safe_load((studies / f"{name}.yaml").read_text())
+            # a study with `domains:` labels its configurations "<loss> (<domain>)"
+            labels += [f"{entry['label']} ({d})" if d else entry["label"]
+                       for entry in raw["losses"] for d in raw.get("domains") or [None]]
+        for pattern in (claim.a, claim.b):
+            if pattern is not None:
+                assert any(re.search(pattern, label) for label in labels), (claim.key, pattern, labels)
+    by_key = {c.key: c for c in CLAIMS}
+    assert not re.search(by_key["seed000-regularisers-small"].a, "Dice + LS 0.1")
+    assert re.search(by_key["seed000-regularisers-small"].a, "Dice + 0.1 LNP")
+    assert not re.search(by_key["seed000-label-smoothing"].a, "Dice soft form + LS 0.1")

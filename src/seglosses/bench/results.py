@@ -85,11 +85,16 @@ CLAIMS: List[Claim] = [
                       "per configuration, GPU, batch sizes 8-64"),
     Claim("seed000-regularisers-small", "seed 000, section 3.3",
           "Adding the label-noise or the confidence penalty makes no significant difference (small coefficients).",
-          ("seed000-regularisers",), "significance", "none", _OVERLAP, a=r"0\.1", b=r"^Dice$",
+          ("seed000-regularisers",), "significance", "none", _OVERLAP, a=r"\+ 0\.1 (LNP|CP)$", b=r"^Dice$",
           paper_scale="initial experiments, up to 200 epochs, coefficients not given"),
+    Claim("seed000-label-smoothing", "seed 000, section 2.2 (Claim 1)",
+          "Label smoothing of the target does not carry over to the Dice/Tversky loss: its optimum stays a "
+          "{0, 1} prediction, so training on smoothed targets changes nothing significant.",
+          ("seed000-regularisers",), "significance", "none", _OVERLAP, a=r"^Dice \+ LS 0\.1$", b=r"^Dice$",
+          paper_scale="a proof, no experiment"),
     Claim("seed000-regularisers-large", "seed 000, section 3.3",
           "With regularisation coefficients close to 1, performance starts to deteriorate.",
-          ("seed000-regularisers",), "significance", "worse", _OVERLAP, a=r"1\.0", b=r"^Dice$",
+          ("seed000-regularisers",), "significance", "worse", _OVERLAP, a=r"\+ 1\.0 (LNP|CP)$", b=r"^Dice$",
           paper_scale="initial experiments, up to 200 epochs"),
     Claim("seed003-margin", "seed 003, Tables 2-4",
           "Among single losses, margin calibration obtains the best IoU (binary) or mIoU (multiclass): better "
