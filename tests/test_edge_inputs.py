@@ -301,3 +301,19 @@ def test_other_sequence_arguments_name_themselves():
 
     with pytest.raises(TypeError, match=r"^`class_counts` must be a sequence of real numbers; got 'ab'$"):
         margin_offsets("ab")
+
+
+@pytest.mark.parametrize("empty", [float("inf"), -float("inf")])
+def test_metric_empty_must_be_finite(empty):
+    # a score for an undefined case is a finite number or NaN; an infinite one would poison every mean
+    from seglosses import metrics
+
+    p = torch.rand(2, 1, 4, 4)
+    g = (torch.rand(2, 1, 4, 4) > 0.5).long()
+    with pytest.raises(ValueError, match=r"`empty` must be a finite number or 'nan'; got -?inf"):
+        metrics.dice(p, g, empty=empty)
+    with pytest.raises(ValueError, match="`empty` must be a finite number"):
+        metrics.SegmentationMetrics({"dice": {"empty": empty}})
+    # a missing surface may still be scored as an infinite distance
+    miss = metrics.hausdorff(p > 0.5, torch.zeros(2, 4, 4, dtype=torch.long), missing=float("inf"))
+    assert torch.isinf(miss).all()

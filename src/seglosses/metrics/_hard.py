@@ -25,6 +25,8 @@ arg-max is taken only where a label map is needed (:func:`argmax_classes`).
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Dict, Optional, Tuple
@@ -300,8 +302,12 @@ def hard_pair(
     return HardPair(canon, mask=canon.x > 0.5)
 
 
-def check_empty(name: str, value: object, extra: Tuple[str, ...] = ()) -> Any:
-    """A value for undefined cases: a number, ``"nan"``, or one of ``extra``; returns float or str."""
+def check_empty(name: str, value: object, extra: Tuple[str, ...] = (), *, allow_inf: bool = False) -> Any:
+    """A value for undefined cases: a number, ``"nan"``, or one of ``extra``; returns float or str.
+
+    An infinite number is refused unless ``allow_inf`` (a score of an empty case is a finite value or
+    NaN; a distance of a missing surface may be infinite).
+    """
     if isinstance(value, str):
         if value == "nan":
             return float("nan")
@@ -311,4 +317,6 @@ def check_empty(name: str, value: object, extra: Tuple[str, ...] = ()) -> Any:
         raise ValueError(f"`{name}` must be a number or one of {choices}; got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"`{name}` must be a number or a string; got {type(value).__name__}")
+    if not allow_inf and math.isinf(value):
+        raise ValueError(f"`{name}` must be a finite number or 'nan'; got {value!r}")
     return float(value)

@@ -270,7 +270,7 @@ def metric_options(name: str, opts: Mapping[str, object]) -> Dict[str, object]:
     out.update(opts)
     out["empty"] = check_empty("empty", out["empty"])
     if "missing" in out:
-        out["missing"] = check_empty("missing", out["missing"], _MISSING)
+        out["missing"] = check_empty("missing", out["missing"], _MISSING, allow_inf=True)
     if "percentile" in out:
         pct = check_nonnegative("percentile", out["percentile"])
         if pct > 100:
