@@ -489,9 +489,10 @@ def _verdict_lines(tests: Sequence[Mapping[str, Any]], names: Optional[Mapping[T
     lines = []
     for (a, b), rows in pairs.items():
         by = {v: [_short(r["metric"], r["aggregation"], multiclass) for r in rows if r["verdict"] == v]
-              for v in ("better", "worse", "no significant difference", "not tested")}
-        words = {"better": "better in", "worse": "worse in", "no significant difference": "not significantly different in",
-                 "not tested": "not tested in"}
+              for v in ("better", "worse", "seeds disagree", "no significant difference", "not tested")}
+        words = {"better": "better in", "worse": "worse in",
+                 "seeds disagree": "significantly different, but not in the same direction in every seed, in",
+                 "no significant difference": "not significantly different in", "not tested": "not tested in"}
         parts = [f"{words[v]} {', '.join(m)}" for v, m in by.items() if m]
         title = names.get((a, b)) if names else None
         lines.append(f"- **{title or f'{a} vs {b}'}**: {a} is " + "; ".join(parts) + ".")
@@ -909,7 +910,9 @@ _TEST_NOTE = ("mean ± s.d. over seeds of the per-seed difference of the aggrega
               "values; per-image metrics tested by a Wilcoxon signed-rank test over clusters (source images / "
               "patients: an item's differences averaged within its cluster and over the seeds), pooled metrics "
               "by a paired bootstrap over clusters; p-values Holm-corrected over this table; verdict at 0.05, "
-              "by the metric's direction (better / worse / no significant difference).")
+              "by the metric's direction (better / worse / no significant difference); a significant test whose "
+              "per-seed differences have both signs reads \"seeds disagree\" (the tests resample the test images "
+              "for the trained models at hand, not the training).")
 
 
 def summary_line(index: Mapping[str, Any], runs: Sequence[Any]) -> str:
