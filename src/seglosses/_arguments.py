@@ -190,8 +190,8 @@ REGION = Family(
 # --------------------------------------------------------------------------- overlap metrics
 
 
-class OverlapKeywords(TypedDict, total=False):
-    """The shared keywords of the overlap metrics (:data:`OVERLAP`)."""
+class _HardPairKeywords(TypedDict, total=False):
+    """The keywords that make a metric's prediction hard and describe its pair (overlap, surface)."""
 
     mode: str
     from_logits: bool
@@ -199,6 +199,11 @@ class OverlapKeywords(TypedDict, total=False):
     num_classes: Optional[int]
     include_background: bool
     ignore_index: Optional[int]
+
+
+class OverlapKeywords(_HardPairKeywords, total=False):
+    """The shared keywords of the overlap metrics (:data:`OVERLAP`)."""
+
     domain: str
     reduction: str
     empty: Union[float, str]
@@ -376,15 +381,9 @@ SCORES = Family(
 # --------------------------------------------------------------------------- surface metrics
 
 
-class SurfaceKeywords(TypedDict, total=False):
+class SurfaceKeywords(_HardPairKeywords, total=False):
     """The shared keywords of the surface-distance metrics (:data:`SURFACE`)."""
 
-    mode: str
-    from_logits: bool
-    threshold: float
-    num_classes: Optional[int]
-    include_background: bool
-    ignore_index: Optional[int]
     spacing: Optional[Union[float, Sequence[float]]]
     reduction: str
     empty: Union[float, str]

@@ -207,14 +207,8 @@ def jaccard(input: Tensor, target: Tensor, **kw: Unpack[OverlapKeywords]) -> Ten
 
 
 @shared_keywords(OVERLAP)
-def tversky_index(
-    input: Tensor,
-    target: Tensor,
-    *,
-    alpha: float = 0.3,
-    beta: float = 0.7,
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def tversky_index(input: Tensor, target: Tensor, *, alpha: float = 0.3, beta: float = 0.7,
+                  **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Tversky index of a hard prediction (seed 000 Definition 1, eq. 1).
 
     .. math::
@@ -435,13 +429,8 @@ def generalized_dice_from(c: Confusion, empty: float, weight_type: str = "square
 
 
 @shared_keywords(OVERLAP, defaults={"mode": "multiclass"}, without=("average",))
-def generalized_dice_score(
-    input: Tensor,
-    target: Tensor,
-    *,
-    weight_type: str = "square",
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def generalized_dice_score(input: Tensor, target: Tensor, *, weight_type: str = "square",
+                           **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Generalised Dice score of a hard prediction (Sudre et al. 2017, DLMIA, eq. 2 without the 1 −).
 
     .. math::
@@ -500,15 +489,8 @@ def volume_difference_from(c: Confusion, empty: float, voxel: float = 1.0, relat
 
 
 @shared_keywords(OVERLAP, defaults={"empty": "nan"}, without=("average",))
-def volume_difference(
-    input: Tensor,
-    target: Tensor,
-    *,
-    spacing: Optional[object] = None,
-    relative: bool = False,
-    signed: bool = False,
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def volume_difference(input: Tensor, target: Tensor, *, spacing: Optional[object] = None, relative: bool = False,
+                      signed: bool = False, **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Volume difference between the hard prediction and the target, absolute or relative.
 
     .. math::

@@ -235,13 +235,19 @@ def average_precision(input: Tensor, target: Tensor, **kw: Unpack[ScoreKeywords]
         >>> average_precision(s, g, bins=2)   # bins: {0.3, 0.1} and {0.9, 0.8}: (1/2 + 2/4) / 2
         tensor(0.5000)
     """
-    return score_metric(input, target, kw, _ap_rows)
+    return score_metric(input, target, kw, ranking_rows(exact_ap_rows, ap_histograms, ap_from_histograms))
 
 
-def _ap_rows(rs: Tensor, rg: Tensor, rw: Tensor, bins: Optional[int], empty: float) -> Tensor:
-    if bins is None:
-        return exact_ap_rows(rs, rg, rw, empty)
-    return ap_from_histograms(*ap_histograms(rs, rg, rw, bins), empty)
+def ranking_rows(exact: Callable[..., Tensor], histograms: Callable[..., Tuple[Tensor, Tensor]],
+                 from_histograms: Callable[..., Tensor]) -> RowValues:
+    """The row values of a ranking metric: ``exact`` (``bins=None``), or ``from_histograms`` of its ``histograms``."""
+
+    def rows(rs: Tensor, rg: Tensor, rw: Tensor, bins: Optional[int], empty: float) -> Tensor:
+        if bins is None:
+            return exact(rs, rg, rw, empty)
+        return from_histograms(*histograms(rs, rg, rw, bins), empty)
+
+    return rows
 
 
 # ----------------------------------------------------------------------------- ROC AUC
@@ -359,10 +365,4 @@ def roc_auc(input: Tensor, target: Tensor, **kw: Unpack[ScoreKeywords]) -> Tenso
         >>> roc_auc(s, g, bins=2)   # bins {0.1, 0.3} and {0.8, 0.9}: (1/2 + 1 + 0 + 1/2) / 4
         tensor(0.5000)
     """
-    return score_metric(input, target, kw, _auc_rows)
-
-
-def _auc_rows(rs: Tensor, rg: Tensor, rw: Tensor, bins: Optional[int], empty: float) -> Tensor:
-    if bins is None:
-        return exact_auc_rows(rs, rg, rw, empty)
-    return auc_from_histograms(*auc_histograms(rs, rg, rw, bins), empty)
+    return score_metric(input, target, kw, ranking_rows(exact_auc_rows, auc_histograms, auc_from_histograms))

@@ -24,19 +24,19 @@ the result of one process over the same images.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from .._inputs import canonicalize
-from .._options import check_fraction, check_nonnegative, did_you_mean, lookup_option
+from .._options import check_fraction, check_nonnegative, lookup_option
 from .._stats import Confusion, safe_ratio
 from ..distance import _check_spacing
 from ._hard import hard_pair, options_with_defaults, stat_dtype
 from .calibration import calibration_from_histograms, calibration_state, reliability_from_histograms
-from .confusion import CONFUSION_ALIASES, FORMULAS as CONFUSION_FORMULAS, formula_of
+from .confusion import CONFUSION_ALIASES, FORMULAS as CONFUSION_FORMULAS, find_name, formula_of
 from .overlap import (
     GDS_WEIGHTS,
     average_classes,
@@ -93,14 +93,11 @@ _RANKING = {"average_precision": (ap_histograms, ("positives", "pixels"), exact_
 
 
 def _resolve_name(name: object) -> str:
-    if isinstance(name, str):
-        key = name.strip().lower().replace("-", "_").replace(" ", "_")
-        key = ALIASES.get(key, key)
-        if key in METRIC_NAMES:
-            return key
-    listed = ", ".join(repr(m) for m in METRIC_NAMES)
-    hint = did_you_mean(name, METRIC_NAMES + tuple(ALIASES)) if isinstance(name, str) else ""
-    raise ValueError(f"`metrics` must name metrics among {listed} (or an alias); got {name!r}{hint}")
+    key, hint = find_name(name, METRIC_NAMES, ALIASES)
+    if key is None:
+        listed = ", ".join(repr(m) for m in METRIC_NAMES)
+        raise ValueError(f"`metrics` must name metrics among {listed} (or an alias); got {name!r}{hint}")
+    return key
 
 
 def _options(name: str, opts: Mapping[str, Any]) -> Dict[str, Any]:
@@ -537,19 +534,20 @@ class SegmentationMetrics:
 
     def ap_error_bound(self) -> Tensor:
         """Per-class bound ``[C]`` on ``|exact dataset AP − binned dataset AP|`` (a collective under DDP)."""
-        if "average_precision/positives" not in self._shapes:
-            raise ValueError("`metrics` must include 'average_precision' with the 'dataset' aggregation; got none")
-        sums = self._global_state()
-        _require_images(sums, "ap_error_bound")
-        return average_precision_error_bound(sums["average_precision/positives"], sums["average_precision/pixels"])
+        return self._bound("average_precision", average_precision_error_bound, "ap_error_bound")
 
     def roc_auc_error_bound(self) -> Tensor:
         """Per-class bound ``[C]`` on ``|exact dataset ROC AUC − binned|`` (a collective under DDP)."""
-        if "roc_auc/positives" not in self._shapes:
-            raise ValueError("`metrics` must include 'roc_auc' with the 'dataset' aggregation; got none")
+        return self._bound("roc_auc", roc_auc_error_bound, "roc_auc_error_bound")
+
+    def _bound(self, m: str, bound: Callable[[Tensor, Tensor], Tensor], what: str) -> Tensor:
+        """``bound`` of the two summed histograms of the ranking metric ``m``."""
+        first, second = (f"{m}/{k}" for k in _RANKING[m][1])
+        if first not in self._shapes:
+            raise ValueError(f"`metrics` must include {m!r} with the 'dataset' aggregation; got none")
         sums = self._global_state()
-        _require_images(sums, "roc_auc_error_bound")
-        return roc_auc_error_bound(sums["roc_auc/positives"], sums["roc_auc/negatives"])
+        _require_images(sums, what)
+        return bound(sums[first], sums[second])
 
     def reliability(self) -> Dict[str, Tensor]:
         """The data set's reliability diagram: per kept class and bin, ``count``, mean ``confidence`` and
