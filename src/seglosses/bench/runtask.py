@@ -280,10 +280,6 @@ def perform_run(task: RunTask, data: Any = None, *, log: Callable[[str], None] =
         >>> perform_run(task, log=lambda m: None).status, perform_run(task, log=lambda m: None).status
         ('finished', 'skipped')
     """
-    from seglosses.bench.runfiles import DamagedFile
-    from seglosses.bench.runfiles import atomic_write_text
-    from seglosses.bench.train import RunInterrupted, distributed_context, train_run
-
     t0 = time.perf_counter()
     ship = _ships(task)
     prefix = task.prefix or task.label
@@ -301,32 +297,8 @@ def perform_run(task: RunTask, data: Any = None, *, log: Callable[[str], None] =
 
             set_threads(task.threads)
         with contextlib.ExitStack() as stack:
-            if ship:
-                work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="seglosses-run-")))
-                for name, content in task.inputs.items():
-                    (work / name).write_bytes(content)
-                init = None
-                if task.init_bytes is not None:
-                    init = work / ".init_checkpoint.pt"
-                    init.write_bytes(task.init_bytes)
-            else:
-                work, init = Path(task.run_dir), task.init_checkpoint
-            status, error = "finished", None
-            try:
-                if data is None:
-                    data = _data_for(task.data_spec)
-                train_run(task.config, work, data, device=task.device or _default_device(), progress=progress,
-                          log=log, stop_after_epoch=task.stop_after_epoch, init_checkpoint=init)
-            except RunInterrupted as err:
-                status, error = "interrupted", str(err)
-            except Exception as err:  # noqa: BLE001 - any failure of one run; the study goes on
-                status = "failed"
-                error = str(err) if isinstance(err, DamagedFile) else f"{type(err).__name__}: {err}"
-                if distributed_context()[0] == 0:
-                    try:
-                        atomic_write_text(work / "error.txt", error + "\n\n" + traceback.format_exc())
-                    except OSError:
-                        pass
+            work, init = _workspace(task, ship, stack)
+            status, error = _train(task, work, init, data, log=log, progress=progress)
             files = None
             if ship:
                 files = {p.name: p.read_bytes() for p in sorted(work.iterdir())
@@ -335,6 +307,45 @@ def perform_run(task: RunTask, data: Any = None, *, log: Callable[[str], None] =
         if lock is not None:
             lock.release()
     return RunResult(task.run_id, status, error, time.perf_counter() - t0, files, _where())
+
+
+def _workspace(task: RunTask, ship: bool, stack: contextlib.ExitStack) -> Tuple[Path, Any]:
+    """The folder the run trains in and its initial checkpoint: the run folder, or for a shipped
+    run a temporary folder (removed when ``stack`` closes) holding the files sent along."""
+    if not ship:
+        return Path(task.run_dir), task.init_checkpoint
+    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="seglosses-run-")))
+    for name, content in task.inputs.items():
+        (work / name).write_bytes(content)
+    init = None
+    if task.init_bytes is not None:
+        init = work / ".init_checkpoint.pt"
+        init.write_bytes(task.init_bytes)
+    return work, init
+
+
+def _train(task: RunTask, work: Path, init: Any, data: Any, *, log: Callable[[str], None],
+           progress: bool) -> Tuple[str, Optional[str]]:
+    """Train (or resume) the run in ``work``: ``(status, error)``; a failure is written to ``error.txt``."""
+    from seglosses.bench.runfiles import DamagedFile, atomic_write_text
+    from seglosses.bench.train import RunInterrupted, distributed_context, train_run
+
+    try:
+        if data is None:
+            data = _data_for(task.data_spec)
+        train_run(task.config, work, data, device=task.device or _default_device(), progress=progress,
+                  log=log, stop_after_epoch=task.stop_after_epoch, init_checkpoint=init)
+    except RunInterrupted as err:
+        return "interrupted", str(err)
+    except Exception as err:  # noqa: BLE001 - any failure of one run; the study goes on
+        error = str(err) if isinstance(err, DamagedFile) else f"{type(err).__name__}: {err}"
+        if distributed_context()[0] == 0:
+            try:
+                atomic_write_text(work / "error.txt", error + "\n\n" + traceback.format_exc())
+            except OSError:
+                pass
+        return "failed", error
+    return "finished", None
 
 
 def _default_device() -> str:

@@ -167,6 +167,31 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
     if not isinstance(raw, Mapping):
         raise StudyError(f"`study` must be a mapping of settings{where}; got {type(raw).__name__}")
     problems: List[str] = []
+    settings = _merge_defaults(raw, problems)
+    _listify_axes(settings, problems)
+    _check_axes(settings, problems)
+    _check_pretrain(settings, problems)
+    _check_eval(settings, problems)
+    _check_losses(settings, problems)
+    try:
+        check_execution_settings(settings)
+    except ValueError as err:
+        problems.append(str(err))
+    compare = settings.get("compare")
+    if compare is not None and compare not in COMPARABLE:
+        problems.append(f"`compare` must be null or a factor among {', '.join(COMPARABLE)}; got {compare!r}"
+                        f"{did_you_mean(str(compare), COMPARABLE)}")
+    name = settings["name"] or default_name
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", str(name)):
+        problems.append(f"`name` must use letters, digits, '.', '_' or '-'; got {name!r}")
+    raise_problems(problems, source)
+    settings["name"] = str(name)
+    return Study(name=str(name), settings=settings, source=source,
+                 base_dir=Path(base_dir) if base_dir is not None else Path.cwd())
+
+
+def _merge_defaults(raw: Mapping[str, Any], problems: List[str]) -> Dict[str, Any]:
+    """:data:`DEFAULTS` with the study's keys (singular or plural) put in; mappings are merged key by key."""
     settings = copy.deepcopy(DEFAULTS)
     seen = set()
     for key, value in raw.items():
@@ -183,6 +208,11 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
             settings[canon] = {**DEFAULTS[canon], **value}
         else:
             settings[canon] = copy.deepcopy(value)
+    return settings
+
+
+def _listify_axes(settings: Dict[str, Any], problems: List[str]) -> None:
+    """Every axis of the grid as a list; ``datasets`` and ``losses`` must list something."""
     for key in _LISTS:
         value = settings[key]
         if value is None or isinstance(value, (str, int, float, Mapping)):
@@ -194,6 +224,9 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
         if not settings[key]:
             problems.append(f"`{key}` must list at least one entry; got none")
             settings[key] = []
+
+
+def _check_axes(settings: Mapping[str, Any], problems: List[str]) -> None:
     for d in settings["domains"] or []:
         if d not in ("image", "batch"):
             problems.append(f"`domains` must hold 'image' or 'batch'; got {d!r}")
@@ -205,36 +238,47 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
     for v in settings["effective_batch_sizes"] or []:
         if v is not None and not _is_int(v, 1):
             problems.append(f"`effective_batch_size` must hold integers >= 1 or null; got {v!r}")
+
+
+def _check_pretrain(settings: Dict[str, Any], problems: List[str]) -> None:
     pre = settings["pretrain"]
-    if pre is not None:
-        if not isinstance(pre, Mapping) or set(pre) - {"loss", "epochs", "label"} or "epochs" not in pre:
-            problems.append(f"`pretrain` must be null or {{loss: <spec>, epochs: N}}; got {pre!r}")
-        elif not _is_int(pre["epochs"], 1):
-            problems.append(f"`pretrain.epochs` must be an integer >= 1; got {pre['epochs']!r}")
-        else:
-            settings["pretrain"] = {"loss": pre.get("loss", "ce"), "epochs": int(pre["epochs"]),
-                                    "label": pre.get("label")}
+    if pre is None:
+        return
+    if not isinstance(pre, Mapping) or set(pre) - {"loss", "epochs", "label"} or "epochs" not in pre:
+        problems.append(f"`pretrain` must be null or {{loss: <spec>, epochs: N}}; got {pre!r}")
+    elif not _is_int(pre["epochs"], 1):
+        problems.append(f"`pretrain.epochs` must be an integer >= 1; got {pre['epochs']!r}")
+    else:
+        settings["pretrain"] = {"loss": pre.get("loss", "ce"), "epochs": int(pre["epochs"]),
+                                "label": pre.get("label")}
+
+
+def _check_eval(settings: Dict[str, Any], problems: List[str]) -> None:
     if not isinstance(settings["eval"], Mapping):
         problems.append(f"`eval` must be a mapping (metrics, batch_size, samples); got {settings['eval']!r}")
-    else:
-        metrics = settings["eval"].get("metrics")
-        if metrics is not None:
-            names = [metrics] if isinstance(metrics, str) else list(metrics) if isinstance(metrics, list) else None
-            if names is None:
-                problems.append(f"`eval.metrics` must be a list of metric names or null; got {metrics!r}")
-            else:
-                for name in names:
-                    try:
-                        check_metric_names([name], "eval.metrics")
-                    except ValueError as err:
-                        problems.append(str(err))
-                settings["eval"]["metrics"] = names
-        unknown = set(settings["eval"]) - {"metrics", "batch_size", "samples", "positives_only"}
-        if unknown:
-            problems.append(f"`eval` keys must be among metrics, batch_size, samples, positives_only; "
-                            f"got {sorted(unknown)}")
-        if not isinstance(settings["eval"].get("positives_only", False), bool):
-            problems.append(f"`eval.positives_only` must be true or false; got {settings['eval']['positives_only']!r}")
+        return
+    metrics = settings["eval"].get("metrics")
+    if metrics is not None:
+        names = [metrics] if isinstance(metrics, str) else list(metrics) if isinstance(metrics, list) else None
+        if names is None:
+            problems.append(f"`eval.metrics` must be a list of metric names or null; got {metrics!r}")
+        else:
+            for name in names:
+                try:
+                    check_metric_names([name], "eval.metrics")
+                except ValueError as err:
+                    problems.append(str(err))
+            settings["eval"]["metrics"] = names
+    unknown = set(settings["eval"]) - {"metrics", "batch_size", "samples", "positives_only"}
+    if unknown:
+        problems.append(f"`eval` keys must be among metrics, batch_size, samples, positives_only; "
+                        f"got {sorted(unknown)}")
+    if not isinstance(settings["eval"].get("positives_only", False), bool):
+        problems.append(f"`eval.positives_only` must be true or false; got {settings['eval']['positives_only']!r}")
+
+
+def _check_losses(settings: Dict[str, Any], problems: List[str]) -> None:
+    """Each ``losses`` entry as ``{"label": ..., "loss": spec}``."""
     entries = []
     for i, e in enumerate(settings["losses"]):
         try:
@@ -242,21 +286,6 @@ def parse_study(raw: Any, *, source: Optional[str] = None, base_dir: str | Path 
         except StudyError as err:
             problems.append(f"`losses[{i}]`: {err}")
     settings["losses"] = entries
-    try:
-        check_execution_settings(settings)
-    except ValueError as err:
-        problems.append(str(err))
-    compare = settings.get("compare")
-    if compare is not None and compare not in COMPARABLE:
-        problems.append(f"`compare` must be null or a factor among {', '.join(COMPARABLE)}; got {compare!r}"
-                        f"{did_you_mean(str(compare), COMPARABLE)}")
-    name = settings["name"] or default_name
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", str(name)):
-        problems.append(f"`name` must use letters, digits, '.', '_' or '-'; got {name!r}")
-    raise_problems(problems, source)
-    settings["name"] = str(name)
-    return Study(name=str(name), settings=settings, source=source,
-                 base_dir=Path(base_dir) if base_dir is not None else Path.cwd())
 
 
 def _is_int(value: Any, low: int) -> bool:
