@@ -235,7 +235,8 @@ def build_page(results_dir: str | Path = "results", out: str | Path = "docs/resu
     Returns:
         The page's path.
     """
-    from seglosses.bench.report import ReportError, _heading, write_report
+    from seglosses.bench.report import ReportError, write_report
+    from seglosses.bench.reportdata import _heading
 
     results_dir, out = Path(results_dir), Path(out)
     report_root = out.parent / "results"
