@@ -45,7 +45,6 @@ class RunSpec:
     pretrain: Optional["RunSpec"] = None
 
 
-
 def _slug(text: str) -> str:
     s = re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
     return s[:60] or "run"

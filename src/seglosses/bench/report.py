@@ -98,8 +98,6 @@ __all__ = ["ROWS", "ReportError", "Configuration", "find_studies", "load_runs", 
            "main_table", "per_class_table", "overview_table", "wilcoxon_test", "write_report"]
 
 
-
-
 def _slug(text: str) -> str:
     import re
 

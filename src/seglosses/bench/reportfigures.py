@@ -28,8 +28,6 @@ from seglosses.bench.tables import _row_label
 __all__ = ["pooled_reliability", "reliability_diagram"]
 
 
-
-
 def _panels(configs: Sequence[Configuration], factor: Optional[str]) -> "OrderedDict[str, List[Configuration]]":
     """Configurations per panel: with a compared factor, one panel per combination of the other
     factors (its levels side by side); else one panel per loss."""

@@ -105,7 +105,6 @@ class RunResult:
     where: str = ""
 
 
-
 def run_is_finished(run_dir: str | Path, config: Optional[Mapping[str, Any]] = None) -> bool:
     """Whether a run folder holds a finished run whose results read back (it is then skipped).
 

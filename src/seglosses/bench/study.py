@@ -175,7 +175,6 @@ class StudyOutcome:
         return text
 
 
-
 def _default_device() -> torch.device:
     rank, world = distributed_context()
     if torch.cuda.is_available():

@@ -57,7 +57,6 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 }
 
 
-
 def shared_folder() -> Optional[Path]:
     """The shared folder holding ``datasets/``: ``$SEGLOSSES_SHARED``, else ``../shared`` next to
     the working directory or to the repository; ``None`` when none exists.
@@ -74,7 +73,6 @@ def shared_folder() -> Optional[Path]:
         if (c / "datasets").is_dir():
             return c.resolve()
     return None
-
 
 
 # keys of a data-set entry that are not build_dataset's: quick-run overrides and report labels

@@ -62,7 +62,6 @@ _SINGULAR = {"domain": "domains", "batch_size": "batch_sizes", "effective_batch_
 _LISTS = ("domains", "batch_sizes", "effective_batch_sizes", "seeds", "epochs", "datasets", "losses")
 
 
-
 class StudyError(ValueError):
     """A study file that cannot be read or has invalid settings (the message names the file and key).
 
@@ -94,7 +93,6 @@ class Study:
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]
-
 
 
 def load_study(path: str | Path) -> Study:

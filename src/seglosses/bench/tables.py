@@ -28,8 +28,6 @@ from seglosses.bench.reportdata import ROWS, Configuration, _heading, _short
 __all__ = ["format_cell", "main_table", "per_class_table", "overview_table"]
 
 
-
-
 _mean_std = mean_std
 
 
