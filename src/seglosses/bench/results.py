@@ -284,7 +284,7 @@ def _write_reports(results_dir: Path, report_root: Path, claims: Sequence[Claim]
     return reports, facts
 
 
-def _claim_section(claim: Claim, selected: List[Dict[str, Any]], verdict: str, counts: Mapping[str, int],
+def _claim_section(claim: Claim, selected: Sequence[Mapping[str, Any]], verdict: str, counts: Mapping[str, int],
                    reports: Mapping[str, Optional[Dict[str, Any]]], facts: Mapping[str, str],
                    results_dir: Path) -> List[str]:
     """A claim's section of the page: the statement, the studies, the tests and the verdict."""
@@ -316,7 +316,7 @@ def _claim_section(claim: Claim, selected: List[Dict[str, Any]], verdict: str, c
     return body
 
 
-def _tests_table(selected: List[Dict[str, Any]], reports: Mapping[str, Any]) -> List[str]:
+def _tests_table(selected: Sequence[Mapping[str, Any]], reports: Mapping[str, Any]) -> List[str]:
     """The table of the tests a claim rests on."""
     from seglosses.bench.reportdata import _heading
 
