@@ -48,15 +48,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from seglosses.bench.comparisons import (  # noqa: F401 - re-exported (tests, results page)
-    LEVEL,
+from seglosses.bench.comparisons import (
     N_BOOT,
     _compare_pairs,
     _match_baseline,
     _pair_tests,
     _source_of,
     _Tester,
-    _verdict,
 )
 from seglosses.bench.runfiles import (
     atomic_write_json,

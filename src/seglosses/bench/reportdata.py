@@ -10,16 +10,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 
-from seglosses.bench.comparisons import (  # noqa: F401 - re-exported (tests, results page)
-    LEVEL,
-    N_BOOT,
-    _compare_pairs,
-    _match_baseline,
-    _pair_tests,
-    _source_of,
-    _Tester,
-    _verdict,
-)
 from seglosses.bench.runfiles import (
     DamagedFile,
     read_final,

@@ -11,17 +11,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from seglosses.bench import figures as _figures
-from seglosses.bench.comparisons import (  # noqa: F401 - re-exported (tests, results page)
-    LEVEL,
-    N_BOOT,
-    _compare_pairs,
-    _match_baseline,
-    _pair_tests,
-    _source_of,
-    _Tester,
-    _verdict,
-)
 
+from seglosses.bench.comparisons import _compare_pairs
 from seglosses.bench.reportdata import ROWS, Configuration
 from seglosses.bench.tables import _row_label
 

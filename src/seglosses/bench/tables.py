@@ -8,16 +8,6 @@ from collections import OrderedDict
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 
-from seglosses.bench.comparisons import (  # noqa: F401 - re-exported (tests, results page)
-    LEVEL,
-    N_BOOT,
-    _compare_pairs,
-    _match_baseline,
-    _pair_tests,
-    _source_of,
-    _Tester,
-    _verdict,
-)
 from seglosses.bench.stats import (
     best_flags,
     mean_std,
