@@ -170,7 +170,8 @@ def _tests_table(tests: Sequence[Mapping[str, Any]], *, pair_column: str, multic
             kind = f"Wilcoxon, {t['n_clusters']} clusters ({t['n_items']} items)"
             p, effect = _p(t["p"]), f"r = {_fmt(t['effect'], 2)}"
         else:
-            kind = f"bootstrap, {t['n_clusters']} clusters, 95% CI [{_fmt(t['ci'][0])}, {_fmt(t['ci'][1])}]"
+            kind = (f"bootstrap ({t['n_boot']} resamples), {t['n_clusters']} clusters, "
+                    f"95% CI [{_fmt(t['ci'][0])}, {_fmt(t['ci'][1])}]")
             p, effect = _p(t["p"]), f"d/sd = {_fmt(t['effect'], 2)}"
         verdict = r["verdict"]
         verdict = f"**{verdict}**" if verdict in ("better", "worse") else verdict
