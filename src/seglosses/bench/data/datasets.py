@@ -2,7 +2,7 @@
 with ``names``, ``groups`` and ``foreground_flags()``; subsets, tiles, rotated crops, quadrants."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -10,6 +10,19 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from seglosses.bench.data.transforms import quadrants, random_rotated_crop, tile_origins, tissue_filter
+
+
+class ItemDataset(Protocol):
+    """What the bench needs of a data set: a length and items ``(image, mask)`` by index.
+
+    Every data set of this module is one, as is any map-style torch data set of such items;
+    ``names``, ``groups``, ``in_channels`` and ``foreground_flags()`` are optional extras, looked
+    up when present.
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class SegmentationDataset(Dataset):
@@ -119,7 +132,7 @@ def _as_item(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, tor
     return image, mask.to(torch.int64)
 
 
-def _window(dataset: Dataset, index: int, top: int, left: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _window(dataset: ItemDataset, index: int, top: int, left: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     method = getattr(dataset, "window", None)
     if callable(method):
         return method(index, top, left, size)
@@ -138,7 +151,10 @@ class SubsetDataset(Dataset):
         IndexError: if an index is out of range.
     """
 
-    def __init__(self, base: Dataset, indices: Sequence[int]) -> None:
+    #: whether the subset is the positive items of ``base`` (set by :func:`positives_only`)
+    positives: bool = False
+
+    def __init__(self, base: ItemDataset, indices: Sequence[int]) -> None:
         n = len(base)
         indices = [int(i) for i in indices]
         bad = [i for i in indices if not 0 <= i < n]
@@ -209,7 +225,7 @@ class TiledDataset(Dataset):
 
     def __init__(
         self,
-        base: Dataset,
+        base: ItemDataset,
         tile: int = 512,
         stride: int | None = None,
         *,
@@ -222,7 +238,13 @@ class TiledDataset(Dataset):
             raise ValueError(f"`small` must be 'pad', 'skip' or 'error'; got {small!r}")
         if pad_mode not in ("reflect", "constant"):
             raise ValueError(f"`pad_mode` must be 'reflect' or 'constant'; got {pad_mode!r}")
-        tissue_kwargs = None if tissue in (None, False) else ({} if tissue is True else dict(tissue))
+        tissue_kwargs: dict[str, float] | None
+        if tissue in (None, False):
+            tissue_kwargs = None
+        elif isinstance(tissue, bool):  # True: the filter's defaults
+            tissue_kwargs = {}
+        else:
+            tissue_kwargs = dict(tissue)
         self.base, self.tile, self.stride = base, tile, stride
         self.pad_mode = pad_mode
         self.padded = 0
@@ -250,7 +272,7 @@ class TiledDataset(Dataset):
                 raise ValueError(f"{err} (item {i}, {base_names[i]!r}; set `small` to 'pad' or 'skip')") from None
             for y, x in origins:
                 window = (slice(y, y + tile), slice(x, x + tile))
-                if tissue_kwargs is not None and not tissue_filter(image[(slice(None), *window)], **tissue_kwargs):
+                if tissue_kwargs is not None and not tissue_filter(image[:, window[0], window[1]], **tissue_kwargs):
                     continue
                 self.entries.append((i, y, x))
                 self.names.append(f"{base_names[i]}@{y},{x}")
@@ -308,7 +330,7 @@ class RotatedCropDataset(Dataset):
             to those for which the rotated square fits (see :func:`random_crop_params`).
     """
 
-    def __init__(self, base: Dataset, size: int = 256, *, seed: int = 0, max_angle: float = 180.0) -> None:
+    def __init__(self, base: ItemDataset, size: int = 256, *, seed: int = 0, max_angle: float = 180.0) -> None:
         self.base, self.size, self.seed, self.max_angle = base, size, int(seed), float(max_angle)
         self.epoch = 0
         self.names = list(_names(base))
@@ -348,7 +370,7 @@ class QuadrantDataset(Dataset):
         base: the data set to partition.
     """
 
-    def __init__(self, base: Dataset) -> None:
+    def __init__(self, base: ItemDataset) -> None:
         self.base = base
         self.names = [f"{name}#q{k}" for name in _names(base) for k in range(4)]
         self.groups = [group for group in _groups(base) for _ in range(4)]
@@ -375,17 +397,17 @@ class QuadrantDataset(Dataset):
         return list(self._flags)
 
 
-def _names(dataset: Dataset) -> list[str]:
+def _names(dataset: ItemDataset) -> list[str]:
     names = getattr(dataset, "names", None)
     return list(names) if names is not None else [str(i) for i in range(len(dataset))]
 
 
-def _groups(dataset: Dataset) -> list[str]:
+def _groups(dataset: ItemDataset) -> list[str]:
     groups = getattr(dataset, "groups", None)
     return list(groups) if groups is not None else _names(dataset)
 
 
-def _in_channels(dataset: Dataset) -> int:
+def _in_channels(dataset: ItemDataset) -> int:
     channels = getattr(dataset, "in_channels", None)
     if channels is not None:
         return int(channels)
@@ -393,7 +415,7 @@ def _in_channels(dataset: Dataset) -> int:
 
 
 
-def foreground_flags(dataset: Dataset) -> list[bool]:
+def foreground_flags(dataset: ItemDataset) -> list[bool]:
     """Whether each item of ``dataset`` has any foreground (non-zero) mask pixel.
 
     Uses the data set's ``foreground_flags()`` method when it has one (every data set of this
@@ -411,7 +433,7 @@ def foreground_flags(dataset: Dataset) -> list[bool]:
     return [bool(torch.as_tensor(dataset[i][1]).ne(0).any()) for i in range(len(dataset))]
 
 
-def positives_only(dataset: Dataset) -> SubsetDataset:
+def positives_only(dataset: ItemDataset) -> SubsetDataset:
     """The items of ``dataset`` that have foreground (seed 000 section 3.2: "segmentation of only
     those images that contained a positive region").
 
