@@ -2,15 +2,17 @@
 schedule and mixed precision (:func:`seglosses.bench.train.train_run` puts them together)."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from seglosses import build_loss
 from seglosses.bench.unet import UNet
 from seglosses.losses import SegLoss
+
+if TYPE_CHECKING:
+    from seglosses.bench.data.datasets import ItemDataset
 
 __all__ = ["autocast_factory", "build_model", "build_optimizer", "build_run_loss", "build_scheduler",
            "class_frequencies", "loss_has_domain"]
@@ -95,7 +97,7 @@ def build_model(cfg: Mapping[str, Any], in_channels: int, out_channels: int,
     return model
 
 
-def class_frequencies(dataset: Dataset, num_classes: int, max_items: int = 256) -> List[float]:
+def class_frequencies(dataset: ItemDataset, num_classes: int, max_items: int = 256) -> List[float]:
     """Fraction of the pixels of each class over (up to ``max_items`` evenly spread) items of a data set.
 
     Example:

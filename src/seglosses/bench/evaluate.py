@@ -56,7 +56,7 @@ import math
 import io
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -68,6 +68,9 @@ from torch.utils.data import DataLoader, Dataset
 from seglosses import metrics as M
 from seglosses._options import did_you_mean
 from seglosses.metrics import SegmentationMetrics
+
+if TYPE_CHECKING:
+    from seglosses.bench.data.datasets import ItemDataset
 
 __all__ = ["METRICS", "OPTIONAL_METRICS", "RELIABILITY_BINS", "QUICK_METRICS", "evaluate", "predict", "check_metric_names", "pooled_accumulators",
            "describe_items", "save_image_sums", "load_image_sums", "IMAGE_SUMS"]
@@ -135,7 +138,7 @@ def _world() -> tuple[int, int]:
 class _Strided(Dataset):
     """Items ``rank, rank + world, ...`` of a data set (this process's share of an evaluation)."""
 
-    def __init__(self, base: Dataset, rank: int, world: int) -> None:
+    def __init__(self, base: ItemDataset, rank: int, world: int) -> None:
         self.base, self.indices = base, list(range(rank, len(base), world))
 
     def __len__(self) -> int:
@@ -194,7 +197,7 @@ def _class_mean(values: Tensor) -> Tensor:
 
 def evaluate(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: ItemDataset,
     *,
     mode: str,
     num_classes: int,
@@ -262,12 +265,13 @@ def evaluate(
         raise ValueError("`dataset` must have at least one item; got an empty data set")
     device = torch.device(device)
     rank, world = _world()
-    names = list(names if names is not None else getattr(dataset, "names", range(len(dataset))))
-    names = [str(n) for n in names]
-    share = _Strided(dataset, rank, world) if world > 1 else dataset
+    given: Sequence[object] = names if names is not None else getattr(dataset, "names", range(len(dataset)))
+    names = [str(n) for n in given]
+    share: ItemDataset = _Strided(dataset, rank, world) if world > 1 else dataset
     share_names = names[rank::world] if world > 1 else names
     acc = _Accumulators(mode, num_classes, metrics, device)
-    loader = DataLoader(share, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+    # DataLoader's annotation names the Dataset class; it needs only __len__ and __getitem__
+    loader = DataLoader(cast(Dataset, share), batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=_collate)
     was_training = model.training
     model.eval()
@@ -357,7 +361,7 @@ def _gather_in_order(items: List[Any], names: Sequence[str], world: int) -> List
     return sorted((p for part in gathered for p in part), key=lambda p: position[p[0]])
 
 
-def _per_image_values(out: Dict[str, Any], acc: _Accumulators, dataset: Dataset, names: List[str],
+def _per_image_values(out: Dict[str, Any], acc: _Accumulators, dataset: ItemDataset, names: List[str],
                       share_names: List[str], world: int) -> None:
     """The per-item values, groups and statistics, and the per-image means, into ``out``."""
     if world > 1:
@@ -465,7 +469,7 @@ def load_image_sums(path: str | Path) -> Optional[Dict[str, Any]]:
         return None
 
 
-def describe_items(dataset: Dataset) -> str:
+def describe_items(dataset: ItemDataset) -> str:
     """What the items of an evaluation set are, from its wrappers (e.g. ``"quadrants of 512-px tiles
     (stride 256) of the source images, with foreground only"``).
 
@@ -492,8 +496,8 @@ def describe_items(dataset: Dataset) -> str:
             if getattr(ds, "skipped", 0):
                 extra.append(f"{ds.skipped} small image(s) skipped")
             parts.append(f"{ds.tile}-px tiles (stride {ds.stride}{'; ' + '; '.join(extra) if extra else ''})")
-        elif type(ds).__name__ == "_Capped" and getattr(ds, "crop", None):
-            parts.append(f"central {ds.crop}-px crops")
+        elif type(ds).__name__ == "_Capped" and (crop := getattr(ds, "crop", None)):
+            parts.append(f"central {crop}-px crops")
         base = getattr(ds, "base", None)
         if base is None:
             break
@@ -522,17 +526,17 @@ def _surface_options(name: str) -> Dict[str, Any]:
 def _per_image(probs: Tensor, masks: Tensor, labels: Optional[Tensor], mode: str, num_classes: int,
                metrics: Sequence[str], surface: Mapping[str, Dict[str, Any]], fg_only: bool) -> List[Dict[str, float]]:
     """One dict of metric values per image of the batch (class means over the defined classes)."""
-    common = dict(mode=mode, include_background=not fg_only, reduction="none")
+    common: Dict[str, Any] = dict(mode=mode, include_background=not fg_only, reduction="none")
     values: Dict[str, Tensor] = {}
     for m, fn in (("dice", M.dice), ("jaccard", M.jaccard), ("balanced_accuracy", M.balanced_accuracy)):
         if m in metrics:
             values[m] = _class_mean(fn(probs, masks, **common))
     if "average_precision" in metrics:
         values["average_precision"] = _class_mean(M.average_precision(probs, masks, **common))
-    for m, fn in (("expected_calibration_error", M.expected_calibration_error),
-                  ("maximum_calibration_error", M.maximum_calibration_error)):
+    for m, calibration in (("expected_calibration_error", M.expected_calibration_error),
+                           ("maximum_calibration_error", M.maximum_calibration_error)):
         if m in metrics:
-            values[m] = _class_mean(fn(probs, masks, bins=RELIABILITY_BINS, **common))
+            values[m] = _class_mean(calibration(probs, masks, bins=RELIABILITY_BINS, **common))
     if "pixel_accuracy" in metrics:
         labels = _hard_labels(probs, mode) if labels is None else labels
         values["pixel_accuracy"] = _class_mean(

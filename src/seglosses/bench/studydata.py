@@ -11,8 +11,10 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from torch.utils.data import Dataset
 
+
 from seglosses._options import did_you_mean
 from seglosses.bench.data import BenchData, build_dataset, foreground_flags
+from seglosses.bench.data.datasets import ItemDataset
 from seglosses.bench.studyfile import StudyError
 
 __all__ = ["PRESETS", "shared_folder", "resolve_dataset", "build_data"]
@@ -170,7 +172,7 @@ def _preset(name: str, base_dir: Path) -> Dict[str, Any]:
 class _Capped(Dataset):
     """The first ``n`` items of a data set, and optionally a central crop (quick-run overrides)."""
 
-    def __init__(self, base: Dataset, n: Optional[int], crop: Optional[int]) -> None:
+    def __init__(self, base: ItemDataset, n: Optional[int], crop: Optional[int]) -> None:
         self.base = base
         self.n = len(base) if n is None else min(n, len(base))
         self.crop = crop

@@ -66,7 +66,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, cast
 
 import numpy as np
 import torch
@@ -85,6 +85,7 @@ from seglosses.bench.builders import (
     loss_has_domain,
 )
 from seglosses.bench.data import BenchData, RatioBatchSampler, foreground_flags
+from seglosses.bench.data.datasets import ItemDataset
 from seglosses.bench.data.sampling import ShuffleBatchSampler
 from seglosses.bench.evaluate import IMAGE_SUMS, QUICK_METRICS, evaluate, save_image_sums
 from seglosses.bench.runconfig import RunConfig
@@ -196,7 +197,7 @@ def distributed_context() -> tuple[int, int]:
     return 0, 1
 
 
-def sample_indices(dataset: Dataset, k: int = 4) -> List[int]:
+def sample_indices(dataset: ItemDataset, k: int = 4) -> List[int]:
     """Items for the sample-prediction figure: up to ``k`` items with foreground, spread evenly.
 
     Deterministic (a function of the data set only), so every run shows the same images. When
@@ -217,7 +218,7 @@ def sample_indices(dataset: Dataset, k: int = 4) -> List[int]:
     return chosen + negatives[: max(0, k - len(chosen))]
 
 
-def _train_sampler(dataset: Dataset, per_rank: int, sampler_cfg: Mapping[str, Any], seed: int, rank: int,
+def _train_sampler(dataset: ItemDataset, per_rank: int, sampler_cfg: Mapping[str, Any], seed: int, rank: int,
                    world: int, steps: Optional[int]) -> Sampler:
     ratio = sampler_cfg.get("ratio", "dataset")
     if ratio is None or ratio is False:
@@ -460,7 +461,8 @@ def _resume(run: _Run, init_checkpoint: Optional[str | Path]) -> None:
         run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=device_ids)
     run.sampler = _train_sampler(run.data.train, run.per_rank, run.cfg.sampler, run.cfg.seed, run.rank, run.world,
                                  run.cfg.steps_per_epoch)
-    run.loader = DataLoader(run.data.train, batch_sampler=run.sampler, num_workers=run.cfg.num_workers)
+    # DataLoader's annotation names the Dataset class; it needs only __len__ and __getitem__
+    run.loader = DataLoader(cast(Dataset, run.data.train), batch_sampler=run.sampler, num_workers=run.cfg.num_workers)
 
 
 def _train_step(run: _Run, images: Tensor, masks: Tensor) -> Tensor:
@@ -555,7 +557,7 @@ def _finish(run: _Run) -> Dict[str, Any]:
     eval_split = "test" if data.test is not None and len(data.test) > 0 else "val"
     eval_set = data.test if eval_split == "test" else data.val
     t0 = time.perf_counter()
-    kwargs = {} if run.cfg.eval.metrics is None else {"metrics": run.cfg.eval.metrics}
+    kwargs: Dict[str, Any] = {} if run.cfg.eval.metrics is None else {"metrics": run.cfg.eval.metrics}
     result = evaluate(run.model, eval_set, mode=run.mode, num_classes=data.num_classes, loss_fn=run.eval_loss,
                       batch_size=run.eval_batch, device=run.device, per_image=True, autocast=run.autocast, **kwargs)
     final = {
@@ -599,7 +601,7 @@ def _write_per_image_csv(path: Path, per_image: Mapping[str, Mapping[str, float]
     atomic_write_text(path, buf.getvalue())
 
 
-def _write_samples(path: Path, model: nn.Module, dataset: Dataset, mode: str, device: torch.device,
+def _write_samples(path: Path, model: nn.Module, dataset: ItemDataset, mode: str, device: torch.device,
                    autocast, k: int) -> None:
     if k <= 0:
         return

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from torch.utils.data import Dataset
 
 from seglosses._options import did_you_mean
 from seglosses.bench.data.datasets import (
+    ItemDataset,
     QuadrantDataset,
     RotatedCropDataset,
     SegmentationDataset,
@@ -38,9 +38,9 @@ class BenchData:
     """
 
     name: str
-    train: Dataset | None
-    val: Dataset | None
-    test: Dataset | None
+    train: ItemDataset | None
+    val: ItemDataset | None
+    test: ItemDataset | None
     num_classes: int
     in_channels: int
     spec: dict = field(default_factory=dict)
@@ -113,7 +113,7 @@ def build_dataset(spec: Mapping[str, Any], *, root: str | Path | None = None) ->
     splits = _resolve_split(full["split"], base, root)
     if full["tissue_filter"] and full["tile"] is None:
         raise ValueError("`tissue_filter` must be used with `tile`; got tile None")
-    result: dict[str, Dataset | None] = dict.fromkeys(_SPLITS)
+    result: dict[str, ItemDataset | None] = dict.fromkeys(_SPLITS)
     for split, indices in splits.items():
         result[split] = _prepare_split(SubsetDataset(base, indices), split, full)
     return BenchData(
@@ -122,7 +122,7 @@ def build_dataset(spec: Mapping[str, Any], *, root: str | Path | None = None) ->
     )
 
 
-def _prepare_split(ds: Dataset, split: str, full: Mapping[str, Any]) -> Dataset:
+def _prepare_split(ds: ItemDataset, split: str, full: Mapping[str, Any]) -> ItemDataset:
     """One split's pipeline: tiles (and tissue filter), positives only, then rotated training crops
     or evaluation quadrants."""
     if full["tile"] is not None:
