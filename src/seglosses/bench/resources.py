@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 __all__ = [
     "WAIT_POLICY",
@@ -148,7 +148,7 @@ def plan_threads(workers: int, threads: Optional[int] = None, cpus: Optional[int
     return max(1, cpus // workers)
 
 
-def worker_environment(threads: int, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+def worker_environment(threads: int, base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """The environment variables a process that trains runs with ``threads`` threads starts with.
 
     ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` size the thread pools; ``OMP_WAIT_POLICY``

@@ -31,6 +31,7 @@ import random
 import re
 import secrets
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
@@ -93,7 +94,7 @@ def redo_advice(run_id: Optional[str]) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def _atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
+def _atomic(path: Path, write: Callable[[io.BufferedWriter], object]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # os.open applies the umask to 0o666, as an ordinary open() would (mkstemp would force 0o600)
@@ -540,7 +541,7 @@ class RunLock:
         self.release()
 
 
-try:
+if sys.platform != "win32":  # fcntl: POSIX; msvcrt: Windows (a check the type checker follows)
     import fcntl
 
     def _try_lock(fd: int) -> bool:
@@ -553,7 +554,7 @@ try:
     def _unlock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
-except ImportError:  # pragma: no cover - Windows
+else:  # pragma: no cover - Windows
     import msvcrt
 
     def _try_lock(fd: int) -> bool:

@@ -53,9 +53,9 @@ def wilcoxon_test(x: Sequence[float], y: Sequence[float]) -> Dict[str, Any]:
     """
     from scipy.stats import wilcoxon
 
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    d = x - y
+    xs = np.asarray(x, dtype=float)
+    ys = np.asarray(y, dtype=float)
+    d = xs - ys
     out: Dict[str, Any] = {"n": int(d.size), "mean_diff": float(d.mean()) if d.size else math.nan, "p": math.nan,
                            "effect": rank_biserial(d)}
     if d.size < 2:
@@ -65,7 +65,7 @@ def wilcoxon_test(x: Sequence[float], y: Sequence[float]) -> Dict[str, Any]:
         return out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out["p"] = float(wilcoxon(x, y, zero_method="wilcox", alternative="two-sided").pvalue)
+        out["p"] = float(wilcoxon(xs, ys, zero_method="wilcox", alternative="two-sided").pvalue)
     return out
 
 
@@ -85,12 +85,12 @@ def rank_biserial(d: Sequence[float]) -> float:
     """
     from scipy.stats import rankdata
 
-    d = np.asarray(d, dtype=float)
-    d = d[d != 0]
-    if d.size == 0:
+    values = np.asarray(d, dtype=float)
+    values = values[values != 0]
+    if values.size == 0:
         return math.nan
-    ranks = rankdata(np.abs(d))
-    plus, minus = ranks[d > 0].sum(), ranks[d < 0].sum()
+    ranks = rankdata(np.abs(values))
+    plus, minus = ranks[values > 0].sum(), ranks[values < 0].sum()
     return float((plus - minus) / (plus + minus))
 
 

@@ -259,7 +259,8 @@ def load_folder(
             group = found.group(1) if found.groups() else found.group(0)
         groups.append(group)
 
-    images, raw_masks = [], []
+    images: list[torch.Tensor] = []
+    raw_masks: list[np.ndarray] = []
     for image_path, mask_path in pairs:
         image = read_image(image_path)
         raw = read_mask(mask_path)

@@ -46,12 +46,12 @@ class BenchData:
     spec: dict = field(default_factory=dict)
 
 
-_COMMON_KEYS = {
+_COMMON_KEYS: dict[str, Any] = {
     "name": None, "type": None, "split": None, "tile": None, "stride": None, "tissue_filter": False,
     "positives_only": False, "crop": None, "max_angle": 180.0, "crop_seed": 0, "quadrants": False,
     "num_classes": None, "small": "pad", "pad_mode": "reflect",
 }
-_TYPE_KEYS = {
+_TYPE_KEYS: dict[str, dict[str, Any]] = {
     "folder": {"images": None, "masks": None, "manifest": None, "classes": None, "image_glob": "*",
                "mask_glob": "*", "mask_suffix": "", "group_pattern": None, "group_by": None},
     "synthetic": {"n_images": 256, "size": 128, "mode": "binary", "positive_fraction": 0.25, "seed": 0},
@@ -233,6 +233,7 @@ def _resolve_split(split: Any, base: SegmentationDataset, root: Path) -> dict[st
         if extra or ("fractions" in split and "counts" in split):
             raise ValueError(f"`split` must hold 'fractions' or 'counts' and optionally 'seed'; got keys {sorted(split)}")
         # "fractions": [1, 0, 0] means everything in train, not one item: force the kind.
+        sizes: list[float | int]
         if "counts" in split:
             sizes = [int(c) for c in split["counts"]]
         else:
@@ -249,7 +250,8 @@ def _resolve_split(split: Any, base: SegmentationDataset, root: Path) -> dict[st
                 f"`split` keys must be 'train', 'val', 'test', 'fractions', 'counts', 'seed' or 'file'; "
                 f"got {unknown[0]!r}{did_you_mean(unknown[0], (*_SPLITS, 'fractions', 'counts', 'file'))}"
             )
-        result, owner = {}, {}
+        result = {}
+        owner: dict[int, str] = {}
         for name, members in split.items():
             if isinstance(members, str):
                 indices = parse_index_ranges(members, n)

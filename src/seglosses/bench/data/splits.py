@@ -48,10 +48,11 @@ def _split_sizes(n: int, fractions: Sequence[float | int]) -> list[int]:
     values = list(fractions)
     if not values:
         raise ValueError("`fractions` must have at least one entry; got none")
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        if any(v < 0 for v in values) or sum(values) > n:
+    counts = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    if len(counts) == len(values):
+        if any(v < 0 for v in counts) or sum(counts) > n:
             raise ValueError(f"`fractions` as counts must be >= 0 and sum to at most n={n}; got {values}")
-        return values
+        return counts
     floats = [float(v) for v in values]
     if any(v < 0 for v in floats) or abs(sum(floats) - 1.0) > 1e-6:
         raise ValueError(f"`fractions` must be >= 0 and sum to 1 (or be integer counts); got {values}")
