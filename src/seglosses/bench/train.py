@@ -345,7 +345,7 @@ class _Run:
     """Everything one run trains with, built by :func:`_prepare`; the steps of :func:`train_run`
     read and advance it."""
 
-    config: Dict[str, Any]  # the mapping, written to config.json and final.json as given
+    config: Mapping[str, Any]  # the mapping, written to config.json and final.json as given
     cfg: RunConfig
     run_dir: Path
     data: BenchData
@@ -617,7 +617,7 @@ def _write_samples(path: Path, model: nn.Module, dataset: ItemDataset, mode: str
         batches = [torch.stack([image for image, _ in items])]
     else:
         batches = [image.unsqueeze(0) for image, _ in items]
-    preds = []
+    preds: List[np.ndarray] = []
     for batch in batches:
         probs = predict(model, batch.to(device), mode, autocast=autocast).cpu()
         hard = (probs[:, 0] >= 0.5) if mode == "binary" else probs.argmax(1)
@@ -628,7 +628,8 @@ def _write_samples(path: Path, model: nn.Module, dataset: ItemDataset, mode: str
         np.savez_compressed(buf, images=np.stack(images), truths=np.stack(truths), preds=np.stack(preds),
                             names=sample_names)
     else:  # items of different sizes: store them one by one
-        arrays = {f"image_{j}": a for j, a in enumerate(images)}
+        # Any: savez_compressed also takes allow_pickle by keyword, so a **dict of arrays fails its stub
+        arrays: Dict[str, Any] = {f"image_{j}": a for j, a in enumerate(images)}
         arrays.update({f"truth_{j}": a for j, a in enumerate(truths)})
         arrays.update({f"pred_{j}": a for j, a in enumerate(preds)})
         np.savez_compressed(buf, names=sample_names, **arrays)
