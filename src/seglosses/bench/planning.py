@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from seglosses.bench.builders import build_run_loss, loss_has_domain
 from seglosses.bench.data import BenchData
 from seglosses.bench.studyfile import Study
+from seglosses.build import loss_spec
 
 __all__ = ["RunSpec", "plan_runs", "count_runs"]
 
@@ -95,7 +96,7 @@ def plan_runs(study: Study, entry: Any, spec: Mapping[str, Any], data: BenchData
         try:
             has_domain = loss_has_domain(loss["loss"], mode)
             domains = st["domains"] if has_domain else [None]
-            specs = {d: build_run_loss(loss["loss"], mode, d).spec() for d in domains}
+            specs = {d: loss_spec(build_run_loss(loss["loss"], mode, d)) for d in domains}
         except (ValueError, TypeError) as err:
             if failures is not None:
                 failures.append({"run": f"{loss['label']} [{data.name}]", "error": f"loss {loss['label']!r}: {err}"})
@@ -136,7 +137,7 @@ def plan_runs(study: Study, entry: Any, spec: Mapping[str, Any], data: BenchData
 def _pretrain_run(study: Study, config: Mapping[str, Any], data: BenchData) -> RunSpec:
     pre = study.settings["pretrain"]
     mode = "binary" if data.num_classes == 2 else "multiclass"
-    spec = build_run_loss(pre["loss"], mode, None).spec()
+    spec = loss_spec(build_run_loss(pre["loss"], mode, None))
     cfg = {k: v for k, v in config.items() if k not in ("loss", "loss_spec", "loss_label", "domain", "epochs")}
     cfg.update(loss=pre["loss"], loss_spec=spec, loss_label=pre.get("label") or str(pre["loss"]), domain=None,
                epochs=pre["epochs"], eval={"metrics": ["dice", "jaccard"], "batch_size": config["eval"].get("batch_size"),

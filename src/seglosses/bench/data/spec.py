@@ -35,6 +35,8 @@ class BenchData:
         num_classes: classes including the background (2 for binary data).
         in_channels: image channels.
         spec: the specification with defaults filled in.
+        class_names: one name per class (background first), set from a study entry's
+            ``class_names``; ``None`` when not given.
     """
 
     name: str
@@ -44,6 +46,7 @@ class BenchData:
     num_classes: int
     in_channels: int
     spec: dict = field(default_factory=dict)
+    class_names: list[str] | None = None
 
 
 _COMMON_KEYS: dict[str, Any] = {
