@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import math
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Type
 
 import torch
 
@@ -29,7 +29,7 @@ from seglosses.bench.unet import UNet
 __all__ = ["check_study", "validate_study"]
 
 _SCHEDULE_KEYS = {"constant": (), "cosine": ("min_lr",), "step": ("step_size", "gamma"), "poly": ("power",)}
-_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+_OPTIMIZERS: Dict[str, Type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 _AMP = ("auto", "bf16", "fp16", "off")
 
 

@@ -10,7 +10,7 @@ import math
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -235,7 +235,10 @@ def _verdict(r: Mapping[str, Any]) -> str:
     return "better" if (r["test"]["mean_diff"] > 0) == r["higher"] else "worse"
 
 
-def _compare_pairs(configs: Sequence[Configuration], factor: str) -> List[Tuple[Configuration, Configuration, str]]:
+_C = TypeVar("_C", bound=Configuration)  # the caller's configuration type, kept in the pairs
+
+
+def _compare_pairs(configs: Sequence[_C], factor: str) -> List[Tuple[_C, _C, str]]:
     """Pairs ``(later, earlier, context)`` of configurations that differ in ``factor`` only."""
     keys = ["loss_label", "domain", "batch_size", "epochs"]
     if any(c.config().get("effective_batch_size") not in (None, c.config().get("batch_size")) for c in configs):
@@ -244,7 +247,7 @@ def _compare_pairs(configs: Sequence[Configuration], factor: str) -> List[Tuple[
                 "effective_batch_size": "effective_batch_size", "epochs": "epochs"}
     target = field_of.get(factor, factor)
     varying = [k for k in keys if k != target and len({c.config().get(k) for c in configs} - {None}) > 1]
-    groups: "OrderedDict[tuple, List[Configuration]]" = OrderedDict()
+    groups: "OrderedDict[tuple, List[_C]]" = OrderedDict()
     for c in configs:
         if c.config().get(target) is None:
             continue

@@ -441,6 +441,7 @@ class SlurmExecutor(Executor):
         super().start(log)
         env = worker_environment(max(1, int(self.cpus)))
         setup = [f"export {k}={v}" for k, v in env.items()] + self.setup
+        ex: submitit.Executor
         if self.cluster == "local":
             ex = submitit.LocalExecutor(folder=self.folder)
             ex.update_parameters(timeout_min=self.time, gpus_per_node=self.gpus, setup=setup)

@@ -67,7 +67,7 @@ def pooled_reliability(conf: Configuration) -> Optional[Dict[str, np.ndarray]]:
     parts = [r["results"]["reliability"] for r in conf.runs if r.get("results", {}).get("reliability")]
     if not parts:
         return None
-    count = sum(np.asarray(p["count"], dtype=float) for p in parts)
+    count = sum((np.asarray(p["count"], dtype=float) for p in parts), np.zeros(()))  # an array start: typed as one
     sums = {k: sum(np.nan_to_num(np.asarray(p[k], dtype=float)) * np.asarray(p["count"], dtype=float) for p in parts)
             for k in ("confidence", "accuracy")}
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from seglosses.bench.executors import Executor
 from seglosses.bench.runtask import (
@@ -21,6 +21,9 @@ from seglosses.bench.runtask import (
     write_returned_files,
 )
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = ["execute_runs"]
 
 
@@ -30,7 +33,7 @@ def execute_runs(
     executor: Executor,
     *,
     spec_of: Callable[[Any], Mapping[str, Any]],
-    device: Optional[str] = None,
+    device: Optional[str | torch.device] = None,
     log: Callable[[str], None] = print,
     stop_after_epoch: Optional[int] = None,
     display: Any = None,
@@ -76,7 +79,7 @@ class _Scheduler:
     """The state of :func:`execute_runs`: the queue, the runs in flight, the pre-training runs."""
 
     def __init__(self, batches: Sequence[Tuple[Any, Sequence[Any]]], folder: Path, executor: Executor, *,
-                 spec_of: Callable[[Any], Mapping[str, Any]], device: Optional[str], log: Callable[[str], None],
+                 spec_of: Callable[[Any], Mapping[str, Any]], device: Optional[str | torch.device], log: Callable[[str], None],
                  stop_after_epoch: Optional[int], display: Any, config_of: Callable[[Any], Dict[str, Any]],
                  redo_of: Callable[[Any], bool]) -> None:
         self.folder, self.executor, self.spec_of, self.device, self.log = folder, executor, spec_of, device, log

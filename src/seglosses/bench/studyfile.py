@@ -252,10 +252,11 @@ def _check_pretrain(settings: Dict[str, Any], problems: List[str]) -> None:
 
 
 def _check_eval(settings: Dict[str, Any], problems: List[str]) -> None:
-    if not isinstance(settings["eval"], Mapping):
-        problems.append(f"`eval` must be a mapping (metrics, batch_size, samples); got {settings['eval']!r}")
+    ev: Dict[str, Any] = settings["eval"]  # a copy of the study's value (see _merge_defaults), changed in place
+    if not isinstance(ev, Mapping):
+        problems.append(f"`eval` must be a mapping (metrics, batch_size, samples); got {ev!r}")
         return
-    metrics = settings["eval"].get("metrics")
+    metrics = ev.get("metrics")
     if metrics is not None:
         names = [metrics] if isinstance(metrics, str) else list(metrics) if isinstance(metrics, list) else None
         if names is None:
@@ -266,13 +267,13 @@ def _check_eval(settings: Dict[str, Any], problems: List[str]) -> None:
                     check_metric_names([name], "eval.metrics")
                 except ValueError as err:
                     problems.append(str(err))
-            settings["eval"]["metrics"] = names
-    unknown = set(settings["eval"]) - {"metrics", "batch_size", "samples", "positives_only"}
+            ev["metrics"] = names
+    unknown = set(ev) - {"metrics", "batch_size", "samples", "positives_only"}
     if unknown:
         problems.append(f"`eval` keys must be among metrics, batch_size, samples, positives_only; "
                         f"got {sorted(unknown)}")
-    if not isinstance(settings["eval"].get("positives_only", False), bool):
-        problems.append(f"`eval.positives_only` must be true or false; got {settings['eval']['positives_only']!r}")
+    if not isinstance(ev.get("positives_only", False), bool):
+        problems.append(f"`eval.positives_only` must be true or false; got {ev['positives_only']!r}")
 
 
 def _check_losses(settings: Dict[str, Any], problems: List[str]) -> None:
