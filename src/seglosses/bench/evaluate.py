@@ -506,9 +506,9 @@ def describe_items(dataset: ItemDataset) -> str:
     return text + (", with foreground only" if positives else "")
 
 
-def _collate(items):
+def _collate(items: Sequence[Tuple[Tensor, Tensor]]) -> List[Tuple[Tensor, Tensor]]:
     """Batches of equal-sized items; items of another size start a new batch."""
-    groups: List[List] = []
+    groups: List[List[Tuple[Tensor, Tensor]]] = []
     for image, mask in items:
         if groups and groups[-1][0][0].shape == image.shape:
             groups[-1].append((image, mask))
