@@ -265,15 +265,17 @@ class BoundaryKeywords(TypedDict, total=False):
     class_weights: Optional[Sequence[float]]
     reduction: str
     check_values: bool
+    mask: Optional[Tensor]
 
 
 BOUNDARY = Family(
     "boundary losses",
     defaults=dict(mode="binary", from_logits=True, domain="image", include_background=None, ignore_index=None,
-                  spacing=None, class_weights=None, reduction="mean", check_values=True),
+                  spacing=None, class_weights=None, reduction="mean", check_values=True, mask=None),
     annotations=dict(mode="str", from_logits="bool", domain="str", include_background="Optional[bool]",
                      ignore_index="Optional[int]", spacing="Optional[float | Sequence[float]]",
-                     class_weights="Optional[Sequence[float]]", reduction="str", check_values="bool"),
+                     class_weights="Optional[Sequence[float]]", reduction="str", check_values="bool",
+                     mask="Optional[Tensor]"),
     docs=dict(
         input="""prediction ``[B, C, *S]`` (2D, 3D or any number of spatial dims): logits
             (``from_logits=True``, the default) or probabilities.""",
@@ -298,6 +300,11 @@ BOUNDARY = Family(
             ``[C]`` in the batch domain, C the kept classes).""",
         check_values="""check label range, probability range and finiteness (one pass
             over the data and a device sync); shapes and dtypes are always checked.""",
+        mask="""spatial mask ``[B, 1, *S]`` or ``[B, *S]`` (a batch of 1 applies to every
+            image): bool (False leaves the pixel out exactly as ``ignore_index`` does: out
+            of the mean and outside every class in the distance maps) or float per-pixel
+            weights (finite, >= 0): a pixel of weight 0 is left out, the others weigh the
+            mean, Σ w v / Σ w.""",
     ),
 )
 

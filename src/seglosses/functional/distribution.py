@@ -513,6 +513,7 @@ def topk_loss(
     class_weights: ClassWeights = None,
     reduction: str = "mean",
     check_values: bool = True,
+    mask: Optional[Tensor] = None,
 ) -> Tensor:
     r"""TopK loss: the cross entropy of the hardest pixels only (Wu et al. 2016; seed 001 eq. 4).
 
@@ -541,8 +542,14 @@ def topk_loss(
         is 0 with zero gradient. In the image domain, images without a selected pixel are
         left out of the mean. ``reduction="none"`` gives the ``[B, *S]`` map of the
         selected pixels' CE (0 elsewhere), ``"sum"`` its sum. Range [0, ∞).
+        A float ``mask`` weighs the selected pixels: the ranking runs over the pixels of
+        weight > 0 (``k`` is a share of their number, not of their weight) and the mean
+        becomes :math:`\sum_{sel} w_i \ell_i / \sum_{sel} w_i`; a bool mask leaves pixels out
+        as ``ignore_index`` does.
 
     Args:
+        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
+            ``ignore_index`` does) or per-pixel weights >= 0 (see the convention).
         k: percentage in (0, 100] of the valid pixels to keep (percent form).
         threshold: t in (0, 1] (threshold form). Give ``k`` or ``threshold``, not both.
         domain: ``"batch"`` (rank over the whole batch) or ``"image"`` (per image).
@@ -571,30 +578,46 @@ def topk_loss(
         if k > 100:
             raise ValueError(f"`k` must be a percentage in (0, 100]; got {k}")
     domain = lookup_option("domain", domain, TOPK_DOMAINS)
-    canon = _canon(input, target, mode, from_logits, ignore_index, check_values)
+    canon = _canon(input, target, mode, from_logits, ignore_index, check_values, mask)
     dt = compute_dtype(canon.x.dtype)
     factor = _resolve_class_weights(class_weights, canon, dt)
     ce = _pixel_nll(canon, factor=factor)
-    b = canon.batch_size
-    valid = canon.valid
+    keep = _kept(canon.valid)
     if threshold is not None:
         plain = ce if factor is None else _pixel_nll(canon)
         sel = plain.detach() > -math.log(threshold)
-        if valid is not None:
-            sel = sel & valid
+        if keep is not None:
+            sel = sel & keep
     else:
         rows = ce.detach() if domain == "image" else ce.detach().reshape(1, -1)
-        v = None if valid is None else (valid if domain == "image" else valid.reshape(1, -1))
+        v = None if keep is None else (keep if domain == "image" else keep.reshape(1, -1))
         sel = _select_top(rows, v, k).reshape(ce.shape)
+    return _topk_reduce(ce, sel, canon, domain, lookup_option("reduction", reduction, ("mean", "sum", "none")),
+                        input.dtype)
+
+
+def _kept(valid: Optional[Tensor]) -> Optional[Tensor]:
+    """The pixels that count at all (weight > 0 for a float validity), as bool ``[B, N]``."""
+    if valid is None or valid.dtype == torch.bool:
+        return valid
+    return valid > 0
+
+
+def _topk_reduce(ce: Tensor, sel: Tensor, canon: Canonical, domain: str, reduction: str,
+                 dtype: torch.dtype) -> Tensor:
+    """Reduce the selected pixels' CE; a float validity weighs them (the count becomes Σ w)."""
+    b = canon.batch_size
     loss = ce.reshape((b,) + canon.spatial_shape)
-    sel_map = sel.reshape(loss.shape)
-    reduction = lookup_option("reduction", reduction, ("mean", "sum", "none"))
+    weight: Tensor = sel
+    if canon.valid is not None and canon.valid.is_floating_point():
+        weight = sel.to(canon.valid.dtype) * canon.valid
+    weight = weight.reshape(loss.shape)
     if reduction != "mean" or domain == "batch":
-        return reduce_pixels(loss, reduction, sel_map).to(input.dtype)
-    per_image = reduce_pixels(loss, "none", sel_map).reshape(b, -1).sum(1)
-    count = sel.reshape(b, -1).sum(1)
-    means = per_image / count.clamp_min(1).to(per_image.dtype)
-    return reduce_pixels(means, "mean", count > 0).to(input.dtype)
+        return reduce_pixels(loss, reduction, weight).to(dtype)
+    per_image = reduce_pixels(loss, "none", weight).reshape(b, -1).sum(1)
+    count = weight.reshape(b, -1).sum(1).to(per_image.dtype)
+    means = per_image / torch.where(count > 0, count, torch.ones_like(count))
+    return reduce_pixels(means, "mean", count > 0).to(dtype)
 
 
 @_with_args
@@ -702,6 +725,7 @@ def distance_penalized_ce_loss(
     class_weights: ClassWeights = None,
     reduction: str = "mean",
     check_values: bool = True,
+    mask: Optional[Tensor] = None,
 ) -> Tensor:
     r"""Distance map penalised cross entropy, DPCE (Caliva et al. 2019; seed 001 eq. 6).
 
@@ -725,9 +749,14 @@ def distance_penalized_ce_loss(
         Ignored pixels belong to every region (an ignored area is not a boundary) and have
         loss 0. A region that covers the whole image (with the ignored pixels) has no
         boundary: D = 0 there, i.e. plain CE. Empty masks therefore give finite values and
-        gradients. Range [0, ∞).
+        gradients. Range [0, ∞). ``mask``: a pixel with weight 0 (or False) is an
+        ignored pixel; a float mask weighs the others, the mean becoming
+        :math:`\sum_i w_i (1 + D_i) \ell_i / \sum_i w_i` (the map D does not read the
+        weights).
 
     Args:
+        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
+            ``ignore_index`` does) or per-pixel weights >= 0 (see the convention).
         spacing: pixel size per spatial axis (or one number), passed to
             :func:`seglosses.distance.edt`; ``None`` = 1.
 
@@ -738,20 +767,21 @@ def distance_penalized_ce_loss(
         >>> round(float(distance_penalized_ce_loss(x, y)) / math.log(2), 4)  # mean(1, 1.5, 1, 1.5, 1)
         1.2
     """
-    canon = _canon(input, target, mode, from_logits, ignore_index, check_values)
+    canon = _canon(input, target, mode, from_logits, ignore_index, check_values, mask)
     check_constant_target(canon.dense, "the distance-penalised CE weighs pixels by a distance map of the target's "
                                        "regions")
     dt = compute_dtype(canon.x.dtype)
     factor = _resolve_class_weights(class_weights, canon, dt)
     b, c, n = canon.x.shape
     spatial = canon.spatial_shape
+    keep = _kept(canon.valid)
     with torch.no_grad():
         if canon.mode == "multiclass":
             regions = canon.labels if canon.labels is not None else canon.dense.argmax(1)
-            D = _region_distance_penalty(regions, c, canon.valid, spatial, spacing, dt)  # [B, N]
+            D = _region_distance_penalty(regions, c, keep, spatial, spacing, dt)  # [B, N]
         else:
             fg = (canon.dense >= 0.5).long().reshape(b * c, n)
-            valid = None if canon.valid is None else canon.valid.repeat_interleave(c, 0)
+            valid = None if keep is None else keep.repeat_interleave(c, 0)
             D = _region_distance_penalty(fg, 2, valid, spatial, spacing, dt).reshape(b, c, n)
         weight = (1 + D).to(dt)
     loss = _pixel_nll(canon, factor=factor, pixel_weight=weight)
