@@ -33,7 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._arguments import with_docs
+from typing_extensions import Unpack
+
+from .._arguments import PIXEL, PixelKeywords, shared_keywords
 from .._inputs import Canonical, canonicalize, check_class_weights, check_constant_target
 from .._options import check_fraction, check_nonnegative, check_positive, lookup_option
 from .._reduce import reduce_pixels
@@ -53,28 +55,6 @@ _LN2 = math.log(2.0)
 
 ClassWeights = Union[None, str, Sequence[float], Tensor]
 
-DISTRIBUTION_ARGS = """
-    Common args:
-        input: prediction ``[B, C, *S]`` (any number of spatial dims): logits
-            (``from_logits=True``, the default) or probabilities.
-        target: label map ``[B, *S]`` (integer), or ``[B, C, *S]`` one-hot / soft labels
-            (float); binary mode also takes ``[B, *S]`` / ``[B, 1, *S]`` float probabilities.
-        mode: ``"binary"`` (1 channel, sigmoid), ``"multiclass"`` (softmax over C) or
-            ``"multilabel"`` (C independent sigmoids, per-channel losses summed).
-        from_logits: the input is logits (computed in log space); otherwise probabilities.
-        ignore_index: target value whose pixels are left out (0 in ``"none"`` maps).
-        class_weights: ``None``; one weight per class (multiclass: C; binary: 2 weights
-            ``(negatives, positives)`` or 1 weight for the channel; multilabel: C, one per
-            channel, applied to both outcomes); or ``"inverse_frequency"`` /
-            ``"sqrt_inverse_frequency"``, computed from the target's valid pixels over the
-            whole batch, see :func:`class_frequency_weights`.
-        reduction: ``"mean"`` over valid pixels, ``"sum"``, or ``"none"`` (``[B, *S]``).
-        check_values: check label range, probability range and finiteness (one pass over
-            the data and a device sync); shapes and dtypes are always checked.
-"""
-
-
-_with_args = with_docs(DISTRIBUTION_ARGS)
 
 
 # --------------------------------------------------------------------------- log space
@@ -395,28 +375,22 @@ def _finish(loss: Tensor, canon: Canonical, reduction: str, dtype: torch.dtype) 
     return reduce_pixels(loss, reduction, valid).to(dtype)
 
 
-def _canon(input, target, mode, from_logits, ignore_index, check_values, mask=None) -> Canonical:
-    return canonicalize(input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
-                        check_values=check_values, mask=mask)
+def _canon(input: Tensor, target: Tensor, kw: PixelKeywords) -> Canonical:
+    return canonicalize(input, target, mode=kw["mode"], from_logits=kw["from_logits"],
+                        ignore_index=kw["ignore_index"], check_values=kw["check_values"], mask=kw["mask"])
 
 
 # --------------------------------------------------------------------------- losses
 
 
-@_with_args
+@shared_keywords(PIXEL)
 def cross_entropy_loss(
     input: Tensor,
     target: Tensor,
     *,
-    mode: str = "binary",
-    from_logits: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: ClassWeights = None,
     label_smoothing: float = 0.0,
     weight_norm: str = "pixels",
-    reduction: str = "mean",
-    check_values: bool = True,
-    mask: Optional[Tensor] = None,
+    **kw: Unpack[PixelKeywords],
 ) -> Tensor:
     r"""Cross entropy and weighted cross entropy (seed 001 eqs. 2-3).
 
@@ -451,8 +425,6 @@ def cross_entropy_loss(
         gradient. The target and inverse-frequency weights are constants.
 
     Args:
-        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
-            ``ignore_index`` does) or per-pixel weights >= 0 (the mean becomes ``Σ w l / Σ w``).
         label_smoothing: ε in [0, 1).
         weight_norm: ``"pixels"`` (seed 001 eq. 3, the default) or ``"weights"`` (torch).
 
@@ -468,15 +440,15 @@ def cross_entropy_loss(
     """
     eps = check_fraction("label_smoothing", label_smoothing, open_high=True)
     weight_norm = lookup_option("weight_norm", weight_norm, WEIGHT_NORMS)
-    canon = _canon(input, target, mode, from_logits, ignore_index, check_values, mask)
+    canon = _canon(input, target, kw)
     dt = compute_dtype(canon.x.dtype)
-    factor = _resolve_class_weights(class_weights, canon, dt)
+    factor = _resolve_class_weights(kw["class_weights"], canon, dt)
     loss = _pixel_nll(canon, factor=factor, smoothing=eps)
-    if factor is not None and weight_norm == "weights" and reduction == "mean":
+    if factor is not None and weight_norm == "weights" and kw["reduction"] == "mean":
         total = _finish(loss, canon, "sum", dt)
         den = _pixel_weight_total(canon, factor)
         return (total / torch.where(den > 0, den, torch.ones_like(den))).to(input.dtype)
-    return _finish(loss, canon, reduction, input.dtype)
+    return _finish(loss, canon, kw["reduction"], input.dtype)
 
 
 TOPK_DOMAINS = ("image", "batch")
@@ -499,7 +471,7 @@ def _select_top(score: Tensor, valid: Optional[Tensor], k: float) -> Tensor:
     return torch.zeros_like(valid).scatter_(1, idx, keep)
 
 
-@_with_args
+@shared_keywords(PIXEL)
 def topk_loss(
     input: Tensor,
     target: Tensor,
@@ -507,13 +479,7 @@ def topk_loss(
     k: Optional[float] = None,
     threshold: Optional[float] = None,
     domain: str = "batch",
-    mode: str = "binary",
-    from_logits: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: ClassWeights = None,
-    reduction: str = "mean",
-    check_values: bool = True,
-    mask: Optional[Tensor] = None,
+    **kw: Unpack[PixelKeywords],
 ) -> Tensor:
     r"""TopK loss: the cross entropy of the hardest pixels only (Wu et al. 2016; seed 001 eq. 4).
 
@@ -548,8 +514,6 @@ def topk_loss(
         as ``ignore_index`` does.
 
     Args:
-        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
-            ``ignore_index`` does) or per-pixel weights >= 0 (see the convention).
         k: percentage in (0, 100] of the valid pixels to keep (percent form).
         threshold: t in (0, 1] (threshold form). Give ``k`` or ``threshold``, not both.
         domain: ``"batch"`` (rank over the whole batch) or ``"image"`` (per image).
@@ -578,9 +542,9 @@ def topk_loss(
         if k > 100:
             raise ValueError(f"`k` must be a percentage in (0, 100]; got {k}")
     domain = lookup_option("domain", domain, TOPK_DOMAINS)
-    canon = _canon(input, target, mode, from_logits, ignore_index, check_values, mask)
+    canon = _canon(input, target, kw)
     dt = compute_dtype(canon.x.dtype)
-    factor = _resolve_class_weights(class_weights, canon, dt)
+    factor = _resolve_class_weights(kw["class_weights"], canon, dt)
     ce = _pixel_nll(canon, factor=factor)
     keep = _kept(canon.valid)
     if threshold is not None:
@@ -592,7 +556,7 @@ def topk_loss(
         rows = ce.detach() if domain == "image" else ce.detach().reshape(1, -1)
         v = None if keep is None else (keep if domain == "image" else keep.reshape(1, -1))
         sel = _select_top(rows, v, k).reshape(ce.shape)
-    return _topk_reduce(ce, sel, canon, domain, lookup_option("reduction", reduction, ("mean", "sum", "none")),
+    return _topk_reduce(ce, sel, canon, domain, lookup_option("reduction", kw["reduction"], ("mean", "sum", "none")),
                         input.dtype)
 
 
@@ -620,20 +584,14 @@ def _topk_reduce(ce: Tensor, sel: Tensor, canon: Canonical, domain: str, reducti
     return reduce_pixels(means, "mean", count > 0).to(dtype)
 
 
-@_with_args
+@shared_keywords(PIXEL)
 def focal_loss(
     input: Tensor,
     target: Tensor,
     *,
     gamma: float = 2.0,
     alpha: Optional[float] = None,
-    mode: str = "binary",
-    from_logits: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: ClassWeights = None,
-    reduction: str = "mean",
-    check_values: bool = True,
-    mask: Optional[Tensor] = None,
+    **kw: Unpack[PixelKeywords],
 ) -> Tensor:
     r"""Focal loss (Lin et al. 2017; seed 001 eq. 5).
 
@@ -662,8 +620,6 @@ def focal_loss(
         all-ignored batches as :func:`cross_entropy_loss`.
 
     Args:
-        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
-            ``ignore_index`` does) or per-pixel weights >= 0 (the mean becomes ``Σ w l / Σ w``).
         gamma: focusing parameter γ >= 0 (default 2, the paper's).
         alpha: α in [0, 1] or None (no α-balance).
 
@@ -677,9 +633,9 @@ def focal_loss(
     gamma = check_nonnegative("gamma", gamma)
     if alpha is not None:
         alpha = check_fraction("alpha", alpha)
-    canon = _canon(input, target, mode, from_logits, ignore_index, check_values, mask)
+    canon = _canon(input, target, kw)
     dt = compute_dtype(canon.x.dtype)
-    factor = _resolve_class_weights(class_weights, canon, dt)
+    factor = _resolve_class_weights(kw["class_weights"], canon, dt)
     if alpha is not None:
         if canon.mode == "multiclass":
             a = torch.full((canon.num_channels,), alpha, dtype=dt, device=canon.x.device)
@@ -688,7 +644,7 @@ def focal_loss(
             a = torch.tensor([[1 - alpha, alpha]], dtype=dt, device=canon.x.device)
         factor = a if factor is None else factor * a
     loss = _pixel_nll(canon, factor=factor, gamma=gamma)
-    return _finish(loss, canon, reduction, input.dtype)
+    return _finish(loss, canon, kw["reduction"], input.dtype)
 
 
 def _region_distance_penalty(regions: Tensor, num_regions: int, valid: Optional[Tensor], spatial: Tuple[int, ...],
@@ -713,19 +669,13 @@ def _region_distance_penalty(regions: Tensor, num_regions: int, valid: Optional[
     return D
 
 
-@_with_args
+@shared_keywords(PIXEL)
 def distance_penalized_ce_loss(
     input: Tensor,
     target: Tensor,
     *,
     spacing: Optional[Union[float, Sequence[float]]] = None,
-    mode: str = "binary",
-    from_logits: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: ClassWeights = None,
-    reduction: str = "mean",
-    check_values: bool = True,
-    mask: Optional[Tensor] = None,
+    **kw: Unpack[PixelKeywords],
 ) -> Tensor:
     r"""Distance map penalised cross entropy, DPCE (Caliva et al. 2019; seed 001 eq. 6).
 
@@ -755,8 +705,6 @@ def distance_penalized_ce_loss(
         weights).
 
     Args:
-        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
-            ``ignore_index`` does) or per-pixel weights >= 0 (see the convention).
         spacing: pixel size per spatial axis (or one number), passed to
             :func:`seglosses.distance.edt`; ``None`` = 1.
 
@@ -767,11 +715,11 @@ def distance_penalized_ce_loss(
         >>> round(float(distance_penalized_ce_loss(x, y)) / math.log(2), 4)  # mean(1, 1.5, 1, 1.5, 1)
         1.2
     """
-    canon = _canon(input, target, mode, from_logits, ignore_index, check_values, mask)
+    canon = _canon(input, target, kw)
     check_constant_target(canon.dense, "the distance-penalised CE weighs pixels by a distance map of the target's "
                                        "regions")
     dt = compute_dtype(canon.x.dtype)
-    factor = _resolve_class_weights(class_weights, canon, dt)
+    factor = _resolve_class_weights(kw["class_weights"], canon, dt)
     b, c, n = canon.x.shape
     spatial = canon.spatial_shape
     keep = _kept(canon.valid)
@@ -785,4 +733,4 @@ def distance_penalized_ce_loss(
             D = _region_distance_penalty(fg, 2, valid, spatial, spacing, dt).reshape(b, c, n)
         weight = (1 + D).to(dt)
     loss = _pixel_nll(canon, factor=factor, pixel_weight=weight)
-    return _finish(loss, canon, reduction, input.dtype)
+    return _finish(loss, canon, kw["reduction"], input.dtype)
