@@ -560,6 +560,9 @@ def our_candidates(loss: str, case: LossCase) -> List[Candidate]:
     if entry is None:
         return out
     cls = entry.cls
+    info = getattr(cls, "info", None)
+    if info is not None and mode not in info.modes:
+        return out  # e.g. gwdl takes multiclass inputs only: no row in the binary case
     domains = ("image", "batch") if accepts(cls, "domain") else (None,)
     for dom in domains:
         kw = dict(mode=mode)
