@@ -302,14 +302,26 @@ def _kernel() -> str:
     return "eager" if kernel == "auto" and auto_failed() else kernel
 
 
-def _target_backward(x: Tensor, dense: Tensor, valid: Optional[Tensor], activation: str, names: Sequence[str],
+def _target_backward(p: Tensor, dense: Tensor, valid: Optional[Tensor], names: Sequence[str],
                      grads: Sequence[Optional[Tensor]]) -> Tensor:
     """``∂L/∂g`` of a dense target that requires grad (:func:`seglosses._grad.target_backward`),
-    the same for every kernel: computed in the statistics' dtype, the activation
-    recomputed from ``x``, returned in the target's dtype."""
-    dtype = compute_dtype(x.dtype)
-    p = activate(x, activation).to(dtype)
-    return target_backward(p, dense.to(dtype), valid, names, grads).to(dense.dtype)
+    the same for every kernel: computed in the statistics' dtype from the activation ``p``
+    (in the input's dtype), returned in the target's dtype."""
+    dtype = compute_dtype(p.dtype)
+    return target_backward(p.to(dtype), dense.to(dtype), valid, names, grads).to(dense.dtype)
+
+
+def _keeps_activation(x: Tensor, activation: str, names: Sequence[str], dense: bool) -> bool:
+    """Whether the eager kernel keeps the activation ``p`` for its backward instead of the
+    input ``x``: always, except without an activation (``p`` is ``x``) and for the quadratic
+    moments in half precision, whose backward recomputes ``p`` in float32 from ``x``.
+
+    Keeping ``p`` (same size and dtype as ``x``, which the backward then no longer needs)
+    spares the backward a second activation pass: a sigmoid or softmax costs more than the
+    rest of a Dice backward (bfloat16 sigmoid on CPU: about three float32 ones)."""
+    if activation == "none":
+        return False
+    return not (x.dtype != compute_dtype(x.dtype) and _backward_reads_p(names, dense))
 
 
 class _Moments(torch.autograd.Function):
@@ -321,17 +333,21 @@ class _Moments(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, labels, dense, valid, activation, names, kernel, bounds):  # type: ignore[override]
+        keep_p = False
         if kernel == "eager":
             p = activate(x, activation)
+            keep_p = _keeps_activation(x, activation, names, dense is not None)
             out = _moments_forward(p, labels, dense, valid, names, compute_dtype(x.dtype),
-                                   p_is_scratch=activation != "none")
+                                   p_is_scratch=activation != "none" and not keep_p)
             lohi = None  # (the eager kernel's checks run before it: ``bounds`` is 0 here)
         else:
             run = fused_forward if kernel == "traced" else compiled_forward
             # (one fresh [B, C] tensor per moment: each is its own sum; the "auto" kernel's
             # failure to compile is handled by the caller, :func:`moments`)
             out, lohi = run(x, labels, dense, valid, activation, names, compute_dtype(x.dtype), bounds)
-        ctx.save_for_backward(x, labels, dense, valid)
+        # the input, or the activation of it (:func:`_keeps_activation`): one of the two
+        ctx.save_for_backward(p if keep_p else x, labels, dense, valid)
+        ctx.keep_p = keep_p
         ctx.activation = activation
         ctx.names = names
         ctx.kernel = kernel
@@ -345,43 +361,52 @@ class _Moments(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):  # type: ignore[override]
-        x, labels, dense, valid = ctx.saved_tensors
-        names = ctx.names
+        xp, labels, dense, valid = ctx.saved_tensors  # xp: the input, or its activation (ctx.keep_p)
+        names, act = ctx.names, ctx.activation
         grads = grads[:len(names)]  # (the bounds of the value checks have no gradient)
         d_target = None
         if dense is not None and ctx.needs_input_grad[2] and any(
                 g is not None for k, g in zip(names, grads) if k in _G_MOMENTS):
-            d_target = _target_backward(x, dense, valid, ctx.activation, names, grads)
+            d_target = _target_backward(xp if ctx.keep_p else activate(xp, act), dense, valid, names, grads)
         if not ctx.needs_input_grad[0] or all(g is None for k, g in zip(names, grads) if k in _P_MOMENTS):
             return None, None, d_target, None, None, None, None, None
         if ctx.kernel != "eager" and not (ctx.kernel == "auto" and auto_failed()):
             run = fused_backward if ctx.kernel == "traced" else compiled_backward
             used = tuple(g if k in _P_MOMENTS else None for k, g in zip(names, grads))
             try:
-                return (run(x, labels, dense, valid, ctx.activation, names, used), None, d_target,
+                return (run(xp, labels, dense, valid, act, names, used), None, d_target,
                         None, None, None, None, None)
             except CompileError as err:
                 if ctx.kernel != "auto":
                     raise
                 give_up_compiling(err)  # and the eager backward below
-        p = None
-        xw = x
-        if _backward_reads_p(names, dense is not None):
-            # the quadratic forms (Σp², Σp²g, soft form) combine terms that cancel, with
-            # coefficients up to 1/smooth: in half precision they overflow (NaN) or lose
-            # every digit, so their backward runs in float32 and is cast back at the end
-            xw = x.to(compute_dtype(x.dtype))
-            p = activate(xw, ctx.activation)
-        scale = k = None
-        if xw.dtype != compute_dtype(xw.dtype):
-            scale, k = half_scale(grads)
-        v = _moments_backward(p, xw.shape, labels, dense, valid, names, grads, xw.dtype, xw.device, scale)
-        if p is None:  # recomputed after v: its temporaries are gone, the peak is v and p
-            p = activate(xw, ctx.activation)
-        dx = activation_backward_([p], [v], ctx.activation)[0]
-        if k is not None:
-            dx = unscale(dx, k)
-        return dx.to(x.dtype), None, d_target, None, None, None, None, None
+        dx = _eager_backward(xp, ctx.keep_p, labels, dense, valid, act, names, grads)
+        return dx, None, d_target, None, None, None, None, None
+
+
+def _eager_backward(xp: Tensor, keep_p: bool, labels: Optional[Tensor], dense: Optional[Tensor],
+                    valid: Optional[Tensor], activation: str, names: Sequence[str],
+                    grads: Sequence[Optional[Tensor]]) -> Tensor:
+    """``∂L/∂x`` of the eager kernel; ``xp`` is the activation ``p`` (``keep_p``) or the input."""
+    dtype = xp.dtype
+    p = xp if keep_p else None
+    xw = xp
+    if not keep_p and _backward_reads_p(names, dense is not None):
+        # the quadratic forms (Σp², Σp²g, soft form) combine terms that cancel, with
+        # coefficients up to 1/smooth: in half precision they overflow (NaN) or lose
+        # every digit, so their backward runs in float32 and is cast back at the end
+        xw = xp.to(compute_dtype(dtype))
+        p = activate(xw, activation)
+    scale = k = None
+    if xw.dtype != compute_dtype(xw.dtype):
+        scale, k = half_scale(grads)
+    v = _moments_backward(p, xw.shape, labels, dense, valid, names, grads, xw.dtype, xw.device, scale)
+    if p is None:  # recomputed after v: its temporaries are gone, the peak is v and p
+        p = activate(xw, activation)
+    dx = activation_backward_([p], [v], activation)[0]
+    if k is not None:
+        dx = unscale(dx, k)
+    return dx.to(dtype)
 
 
 def moments(canon: Canonical, names: Sequence[str]) -> Dict[str, Tensor]:
