@@ -406,7 +406,7 @@ def _eager_backward(xp: Tensor, keep_p: bool, labels: Optional[Tensor], dense: O
     dx = activation_backward_([p], [v], activation)[0]
     if k is not None:
         dx = unscale(dx, k)
-    return dx.to(dtype)
+    return dx if dx.dtype == dtype else dx.to(dtype)
 
 
 def moments(canon: Canonical, names: Sequence[str]) -> Dict[str, Tensor]:
