@@ -34,9 +34,12 @@ _CPU_SUM_PIECES = 4
 _state: Dict[str, Optional[bool]] = {"probe": None, "forced_plain": None}
 
 
+# (looked up once: this runs several times per call)
+_IS_COMPILING = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
+
+
 def _compiling() -> bool:
-    fn = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(fn()) if fn is not None else False
+    return bool(_IS_COMPILING())
 
 
 def _version() -> tuple:

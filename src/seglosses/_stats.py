@@ -88,10 +88,13 @@ def activate(x: Tensor, activation: str) -> Tensor:
     return x
 
 
+# (looked up once: this runs several times per call)
+_IS_COMPILING = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
+
+
 def _compiling() -> bool:
     """True while ``torch.compile`` traces (the eager-CPU workarounds below are not needed there)."""
-    fn = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(fn()) if fn is not None else False
+    return bool(_IS_COMPILING())
 
 
 def _bdot(a: Tensor, b: Tensor, dtype: torch.dtype) -> Tensor:
