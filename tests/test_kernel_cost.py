@@ -113,3 +113,34 @@ def test_layout_cache_is_bounded(monkeypatch):
     for n in range(1, 11):
         _inputs.canonicalize(torch.randn(1, 1, n), torch.zeros(1, n), check_values=False)
         assert len(_inputs._LAYOUTS) <= 4
+
+
+def test_half_scale_on_cpu_is_host_arithmetic():
+    from seglosses._stats import half_scale, unscale
+
+    g = [torch.full((2, 3), 3.0), None, torch.full((2, 3), -0.5)]
+    assert half_scale(g) == (None, 0)  # peak 3 <= 2**8: nothing to scale
+    for peak, k in ((257.0, 1), (1e5, 9), (2.0 ** 40, 30), (float("inf"), 30)):
+        scale, got = half_scale([torch.tensor([[peak]]), torch.tensor([[1.0]])])
+        assert got == k and scale == 2.0 ** -k
+    t = torch.full((4,), 3.0, dtype=torch.bfloat16)
+    assert unscale(t, 0) is t and torch.equal(unscale(t, 20), torch.full((4,), 3.0 * 2 ** 20, dtype=torch.bfloat16))
+
+
+def test_half_precision_tiny_input_op_count():
+    # small half inputs: one cast-sum per moment (no slices) and a host-side scale
+    x = torch.randn(16, 1, 4, 4).bfloat16().requires_grad_()
+    t = (torch.rand(16, 1, 4, 4) > 0.5).bfloat16()
+    ops = _ops(dice_loss, x, t)
+    assert ops["sum"] <= 4 and ops["split"] == 0 and ops["log2"] == 0 and ops["exp2"] == 0, dict(ops)
+    assert sum(ops.values()) <= 50, dict(ops)  # 84 before: sliced sums, device-side scale
+
+
+def test_half_precision_large_input_matches_float32_sums():
+    # sliced float32 accumulation (>= 2**16 elements) and the unsliced one agree
+    from seglosses import _fast
+
+    t = torch.rand(2, 3, 1 << 15).bfloat16()
+    torch.testing.assert_close(_fast.sum_last(t, torch.float32), t.float().sum(-1), rtol=1e-6, atol=1e-3)
+    small = t[..., :64]
+    torch.testing.assert_close(_fast.sum_last(small, torch.float32), small.float().sum(-1), rtol=0, atol=0)

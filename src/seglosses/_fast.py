@@ -31,6 +31,7 @@ from torch import Tensor
 MIN_TORCH = (2, 1)
 _ENV = "SEGLOSSES_PLAIN_KERNEL"
 _CPU_SUM_PIECES = 4
+_CPU_SUM_MIN = 1 << 16  # below this the whole cast copy is small: one operation, not seven
 _state: Dict[str, Optional[bool]] = {"probe": None, "forced_plain": None}
 
 
@@ -140,8 +141,9 @@ def scatter_(dst: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
 
 def sum_last(t: Tensor, dtype: torch.dtype) -> Tensor:
     """Sum over the last axis, accumulated and returned in ``dtype`` (slice by slice on the
-    CPU when ``t`` has another dtype: the cast copies one slice at a time)."""
-    if t.dtype == dtype or t.shape[-1] < 2 * _CPU_SUM_PIECES or not enabled(t.device):
+    CPU when ``t`` has another dtype and at least ``2**16`` elements: the cast copies one
+    slice at a time)."""
+    if t.dtype == dtype or t.numel() < _CPU_SUM_MIN or not enabled(t.device):
         return t.sum(-1, dtype=dtype)
     pieces = t.chunk(_CPU_SUM_PIECES, dim=-1)
     total = pieces[0].sum(-1, dtype=dtype)

@@ -21,21 +21,24 @@ from which TP = Σpg, FP = Σp − TP, FN = Σg − TP, TN = n − TP − FP −
 A label-map target is never expanded to one-hot: the sums that involve ``g`` are
 gathered at the true class and scattered into the class axis. The moments come out
 of a custom autograd function whose backward rebuilds ``∂L/∂p`` from the upstream
-gradients of the moments (``∂L/∂p_ic = a_c g_ic + b_c + 2 c_c p_ic + …``) and
-recomputes the activation from the saved input, so nothing of pixel size is stored
-between forward and backward beyond the input and the target. A dense (soft) target
+gradients of the moments (``∂L/∂p_ic = a_c g_ic + b_c + 2 c_c p_ic + …``), so one
+tensor of pixel size is kept between forward and backward besides the target: the
+activation ``p`` (the eager kernel; the backward then needs no second activation pass
+and no input) or the input (the compiled kernel, and the eager backward of the
+quadratic moments in half precision, which recomputes ``p`` in float32). A dense (soft) target
 that requires grad (soft labels from a teacher) gets its exact gradient the same way:
 the moments are sums, so ``∂L/∂g_ic = a_c p_ic + b'_c + …`` from the same upstream
 gradients (:func:`_target_backward`, taken only when the target requires grad); a
 label map is an integer tensor and has none.
 
-Cost, for the Dice/Tversky moments ``p, g, pg`` (no ``ignore_index``): the forward is
-the activation, one reduction per moment (the product of ``pg`` taken in place in the
-fresh activation) and no other pixel-sized allocation; the backward is the activation
-again, ``a g + b`` built in place in one buffer (dense targets: a multiply and an add;
-label maps: a broadcast copy and one scatter at the true class), and the activation's
-backward written in place over it. The peak is two tensors of the input's size and dtype, one
-of which is the returned gradient.
+Cost of the eager kernel, for the Dice/Tversky moments ``p, g, pg`` (no
+``ignore_index``): the forward is the activation (kept for the backward), one reduction
+per moment and, for a dense target, one product ``p g`` that lives only for its sum (a
+label map gathers ``p`` at the true class instead); the backward is ``a g + b`` built in
+place in one buffer (dense targets: a multiply and an add; label maps: a broadcast copy
+and one scatter at the true class), and the activation's backward written in place over
+it. The backward's peak is two tensors of the input's size and dtype (the kept ``p`` and
+the returned gradient).
 
 Statistics are accumulated in float32 for float16/bfloat16 input, in the input's
 dtype otherwise; the pixel-sized intermediates (the probabilities and ``∂L/∂p``) stay
@@ -44,8 +47,9 @@ soft form of a dense target), whose cancelling terms are combined in float32.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -219,7 +223,7 @@ def _moments_backward(
     grads: Sequence[Optional[Tensor]],
     dtype: torch.dtype,
     device: torch.device,
-    scale: Optional[Tensor] = None,
+    scale: Optional[Union[Tensor, float]] = None,
 ) -> Tensor:
     """``∂L/∂p`` ``[B, C, N]`` in ``dtype`` (the input's) from the upstream gradients
     ``grads`` (``[B, C]`` or ``None`` for an unused moment, in the order of ``names``).
@@ -235,7 +239,7 @@ def _moments_backward(
     # In half precision they are first scaled by ``scale`` (a power of two, exact) so that
     # none overflows (coefficients reach 1/smooth); the caller undoes it (:func:`unscale`)
     used = {k: g for k, g in zip(names, grads) if g is not None and k in _P_MOMENTS}
-    if scale is not None:
+    if scale is not None:  # (a Python number on the CPU, a device tensor elsewhere)
         used = {k: g * scale for k, g in used.items()}
     coef = {k: (g if g.dtype == dtype else g.to(dtype)).unsqueeze(-1) for k, g in used.items()}
     v = dloss_dp(p, dense, coef, shape, dtype, device)
@@ -275,20 +279,37 @@ def _moments_backward(
 _HALF_EXP = 8  # scaled coefficients stay below 2**8: sums of a few terms fit any half type
 
 
-def half_scale(grads: Sequence[Optional[Tensor]]) -> Tuple[Tensor, Tensor]:
+def half_scale(grads: Sequence[Optional[Tensor]]) -> Tuple[Optional[Union[Tensor, float]], Union[Tensor, int]]:
     """``(2**-k, k)`` for the upstream gradients of a half-precision backward: ``k >= 0``
-    the smallest integer (at most 30) that brings every coefficient below ``2**8``. A
-    device computation without a host sync."""
-    peak = torch.stack([g.detach().abs().amax().float() for g in grads if g is not None]).amax()
-    k = torch.ceil(torch.log2(peak.clamp_min(1.0))).sub(_HALF_EXP).clamp(0, 30)
-    return torch.exp2(-k), k
+    the smallest integer (at most 30) that brings every coefficient below ``2**8``.
+
+    On the CPU, where reading a number back costs no synchronisation, ``k`` is a Python
+    int (four operations: one peak over all gradients) and the scale ``None`` when
+    ``k = 0`` (the usual case: nothing to scale). Elsewhere both are device tensors,
+    computed without a host sync."""
+    used = [g.detach() for g in grads if g is not None]
+    if used[0].device.type == "cpu":
+        same = all(g.shape == used[0].shape for g in used)
+        peak = float((torch.stack(used) if same else torch.stack([g.abs().amax() for g in used])).abs().amax())
+        # (NaN: k = 0, and the NaN propagates; an infinite peak takes the largest k)
+        k = (0 if not peak > 2.0 ** _HALF_EXP else 30 if math.isinf(peak)
+             else min(30, math.ceil(math.log2(peak)) - _HALF_EXP))
+        return (None if k == 0 else 2.0 ** -k), k
+    peak_t = torch.stack([g.abs().amax().float() for g in used]).amax()
+    kt = torch.ceil(torch.log2(peak_t.clamp_min(1.0))).sub(_HALF_EXP).clamp(0, 30)
+    return torch.exp2(-kt), kt
 
 
-def unscale(t: Tensor, k: Tensor) -> Tensor:
+def unscale(t: Tensor, k: Union[Tensor, int]) -> Tensor:
     """``t * 2**k`` in place, in two factors of at most ``2**15`` (each exact and in range in
     half precision); overflows only where the result itself leaves the dtype's range. On
     the CPU, where reading ``k`` costs no synchronisation, ``k = 0`` (the usual case)
     skips both passes over ``t``."""
+    if not isinstance(k, Tensor):
+        if k == 0:
+            return t
+        lo = k // 2
+        return t.mul_(2.0 ** lo).mul_(2.0 ** (k - lo))
     if t.device.type == "cpu" and float(k) == 0:
         return t
     lo = torch.floor(k / 2)
