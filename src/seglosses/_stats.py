@@ -53,8 +53,10 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
+from typing_extensions import Unpack
 
 from . import _fast
+from ._arguments import SCORES, ScoreKeywords, shared_keywords
 from ._fused import (
     CompileError,
     auto_failed,
@@ -508,19 +510,9 @@ def confusion_from_moments(m: Dict[str, Tensor], soft_form: bool = False, with_t
     return Confusion(tp, fp, fn, tn)
 
 
-def soft_confusion(
-    probs: Tensor,
-    target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "image",
-    with_tn: bool = False,
-    soft_form: bool = False,
-    check_values: bool = True,
-) -> Confusion:
+@shared_keywords(SCORES, without=("reduction", "bins", "empty"))
+def soft_confusion(probs: Tensor, target: Tensor, *, with_tn: bool = False, soft_form: bool = False,
+                   **kw: Unpack[ScoreKeywords]) -> Confusion:
     r"""Soft confusion statistics TP, FP, FN (and TN) per image and class.
 
     .. math::
@@ -532,18 +524,14 @@ def soft_confusion(
 
     Args:
         probs: probabilities ``[B, C, *S]`` (logits with ``from_logits=True``).
-        target: label map ``[B, *S]`` or dense ``[B, C, *S]`` (see :mod:`seglosses._inputs`).
-        mode: "binary", "multiclass" or "multilabel".
-        from_logits: apply sigmoid (binary/multilabel) or softmax (multiclass) first.
-        include_background: keep channel 0 (multiclass/multilabel).
-        ignore_index: target value whose pixels are left out of every sum.
-        domain: "image" (one row per image) or "batch" (the batch summed into one row).
         with_tn: also return TN.
         soft_form: TP = (Σp + Σg − Σ|p−g|)/2 (see :func:`confusion_from_moments`).
-        check_values: run the value checks of :func:`~seglosses._inputs.canonicalize`.
 
     Returns:
         :class:`Confusion` with ``[B, C]`` tensors (``[1, C]`` for the batch domain).
+
+    Raises:
+        TypeError, ValueError: as :func:`~seglosses._inputs.canonicalize`; an unknown ``domain``.
 
     Example:
         >>> p = torch.tensor([[[[0.9, 0.2], [0.6, 0.0]]]])
@@ -553,10 +541,10 @@ def soft_confusion(
         [1.5, 0.2, 1.5]
     """
     canon = canonicalize(
-        probs, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values, defer_checks=True,
+        probs, target, mode=kw["mode"], from_logits=kw["from_logits"], include_background=kw["include_background"],
+        ignore_index=kw["ignore_index"], check_values=kw["check_values"], defer_checks=True, mask=kw["mask"],
     )
-    m = over_domain(moments(canon, confusion_names(soft_form, with_tn)), domain)
+    m = over_domain(moments(canon, confusion_names(soft_form, with_tn)), kw["domain"])
     return confusion_from_moments(m, soft_form=soft_form, with_tn=with_tn)
 
 

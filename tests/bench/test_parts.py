@@ -95,3 +95,62 @@ def test_data_package_keeps_its_public_names():
         if callable(value):
             assert value.__module__.startswith("seglosses.bench.data."), name
     assert {"build_dataset", "RatioBatchSampler", "ShuffleBatchSampler", "load_nifti_slices", "tile"} <= set(data.__all__)
+
+
+def test_bootstrap_tests_get_enough_resamples_for_the_holm_threshold():
+    """A bootstrap p cannot fall below 2 / (n_boot + 1): in a table of 42 tests, 1000 resamples would
+    leave every pooled test above Holm's smallest threshold 0.05 / 42; the tests that may be
+    significant are drawn again with enough resamples (16800) and can then pass."""
+    from types import SimpleNamespace
+
+    from seglosses.bench.comparisons import LEVEL, _pair_tests, bootstrap_resamples
+
+    class Tester:
+        def __init__(self):
+            self.by_label = {}
+            self.calls = []
+
+        def test(self, a, b, metric, aggregation, n_boot=None):
+            n = n_boot or 1000
+            self.calls.append((a.label, metric, n))
+            clear = a.label == "A0"  # one pair differs clearly: its p sits at the resolution floor
+            p = 2 / (n + 1) if clear else 0.4
+            return {"test": {"unit": "cluster bootstrap", "p": p, "n_boot": n, "mean_diff": 0.1 if clear else 0.01}}
+
+    tester = Tester()
+    configs = [SimpleNamespace(label=f"{x}{i}") for i in range(6) for x in "AB"]
+    tester.by_label = {c.label: c for c in configs}
+    pairs = [(configs[2 * i], configs[2 * i + 1]) for i in range(6)]
+    rows = [(f"m{j}", "dataset", f"m{j}", True) for j in range(7)]
+    found = _pair_tests(tester, pairs, rows)
+    assert len(found) == 42 and bootstrap_resamples(42) == 16800
+    clear = [r for r in found if r["a"] == "A0"]
+    assert all(r["test"]["n_boot"] == 16800 and r["p_holm"] < LEVEL and r["verdict"] == "better" for r in clear)
+    rest = [r for r in found if r["a"] != "A0"]
+    assert all(r["test"]["n_boot"] == 1000 and r["verdict"] == "no significant difference" for r in rest)
+    # only the 7 tests that could be significant were drawn again
+    assert sum(n == 16800 for _, _, n in tester.calls) == 7
+    # with the old fixed 1000 resamples none of them could have passed Holm
+    assert 2 / 1001 * 42 > LEVEL
+
+
+@pytest.mark.parametrize("positive, negative, verdict", [(3, 0, "better"), (2, 0, "better"), (2, 1, "seeds disagree"),
+                                                         (0, 3, "better")])
+def test_significant_test_needs_the_same_sign_in_every_seed(positive, negative, verdict):
+    from seglosses.bench.comparisons import _verdict
+
+    mean = 0.1 if positive >= negative else -0.1
+    r = {"test": {"mean_diff": mean}, "p_holm": 0.001, "higher": mean > 0,
+         "seeds": {"n": positive + negative, "positive": positive, "negative": negative, "zero": 0}}
+    assert _verdict(r) == verdict
+    assert _verdict(dict(r, p_holm=0.2)) == "no significant difference"
+
+
+def test_claim_counts_seeds_disagree_as_no_consistent_difference():
+    from seglosses.bench.results import Claim, judge
+
+    better = Claim("k", "s", "x", ("s",), "compare", "better", (("dice", "dataset"),))
+    same = Claim("k", "s", "x", ("s",), "compare", "none", (("dice", "dataset"),))
+    t = {"verdict": "seeds disagree", "a": "A", "b": "B", "metric": "dice", "aggregation": "dataset"}
+    assert judge(better, [t])[0] == "inconclusive at this scale"
+    assert judge(same, [t])[0] == "holds"

@@ -16,7 +16,7 @@ import numpy as np
 
 from seglosses.bench.stats import holm, paired_cluster_bootstrap, paired_cluster_test, sign_consistency, wilcoxon_test
 
-__all__ = ["LEVEL", "N_BOOT"]
+__all__ = ["LEVEL", "N_BOOT", "bootstrap_resamples"]
 
 
 
@@ -45,6 +45,7 @@ class _Tester:
 
     def __init__(self, configs: Sequence[Configuration], n_boot: int = N_BOOT) -> None:
         self.configs = list(configs)
+        self.by_label = {c.label: c for c in self.configs}
         self.n_boot = n_boot
         self.groups: Dict[str, str] = {}
         for c in configs:
@@ -103,8 +104,10 @@ class _Tester:
         return out
 
     # ---- tests
-    def test(self, a: Configuration, b: Configuration, metric: str, aggregation: str) -> Optional[Dict[str, Any]]:
-        """The paired test of ``a - b`` for one row of :data:`ROWS`, with the per-seed differences."""
+    def test(self, a: Configuration, b: Configuration, metric: str, aggregation: str,
+             n_boot: Optional[int] = None) -> Optional[Dict[str, Any]]:
+        """The paired test of ``a - b`` for one row of :data:`ROWS`, with the per-seed differences
+        (``n_boot``: resamples of a pooled metric's bootstrap, default the tester's)."""
         va, vb = self.seed_values(a, metric, aggregation), self.seed_values(b, metric, aggregation)
         signs = sign_consistency(va, vb)
         if not signs["n"]:
@@ -116,7 +119,7 @@ class _Tester:
             pa, pb = self.per_image(a, metric), self.per_image(b, metric)
             test = paired_cluster_test(pa, pb, self.groups) if set(pa) & set(pb) else None
         else:
-            test = self._bootstrap(a, b, metric)
+            test = self._bootstrap(a, b, metric, n_boot or self.n_boot)
         if test is not None:
             out["test"] = test
         if len(set(va) & set(vb)) >= 5:
@@ -124,7 +127,7 @@ class _Tester:
             out["seed_test"] = wilcoxon_test([va[s] for s in common], [vb[s] for s in common])
         return out
 
-    def _bootstrap(self, a: Configuration, b: Configuration, metric: str) -> Optional[Dict[str, Any]]:
+    def _bootstrap(self, a: Configuration, b: Configuration, metric: str, n_boot: int) -> Optional[Dict[str, Any]]:
         sa, sb = self.cluster_sums(a), self.cluster_sums(b)
         seeds = sorted(set(sa) & set(sb))
         if not seeds:
@@ -155,7 +158,7 @@ class _Tester:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 return np.nanmean(value, axis=1)
 
-        return paired_cluster_bootstrap(pa, pb, clusters, statistic, n_boot=self.n_boot)
+        return paired_cluster_bootstrap(pa, pb, clusters, statistic, n_boot=n_boot)
 
 
     def _pooled_values(self, entry, weights: np.ndarray) -> Dict[str, np.ndarray]:
@@ -187,6 +190,15 @@ def _pair_tests(tester: _Tester, pairs: Sequence[Tuple[Configuration, Configurat
                 continue
             r.update(a=a.label, b=b.label, metric=metric, aggregation=aggregation, row=label, higher=higher)
             found.append(r)
+    # A bootstrap p is at least 2 / (n_boot + 1): with m tests in the family Holm needs p < LEVEL / m
+    # for the smallest one, so a test that may be significant is resampled again, enough times for
+    # that floor to be a tenth of the threshold (otherwise no pooled test could pass in a large table).
+    needed = bootstrap_resamples(len(found))
+    for r in found:
+        t = r.get("test")
+        if t is not None and t.get("unit") == "cluster bootstrap" and t["n_boot"] < needed and t["p"] < LEVEL:
+            r["test"] = tester.test(tester.by_label[r["a"]], tester.by_label[r["b"]], r["metric"],
+                                    r["aggregation"], n_boot=needed)["test"]
     adjusted = holm([r["test"]["p"] if "test" in r else math.nan for r in found])
     for r, p in zip(found, adjusted):
         r["p_holm"] = p
@@ -194,13 +206,32 @@ def _pair_tests(tester: _Tester, pairs: Sequence[Tuple[Configuration, Configurat
     return found
 
 
+def bootstrap_resamples(tests: int, base: int = N_BOOT) -> int:
+    """Resamples a pooled-metric bootstrap needs in a family of ``tests`` Holm-corrected tests: the
+    smallest attainable p, ``2 / (n + 1)``, at most a tenth of the smallest Holm threshold
+    ``LEVEL / tests`` (and never fewer than ``base``).
+
+    Example:
+        >>> bootstrap_resamples(1), bootstrap_resamples(42)
+        (1000, 16800)
+    """
+    return max(int(base), math.ceil(20 * max(int(tests), 1) / LEVEL))
+
+
 def _verdict(r: Mapping[str, Any]) -> str:
-    """``better`` / ``worse`` (a against b, by the metric's direction) at Holm-adjusted p < LEVEL,
-    else ``no significant difference`` (``not tested`` without a test)."""
+    """``better`` / ``worse`` (a against b, by the metric's direction) at Holm-adjusted p < LEVEL
+    when no seed's difference goes the other way; ``seeds disagree`` when the test is significant
+    but the per-seed differences have both signs (the tests resample images or clusters for the
+    trained models at hand, not the training itself, so a difference whose sign depends on the
+    seed is not called a difference between the losses); else ``no significant difference``
+    (``not tested`` without a test)."""
     if "test" not in r or math.isnan(r.get("p_holm", math.nan)):
         return "not tested"
     if r["p_holm"] >= LEVEL or r["test"]["mean_diff"] == 0:
         return "no significant difference"
+    signs = r.get("seeds") or {}
+    if signs.get("positive", 0) and signs.get("negative", 0):
+        return "seeds disagree"
     return "better" if (r["test"]["mean_diff"] > 0) == r["higher"] else "worse"
 
 

@@ -67,6 +67,7 @@ def learning_curves(path: Path, dataset: str, configs: Sequence[Any],
     ± 1 s.d.): all configurations in one panel up to :data:`MAX_OVERLAID`, else ``panels`` (one
     per loss, or per combination of the factors other than the compared ``factor``)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator
 
     if not any(_curve(c, "train_loss") for c in configs):
         return False
@@ -97,14 +98,19 @@ def learning_curves(path: Path, dataset: str, configs: Sequence[Any],
         for ax in axes[row]:
             ax.grid(True, alpha=0.3)
             ax.tick_params(labelsize=7)
-            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
             if key == "val_dice_dataset":
                 ax.set_ylim(-0.02, 1.02)
+                ax.yaxis.set_major_locator(MaxNLocator(4))
             else:  # log scale only where the curves span more than a decade
                 lines = [np.asarray(l.get_ydata(), dtype=float) for l in ax.get_lines()]
                 if lines and all(np.nanmin(y) > 0 for y in lines) and \
                         max(np.nanmax(y) for y in lines) > 10 * min(np.nanmin(y) for y in lines):
                     ax.set_yscale("log")
+                    ax.yaxis.set_major_locator(LogLocator(numticks=4))
+                    ax.yaxis.set_minor_locator(NullLocator())
+                else:
+                    ax.yaxis.set_major_locator(MaxNLocator(4))
     for ax in axes[-1]:
         ax.set_xlabel("epoch", fontsize=9)
     how = "one panel per " + ("combination of the other factors" if factor else "loss") if ncols > 1 else ""
@@ -120,6 +126,7 @@ def metric_bars(path: Path, dataset: str, configs: Sequence[Any], rows: Sequence
     """One bar chart per row ``(metric, aggregation, title, higher is better)``: mean over seeds
     of each configuration, error bars ± 1 s.d., the best marked."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not rows:
         return False
@@ -147,6 +154,7 @@ def metric_bars(path: Path, dataset: str, configs: Sequence[Any], rows: Sequence
         ax.set_xticks(x)
         ax.set_xticklabels([c.label for c in configs], rotation=45, ha="right", fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
+        ax.yaxis.set_major_locator(MaxNLocator(5))
         if metric not in ("hd95",):
             ax.set_ylim(0, max(1.0, float(np.nanmax(means + stds)) * 1.08) if np.isfinite(means).any() else 1.0)
     for ax in list(axes.flat)[len(rows):]:

@@ -124,8 +124,10 @@ CONVENTIONS = [
     "quadrants), or taken from one patient where the data set says so, form a cluster. Per-image metrics: "
     "for each common seed and item the difference, averaged over the cluster's items and the seeds, then a "
     "two-sided Wilcoxon signed-rank test over the clusters (effect size: matched-pairs rank-biserial r). "
-    "Pooled metrics: a paired bootstrap over clusters (1000 resamples, the same draw for both "
-    "configurations and every seed) of the seed-mean difference of the pooled metric (effect size: the "
+    "Pooled metrics: a paired bootstrap over clusters (the same draw for both configurations and every "
+    "seed) of the seed-mean difference of the pooled metric (1000 resamples; a test with p < 0.05 is "
+    "drawn again with 20 m / 0.05 resamples in a table of m tests, so that the smallest p it can reach, "
+    "2 / (n + 1), is a tenth of the smallest Holm threshold; effect size: the "
     "difference over its bootstrap s.d.). p-values are Holm-corrected over each table; verdicts at 0.05",
     "seeds: the per-seed differences of the aggregated metric and how many of them favour each side "
     "(a Wilcoxon test over seeds needs at least 5 seeds in common)",
@@ -464,7 +466,8 @@ def _tests_table(tests: Sequence[Mapping[str, Any]], *, pair_column: str, multic
             kind = f"Wilcoxon, {t['n_clusters']} clusters ({t['n_items']} items)"
             p, effect = _p(t["p"]), f"r = {_fmt(t['effect'], 2)}"
         else:
-            kind = f"bootstrap, {t['n_clusters']} clusters, 95% CI [{_fmt(t['ci'][0])}, {_fmt(t['ci'][1])}]"
+            kind = (f"bootstrap ({t['n_boot']} resamples), {t['n_clusters']} clusters, "
+                    f"95% CI [{_fmt(t['ci'][0])}, {_fmt(t['ci'][1])}]")
             p, effect = _p(t["p"]), f"d/sd = {_fmt(t['effect'], 2)}"
         verdict = r["verdict"]
         verdict = f"**{verdict}**" if verdict in ("better", "worse") else verdict
@@ -486,9 +489,10 @@ def _verdict_lines(tests: Sequence[Mapping[str, Any]], names: Optional[Mapping[T
     lines = []
     for (a, b), rows in pairs.items():
         by = {v: [_short(r["metric"], r["aggregation"], multiclass) for r in rows if r["verdict"] == v]
-              for v in ("better", "worse", "no significant difference", "not tested")}
-        words = {"better": "better in", "worse": "worse in", "no significant difference": "not significantly different in",
-                 "not tested": "not tested in"}
+              for v in ("better", "worse", "seeds disagree", "no significant difference", "not tested")}
+        words = {"better": "better in", "worse": "worse in",
+                 "seeds disagree": "significantly different, but not in the same direction in every seed, in",
+                 "no significant difference": "not significantly different in", "not tested": "not tested in"}
         parts = [f"{words[v]} {', '.join(m)}" for v, m in by.items() if m]
         title = names.get((a, b)) if names else None
         lines.append(f"- **{title or f'{a} vs {b}'}**: {a} is " + "; ".join(parts) + ".")
@@ -906,7 +910,9 @@ _TEST_NOTE = ("mean ± s.d. over seeds of the per-seed difference of the aggrega
               "values; per-image metrics tested by a Wilcoxon signed-rank test over clusters (source images / "
               "patients: an item's differences averaged within its cluster and over the seeds), pooled metrics "
               "by a paired bootstrap over clusters; p-values Holm-corrected over this table; verdict at 0.05, "
-              "by the metric's direction (better / worse / no significant difference).")
+              "by the metric's direction (better / worse / no significant difference); a significant test whose "
+              "per-seed differences have both signs reads \"seeds disagree\" (the tests resample the test images "
+              "for the trained models at hand, not the training).")
 
 
 def summary_line(index: Mapping[str, Any], runs: Sequence[Any]) -> str:

@@ -12,7 +12,8 @@ real outputs of the runs), writes each study's full report into ``docs/results/<
 ``docs/results.md`` the tests the claim rests on and its verdict, computed from the numbers:
 
 * **holds**: every selected test has the expected verdict (Holm-corrected p < 0.05 in the
-  expected direction; for a claim of no difference: no test significant);
+  expected direction, and no seed's difference the other way; for a claim of no difference: no
+  test significant with the same direction in every seed);
 * **does not hold**: at least one selected test is significant against the claim;
 * **inconclusive at this scale**: neither (some tests not significant, or not tested);
 * **not run yet**: no finished run of the study was found.
@@ -154,6 +155,8 @@ def judge(claim: Claim, tests: Sequence[Mapping[str, Any]]) -> Tuple[str, Dict[s
     for t in tests:
         want = _expected(claim, t)
         v = t["verdict"]
+        if v == "seeds disagree":  # significant for these models, but no consistent direction
+            v = "no significant difference"
         if v == "not tested":
             counts["not tested"] += 1
         elif want == "none":
@@ -255,7 +258,9 @@ def build_page(results_dir: str | Path = "results", out: str | Path = "docs/resu
           f"`{results_dir.as_posix()}/` (each run's `final.json` and `image_sums.npz`); the study files are in "
           "`studies/`. Each verdict is computed from the paired tests of the study's report: Holm-corrected over "
           "the report's table, at 0.05; per-image metrics tested over source images / patients (Wilcoxon), "
-          "pooled metrics by a paired bootstrap over them. **holds**: every test the claim rests on goes its "
+          "pooled metrics by a paired bootstrap over them. A test counts as better or worse only when, in "
+          "addition, no seed's difference has the other sign (\"seeds disagree\" otherwise: the tests "
+          "resample images for the trained models, not the training). **holds**: every test the claim rests on goes its "
           "way; **does not hold**: at least one test is significant against it; **inconclusive at this "
           "scale**: neither. The scale is far below the papers' (small U-Nets, few epochs, CPU); the "
           "verdicts are about these runs.", ""]
