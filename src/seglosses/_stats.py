@@ -310,8 +310,8 @@ def unscale(t: Tensor, k: Union[Tensor, int]) -> Tensor:
     if not isinstance(k, Tensor):
         if k == 0:
             return t
-        lo = k // 2
-        return t.mul_(2.0 ** lo).mul_(2.0 ** (k - lo))
+        half = k // 2
+        return t.mul_(2.0 ** half).mul_(2.0 ** (k - half))
     if t.device.type == "cpu" and float(k) == 0:
         return t
     lo = torch.floor(k / 2)
