@@ -13,9 +13,13 @@ from seglosses._arguments import (
     BOUNDARY,
     OVERLAP,
     REGION,
+    SCORES,
+    SURFACE,
     BoundaryKeywords,
     OverlapKeywords,
     RegionKeywords,
+    ScoreKeywords,
+    SurfaceKeywords,
     shared_keywords,
     with_docs,
 )
@@ -32,17 +36,25 @@ BOUNDARY_FNS = [sl.functional.boundary_loss, sl.functional.hausdorff_dt_loss, sl
 OVERLAP_FNS = [metrics.dice, metrics.jaccard, metrics.tversky_index, metrics.sensitivity, metrics.specificity,
                metrics.precision, metrics.balanced_accuracy, metrics.pixel_accuracy, metrics.iou_per_class,
                metrics.mean_iou]
+SCORE_FNS = [metrics.average_precision, metrics.roc_auc, metrics.expected_calibration_error,
+             metrics.maximum_calibration_error, metrics.calibration_bins, sl.functional.soft_confusion]
+SURFACE_FNS = [metrics.hausdorff, metrics.hd95, metrics.assd, metrics.surface_dice, metrics.modified_hausdorff,
+               metrics.surface_metrics]
+FAMILY_OF = {**{f: REGION for f in REGION_FNS}, **{f: OVERLAP for f in OVERLAP_FNS},
+             **{f: BOUNDARY for f in BOUNDARY_FNS}, **{f: SCORES for f in SCORE_FNS},
+             **{f: SURFACE for f in SURFACE_FNS}}
 
 
 def test_tables_agree_with_their_typed_dicts():
-    for fam, td in ((REGION, RegionKeywords), (OVERLAP, OverlapKeywords), (BOUNDARY, BoundaryKeywords)):
+    for fam, td in ((REGION, RegionKeywords), (OVERLAP, OverlapKeywords), (BOUNDARY, BoundaryKeywords),
+                    (SCORES, ScoreKeywords), (SURFACE, SurfaceKeywords)):
         assert list(fam.defaults) == list(td.__annotations__) == list(fam.annotations)
         assert set(fam.docs) == set(fam.defaults) | {"input", "target"}
 
 
-@pytest.mark.parametrize("fn", REGION_FNS + OVERLAP_FNS + BOUNDARY_FNS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("fn", list(FAMILY_OF), ids=lambda f: f.__name__)
 def test_signature_lists_every_shared_keyword_with_its_default_and_doc(fn):
-    fam = REGION if fn in REGION_FNS else (BOUNDARY if fn in BOUNDARY_FNS else OVERLAP)
+    fam = FAMILY_OF[fn]
     params = inspect.signature(fn).parameters
     assert not any(p.kind is p.VAR_KEYWORD for p in params.values())
     shared = [n for n in params if n in fam.defaults]
@@ -50,7 +62,7 @@ def test_signature_lists_every_shared_keyword_with_its_default_and_doc(fn):
     for n in shared:
         # the functions that differ say so in their decorator
         assert params[n].default == fn.shared_defaults[n], (fn.__name__, n)
-        if n not in ("mode", "domain", "smooth"):
+        if n not in ("mode", "domain", "smooth", "empty", "bins"):
             assert params[n].default == fam.defaults[n], (fn.__name__, n)
         assert f"        {n}: " in fn.__doc__, (fn.__name__, n)
     assert fn.__doc__.index("Common args:") < fn.__doc__.index("Example:") if "Example:" in fn.__doc__ else True
@@ -116,3 +128,23 @@ def test_with_docs_inserts_before_the_example_or_appends():
 
     assert with_docs("    Notes:\n        x.")(f).__doc__.split("Notes:")[1].index("Example:") > 0
     assert with_docs("    Notes:\n        x.")(g).__doc__.rstrip().endswith("x.")
+
+
+def test_family_returns_and_raises_unless_the_function_has_its_own():
+    # the overlap metrics share one Returns / Raises; a function with its own keeps it
+    assert "Returns:\n        The reduced value" in metrics.sensitivity.__doc__
+    assert "TypeError: a float label-map target" in metrics.sensitivity.__doc__
+    assert metrics.mean_iou.__doc__.count("Returns:") == 1 and "A 0-dim tensor." in metrics.mean_iou.__doc__
+    assert metrics.hd95.__doc__.count("Raises:") == 1 and "``percentile`` outside" in metrics.hd95.__doc__
+    # a positional argument the family does not name is the function's own to document
+    doc = sl.functional.soft_confusion.__doc__
+    assert "        probs: " in doc and "        target: " in doc and "        input: " not in doc
+
+
+def test_surface_options_come_from_the_signatures():
+    from seglosses.metrics.surface import metric_options
+
+    assert metric_options("surface_dice", {})["empty"] == 1.0 and "missing" not in metric_options("surface_dice", {})
+    assert metric_options("hausdorff", {"directed": True})["directed"] is True
+    with pytest.raises(ValueError, match="`spacing` must be an option of 'hd95'"):
+        metric_options("hd95", {"spacing": 1.0})

@@ -110,8 +110,6 @@ def test_no_import_cycles_in_the_library():
     assert cycles(_library(graph)) == []
 
 
-@pytest.mark.xfail(reason="bench.study imports bench.checks inside a function and bench.checks imports "
-                          "bench.study: the bench split into small modules removes the cycle", strict=True)
 def test_no_import_cycles_in_the_benchmark_tool():
     assert cycles(import_graph()) == []
 

@@ -53,12 +53,20 @@ class Family:
     docs: Mapping[str, str]
     notes: str = ""
     head: Tuple[str, ...] = field(default=("input", "target"))
+    returns: str = ""
+    raises: str = ""
 
-    def block(self, names: Sequence[str]) -> str:
+    def block(self, names: Sequence[str], head: Optional[Sequence[str]] = None, doc: str = "") -> str:
+        """The docs of ``head`` (default :attr:`head`) and ``names``, the notes, and the family's
+        ``Returns:`` / ``Raises:`` sections where ``doc`` has none of its own."""
         lines = ["    Common args:"]
-        for n in list(self.head) + [n for n in self.defaults if n in names]:
+        for n in list(self.head if head is None else head) + [n for n in self.defaults if n in names]:
             lines.append(f"        {n}: {self.docs[n]}")
-        return "\n".join(lines) + ("\n\n" + self.notes.rstrip() if self.notes else "")
+        out = "\n".join(lines) + ("\n\n" + self.notes.rstrip() if self.notes else "")
+        for title, text in (("Returns", self.returns), ("Raises", self.raises)):
+            if text and f"    {title}:" not in doc:
+                out += f"\n\n    {title}:\n        " + text.strip()
+        return out
 
 
 def shared_keywords(family: Family, *, defaults: Optional[Mapping[str, Any]] = None,
@@ -96,7 +104,8 @@ def shared_keywords(family: Family, *, defaults: Optional[Mapping[str, Any]] = N
 
         public.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
         public.shared_defaults = shared  # type: ignore[attr-defined]  # the family's, with the function's own
-        with_docs(family.block(list(shared)))(public)
+        head = [p.name for p in own if p.kind is not p.KEYWORD_ONLY and p.name in family.docs]
+        with_docs(family.block(list(shared), head, fn.__doc__ or ""))(public)
         return public  # type: ignore[return-value]
 
     return deco
@@ -181,8 +190,8 @@ REGION = Family(
 # --------------------------------------------------------------------------- overlap metrics
 
 
-class OverlapKeywords(TypedDict, total=False):
-    """The shared keywords of the overlap metrics (:data:`OVERLAP`)."""
+class _HardPairKeywords(TypedDict, total=False):
+    """The keywords that make a metric's prediction hard and describe its pair (overlap, surface)."""
 
     mode: str
     from_logits: bool
@@ -190,6 +199,11 @@ class OverlapKeywords(TypedDict, total=False):
     num_classes: Optional[int]
     include_background: bool
     ignore_index: Optional[int]
+
+
+class OverlapKeywords(_HardPairKeywords, total=False):
+    """The shared keywords of the overlap metrics (:data:`OVERLAP`)."""
+
     domain: str
     reduction: str
     empty: Union[float, str]
@@ -248,6 +262,11 @@ OVERLAP = Family(
         A ratio whose denominator is 0 takes ``empty``; no other value is special. An
         ignored pixel counts nowhere; a class absent from an image is scored for that
         image (e.g. a false positive on an empty target gives Dice 0).""",
+    returns="""The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.""",
+    raises="""ValueError: mismatched shapes, labels out of range, probabilities outside [0, 1],
+            NaN/Inf, an empty batch, an unknown option (see :func:`~seglosses._inputs.canonicalize`).
+        TypeError: a float label-map target, an integer one-hot target in multiclass mode,
+            non-tensor arguments.""",
 )
 
 # --------------------------------------------------------------------------- boundary losses
@@ -353,4 +372,146 @@ PIXEL = Family(
     ),
 )
 
-FAMILIES: Dict[str, Family] = {"region": REGION, "overlap": OVERLAP, "boundary": BOUNDARY, "pixel": PIXEL}
+
+# --------------------------------------------------------------------------- score metrics
+
+
+class ScoreKeywords(TypedDict, total=False):
+    """The shared keywords of the metrics of the raw scores (:data:`SCORES`): ranking, calibration,
+    and the soft confusion statistics."""
+
+    mode: str
+    from_logits: bool
+    include_background: bool
+    ignore_index: Optional[int]
+    domain: str
+    reduction: str
+    bins: Optional[int]
+    empty: Union[float, str]
+    check_values: bool
+    mask: Optional[Tensor]
+
+
+SCORES = Family(
+    "score metrics",
+    defaults=dict(mode="binary", from_logits=False, include_background=True, ignore_index=None, domain="image",
+                  reduction="mean", bins=None, empty="nan", check_values=True, mask=None),
+    annotations=dict(mode="str", from_logits="bool", include_background="bool", ignore_index="Optional[int]",
+                     domain="str", reduction="str", bins="Optional[int]", empty="float | str",
+                     check_values="bool", mask="Optional[Tensor]"),
+    docs=dict(
+        input="""scores ``[B, C, *S]`` (any number of spatial dims ``S``): probabilities
+            (``from_logits=False``, the default), or logits with ``from_logits=True``.""",
+        target="""label map ``[B, *S]`` (integer), or ``[B, C, *S]`` one-hot / {0, 1} / soft
+            (float; a soft target counts a pixel fractionally); binary mode also takes
+            ``[B, *S]`` / ``[B, 1, *S]``.""",
+        mode="""``"binary"``, ``"multiclass"`` or ``"multilabel"``.""",
+        from_logits="apply the sigmoid (binary, multilabel) or the softmax (multiclass) first.",
+        include_background="""keep channel 0 (multiclass, multilabel); binary mode always
+            scores its single foreground channel.""",
+        ignore_index="target value whose pixels are left out of every sum, ranking and bin.",
+        domain="""``"image"``: one value per image and class; ``"batch"``: one value per
+            class over every pixel of the batch.""",
+        reduction="""``"mean"`` (NaN values left out), ``"sum"`` or ``"none"`` (``[B, C]``
+            for ``domain="image"``, ``[C]`` for ``domain="batch"``).""",
+        bins="""``None`` (the exact value, by sorting: the ranking metrics) or the number of
+            equal bins of [0, 1]; a score ``s`` falls into bin
+            :math:`\\min(\\lfloor s \\cdot \\text{bins}\\rfloor, \\text{bins} - 1)`.""",
+        empty="""the value of an item where the metric is undefined (see the Convention):
+            a number or ``"nan"`` (NaN values are left out of ``reduction="mean"``).""",
+        check_values="""check label ranges, probability range and finiteness (one pass over
+            the data and a device sync); shapes and dtypes are always checked.""",
+        mask="""spatial mask ``[B, 1, *S]`` or ``[B, *S]`` (a batch of 1 applies to every
+            image): bool (False leaves the pixel out, as ``ignore_index`` does; both
+            combine) or float per-pixel weights (finite, >= 0): a pixel of weight ``w``
+            counts as ``w`` pixels of its score and target.""",
+    ),
+    returns="""The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.""",
+    raises="""TypeError: an integer prediction (these metrics need scores); wrong argument types.
+        ValueError: as :func:`seglosses.metrics.dice`; a bad ``bins``; an unknown ``domain``.""",
+)
+
+# --------------------------------------------------------------------------- surface metrics
+
+
+class SurfaceKeywords(_HardPairKeywords, total=False):
+    """The shared keywords of the surface-distance metrics (:data:`SURFACE`)."""
+
+    spacing: Optional[Union[float, Sequence[float]]]
+    reduction: str
+    empty: Union[float, str]
+    missing: Union[float, str]
+    distance: str
+    directed: bool
+    backend: str
+    check_values: bool
+    mask: Optional[Tensor]
+
+
+SURFACE = Family(
+    "surface metrics",
+    defaults=dict(mode="binary", from_logits=False, threshold=0.5, num_classes=None, include_background=True,
+                  ignore_index=None, spacing=None, reduction="mean", empty=0.0, missing="inf",
+                  distance="euclidean", directed=False, backend="auto", check_values=True, mask=None),
+    annotations=dict(mode="str", from_logits="bool", threshold="float", num_classes="Optional[int]",
+                     include_background="bool", ignore_index="Optional[int]",
+                     spacing="Optional[float | Sequence[float]]", reduction="str", empty="float | str",
+                     missing="float | str", distance="str", directed="bool", backend="str", check_values="bool",
+                     mask="Optional[Tensor]"),
+    docs=dict(
+        input="""the prediction, as for :func:`seglosses.metrics.dice`: probabilities
+            (thresholded at ``threshold``), logits (``from_logits=True``), multiclass
+            scores (arg-max) or a hard prediction (integer/bool; a multiclass label map
+            needs ``num_classes``).""",
+        target="""label map ``[B, *S]`` or ``[B, C, *S]`` one-hot / {0, 1}; 2D or 3D
+            (any number of spatial dims).""",
+        mode="""``"binary"``, ``"multiclass"`` or ``"multilabel"``.""",
+        from_logits="the float prediction is logits (sigmoid, or softmax in multiclass mode).",
+        threshold="""binary and multilabel probabilities are foreground where ``p >= threshold``;
+            multiclass predictions take the arg-max over classes.""",
+        num_classes="the number of classes of a multiclass label-map prediction.",
+        include_background="""keep channel 0 (multiclass, multilabel); binary mode always
+            scores its single foreground channel.""",
+        ignore_index="""target value whose pixels are left out: such a pixel belongs to no
+            class of the target (the true surface runs along the ignored region) and
+            surface points there are dropped from both surfaces (MONAI's ``mask``).""",
+        spacing="""pixel size per spatial axis (``None`` = 1, a number, or one per axis);
+            distances are in its unit.""",
+        reduction="""``"mean"`` over images and classes (NaN left out; an ``inf`` value
+            makes the mean ``inf``), ``"sum"``, or ``"none"`` for ``[B, C]``.""",
+        empty="""value when both surfaces (point sets) are empty, the class absent from
+            prediction and target: a number or ``"nan"`` (default 0.0 for the distances,
+            1.0 for the surface Dice).""",
+        missing="""value when exactly one surface is empty: ``"inf"`` (default), ``"nan"``,
+            ``"diagonal"`` (the image diagonal) or a number.""",
+        distance="""the point-to-point distance: ``"euclidean"`` (default),
+            ``"chessboard"`` (:math:`\\max_a s_a |x_a - y_a|`) or ``"taxicab"``
+            (:math:`\\sum_a s_a |x_a - y_a|`), with the ``spacing`` ``s`` (MONAI's and
+            torchmetrics' ``distance_metric``; see
+            :func:`~seglosses.metrics._surface_points.lattice_distance`).""",
+        directed="""only the distances from the predicted surface to the true one
+            (MONAI's ``directed=True`` / ``symmetric=False``, torchmetrics'
+            ``directed=True``).""",
+        backend="""``"auto"``: the point search of
+            :func:`~seglosses.metrics._surface_points.mutual_distances` (its fallback for
+            far points uses :func:`seglosses.distance.edt` with ``"auto"``); ``"torch"``,
+            ``"scipy"``, ``"edt"``: a distance transform of every mask with that
+            :func:`seglosses.distance.edt` backend.""",
+        check_values="""check label ranges, probability range and finiteness (one pass over
+            the data and a device sync); shapes and dtypes are always checked.""",
+        mask="""spatial mask ``[B, 1, *S]`` or ``[B, *S]`` (a batch of 1 applies to every
+            image), bool (or float holding only 0 and 1): a pixel where it is False is
+            left out exactly as ``ignore_index`` leaves it out (both combine). It belongs
+            to no class of the target, so the true surface runs along the edge of the
+            masked region; the prediction is read there as it is (its surface is found
+            from the whole predicted mask); then every surface point at a masked pixel is
+            dropped from both surfaces, neither measured from nor to. The foreground
+            point sets of :func:`modified_hausdorff` leave masked pixels out of both.""",
+    ),
+    returns="""The reduced value, or ``[B, C]`` with ``reduction="none"``.""",
+    raises="""ValueError, TypeError: as :func:`seglosses.metrics.dice`; a bad ``spacing``,
+            ``empty``, ``missing``, ``distance`` or ``mask``.""",
+)
+
+FAMILIES: Dict[str, Family] = {"region": REGION, "overlap": OVERLAP, "boundary": BOUNDARY, "pixel": PIXEL,
+                               "scores": SCORES, "surface": SURFACE}

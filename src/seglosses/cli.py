@@ -214,28 +214,16 @@ def _device(text: Optional[str]):
 
 
 def _cmd_bench(args) -> int:
-    from seglosses.bench.checks import validate_study
-    from seglosses.bench.default_study import default_study
     from seglosses.bench.executors import InlineExecutor
     from seglosses.bench.progress import StudyProgress
-    from seglosses.bench.report import ReportError, write_report
-    from seglosses.bench.runfiles import folder_problem
-    from seglosses.bench.study import StudyError, apply_overrides, load_study, parse_study, run_study
-    from seglosses.bench.train import RunInterrupted, distributed_context
+    from seglosses.bench.study import StudyError
+    from seglosses.bench.train import distributed_context
 
     distributed = _init_distributed()
     rank, _ = distributed_context()
     main = rank == 0
     try:
-        study = load_study(args.study) if args.study else parse_study(default_study(), source=None)
-        study = apply_overrides(study, epochs=args.epochs, max_images=args.max_images, size=args.size,
-                                width=args.width, seeds=args.seeds, pretrain_epochs=args.pretrain_epochs,
-                                losses=args.losses)
-        validate_study(study)
-        device = _device(args.device)
-        problem = folder_problem(Path(args.out) / study.name) if main else None
-        if problem:
-            raise ValueError(f"`--out` must be a folder the runs can be written to; {problem}")
+        study, device = _bench_study(args, main)
     except (StudyError, ValueError) as err:
         print(f"seglosses bench: error: {err}", file=sys.stderr)
         return 2
@@ -247,8 +235,43 @@ def _cmd_bench(args) -> int:
     inline = isinstance(executor, InlineExecutor)
     live = not args.quiet and sys.stderr.isatty() and main  # bars and a status line on the terminal
     progress = live and inline  # the bars of each run: only when it trains in this process
-    redo = [x for group in args.redo or [] for x in group]
+    if main and not args.quiet:
+        print(f"execution: {executor.describe()}; {_wait_policy_note()}", flush=True)
+    display = StudyProgress(0, slots=executor.slots, enabled=main and not args.quiet, position=2 if progress else 0)
+    t0 = time.perf_counter()
+    outcome = _bench_run(args, study, device=device, progress=progress, log=_bench_log(args, main, live),
+                         executor=executor, display=display, main=main, distributed=distributed)
+    if isinstance(outcome, int):
+        return outcome
+    if not main:
+        return 0
+    print(f"study {study.name}: {outcome.summary()} in "
+          f"{time.perf_counter() - t0:.1f} s; folder {outcome.folder}")
+    return _bench_report(args, outcome)
 
+
+def _bench_study(args, main: bool):
+    """The study of ``bench`` (file or embedded default, with the quick-run overrides), checked
+    whole, and the device; raises StudyError or ValueError."""
+    from seglosses.bench.checks import validate_study
+    from seglosses.bench.default_study import default_study
+    from seglosses.bench.runfiles import folder_problem
+    from seglosses.bench.study import apply_overrides, load_study, parse_study
+
+    study = load_study(args.study) if args.study else parse_study(default_study(), source=None)
+    study = apply_overrides(study, epochs=args.epochs, max_images=args.max_images, size=args.size,
+                            width=args.width, seeds=args.seeds, pretrain_epochs=args.pretrain_epochs,
+                            losses=args.losses)
+    validate_study(study)
+    device = _device(args.device)
+    problem = folder_problem(Path(args.out) / study.name) if main else None
+    if problem:
+        raise ValueError(f"`--out` must be a folder the runs can be written to; {problem}")
+    return study, device
+
+
+def _bench_log(args, main: bool, live: bool):
+    """Where the messages of ``bench`` go: above the progress bars on a terminal, else stdout."""
     def log(message: str) -> None:
         if args.quiet or not main:
             return
@@ -259,13 +282,19 @@ def _cmd_bench(args) -> int:
         else:
             print(message, flush=True)
 
-    if main and not args.quiet:
-        print(f"execution: {executor.describe()}; {_wait_policy_note()}", flush=True)
-    display = StudyProgress(0, slots=executor.slots, enabled=main and not args.quiet, position=2 if progress else 0)
-    t0 = time.perf_counter()
+    return log
+
+
+def _bench_run(args, study, *, device, progress: bool, log, executor, display, main: bool, distributed: bool):
+    """Run the study; its outcome, or the exit code when it stopped (2 error, 3 interrupted by the
+    test hook, 130 Ctrl-C)."""
+    from seglosses.bench.study import StudyError, run_study
+    from seglosses.bench.train import RunInterrupted
+
+    redo = [x for group in args.redo or [] for x in group]
     try:
-        outcome = run_study(study, args.out, device=device, progress=progress, log=log,
-                            stop_after_epoch=args.stop_after_epoch, redo=redo, executor=executor, display=display)
+        return run_study(study, args.out, device=device, progress=progress, log=log,
+                         stop_after_epoch=args.stop_after_epoch, redo=redo, executor=executor, display=display)
     except StudyError as err:
         if main:
             print(f"seglosses bench: error: {err}", file=sys.stderr)
@@ -285,23 +314,26 @@ def _cmd_bench(args) -> int:
 
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def _bench_report(args, outcome) -> int:
+    """Write the report (unless ``--no-report``) and list the failures; the exit code."""
+    from seglosses.bench.report import ReportError, write_report
+
     status = 0
-    if main:
-        print(f"study {study.name}: {outcome.summary()} in "
-              f"{time.perf_counter() - t0:.1f} s; folder {outcome.folder}")
-        if not args.no_report and outcome.finished:
-            try:
-                path = write_report(outcome.folder, baseline=args.baseline,
-                                    warn=lambda m: print(f"seglosses bench: report: {m}", file=sys.stderr))
-                print(f"report: {path / 'report.md'}")
-            except (ReportError, OSError) as err:
-                print(f"seglosses bench: report error: {err}", file=sys.stderr)
-                status = 2
-        if outcome.failures:
-            print(f"{len(outcome.failures)} failure(s):", file=sys.stderr)
-            for f in outcome.failures:
-                print(f"  - {f['run']}: {f['error']}", file=sys.stderr)
-            status = status or 1
+    if not args.no_report and outcome.finished:
+        try:
+            path = write_report(outcome.folder, baseline=args.baseline,
+                                warn=lambda m: print(f"seglosses bench: report: {m}", file=sys.stderr))
+            print(f"report: {path / 'report.md'}")
+        except (ReportError, OSError) as err:
+            print(f"seglosses bench: report error: {err}", file=sys.stderr)
+            status = 2
+    if outcome.failures:
+        print(f"{len(outcome.failures)} failure(s):", file=sys.stderr)
+        for f in outcome.failures:
+            print(f"  - {f['run']}: {f['error']}", file=sys.stderr)
+        status = status or 1
     return status
 
 

@@ -45,6 +45,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ._arguments import with_docs
 from ._options import lookup_option
 
 __all__ = ["edt", "signed_distance", "two_sided_distance", "chessboard_distance", "min_max_line"]
@@ -139,6 +140,25 @@ def _resolve_backend(backend: object, device: torch.device, ndim: int, dtype: to
         if ndim > 3:
             raise ValueError(f"`backend` 'edt' supports 1 to 3 spatial dims; got {ndim}")
     return backend
+
+
+def _checked(mask: object, spacing: object, backend: object, dtype: object
+             ) -> tuple[torch.Tensor, tuple[float, ...], str, torch.dtype]:
+    """The checked arguments of the public transforms: bool mask, spacing per dim, backend, dtype."""
+    fg = _check_mask(mask)
+    ndim = fg.ndim - 1
+    spacing_t = _check_spacing(spacing, ndim)
+    dtype = _check_dtype(dtype)
+    return fg, spacing_t, _resolve_backend(backend, fg.device, ndim, dtype), dtype
+
+
+#: the common end of the public transforms' docstrings
+_RETURNS_RAISES = """    Returns:
+        Tensor of shape ``mask.shape``, dtype ``dtype``, on ``mask.device``.
+
+    Raises:
+        TypeError, ValueError, ImportError: as :func:`edt`.
+"""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -393,27 +413,19 @@ def edt(
         >>> edt(torch.tensor([[1, 1, 1, 1]]), backend="torch")  # no background: padded
         tensor([[1., 2., 2., 1.]])
     """
-    fg = _check_mask(mask)
-    ndim = fg.ndim - 1
-    spacing = _check_spacing(spacing, ndim)
-    dtype = _check_dtype(dtype)
-    backend = _resolve_backend(backend, fg.device, ndim, dtype)
+    fg, spacing, backend, dtype = _checked(mask, spacing, backend, dtype)
     if fg.numel() == 0:
         return torch.zeros(fg.shape, dtype=dtype, device=fg.device)
     if backend != "torch":
         return _edt_numpy(fg, spacing, backend, dtype)
     out = _edt_torch(fg, spacing, dtype)
-    full = fg.flatten(1).all(1).view((-1,) + (1,) * ndim)
+    full = fg.flatten(1).all(1).view((-1,) + (1,) * (fg.ndim - 1))
     return torch.where(full, _border_distance(fg.shape[1:], spacing, fg.device, dtype), out)
 
 
-def two_sided_distance(
-    mask: torch.Tensor,
-    spacing: float | Sequence[float] | None = None,
-    *,
-    backend: str = "auto",
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
+@with_docs(_RETURNS_RAISES)
+def two_sided_distance(mask: torch.Tensor, spacing: float | Sequence[float] | None = None, *, backend: str = "auto",
+                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
     r"""Each pixel's distance to the nearest pixel on the other side of the mask's boundary.
 
     .. math::
@@ -434,22 +446,12 @@ def two_sided_distance(
     Args:
         mask, spacing, backend, dtype: as in :func:`edt`.
 
-    Returns:
-        Tensor of shape ``mask.shape``, dtype ``dtype``, on ``mask.device``.
-
-    Raises:
-        TypeError, ValueError, ImportError: as :func:`edt`.
-
     Example:
         >>> import torch
         >>> two_sided_distance(torch.tensor([[0, 0, 1, 1, 1, 0]]), backend="torch")
         tensor([[2., 1., 1., 2., 1., 1.]])
     """
-    fg = _check_mask(mask)
-    ndim = fg.ndim - 1
-    spacing_t = _check_spacing(spacing, ndim)
-    dtype = _check_dtype(dtype)
-    resolved = _resolve_backend(backend, fg.device, ndim, dtype)
+    fg, spacing_t, resolved, dtype = _checked(mask, spacing, backend, dtype)
     if fg.numel() == 0:
         return torch.zeros(fg.shape, dtype=dtype, device=fg.device)
     if resolved == "edt":
@@ -459,13 +461,9 @@ def two_sided_distance(
     return inside + outside
 
 
-def signed_distance(
-    mask: torch.Tensor,
-    spacing: float | Sequence[float] | None = None,
-    *,
-    backend: str = "auto",
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
+@with_docs(_RETURNS_RAISES)
+def signed_distance(mask: torch.Tensor, spacing: float | Sequence[float] | None = None, *, backend: str = "auto",
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
     r"""Signed distance map (level-set function) of a batch of binary masks.
 
     The map :math:`\phi` of the boundary loss (seed 001, section 4.1, after
@@ -495,15 +493,7 @@ def signed_distance(
 
     Args:
         mask: bool or integer tensor of 0 and 1, shape ``[B, *spatial]``.
-        spacing: as in :func:`edt`.
-        backend: as in :func:`edt`.
-        dtype: as in :func:`edt`.
-
-    Returns:
-        Tensor of shape ``mask.shape``, dtype ``dtype``, on ``mask.device``.
-
-    Raises:
-        TypeError, ValueError, ImportError: as :func:`edt`.
+        spacing, backend, dtype: as in :func:`edt`.
 
     Example:
         >>> import torch

@@ -9,7 +9,8 @@ from torch import nn
 import seglosses.metrics as M
 from seglosses.bench.data import SegmentationDataset
 from seglosses.bench.evaluate import OPTIONAL_METRICS, RELIABILITY_BINS, check_metric_names, evaluate
-from seglosses.bench.report import Configuration, pooled_reliability, reliability_diagram, write_report
+from seglosses.bench.report import Configuration, write_report
+from seglosses.bench.reportfigures import pooled_reliability, reliability_diagram
 
 
 class _Logits(nn.Module):

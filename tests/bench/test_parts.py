@@ -132,3 +132,25 @@ def test_bootstrap_tests_get_enough_resamples_for_the_holm_threshold():
     assert sum(n == 16800 for _, _, n in tester.calls) == 7
     # with the old fixed 1000 resamples none of them could have passed Holm
     assert 2 / 1001 * 42 > LEVEL
+
+
+@pytest.mark.parametrize("positive, negative, verdict", [(3, 0, "better"), (2, 0, "better"), (2, 1, "seeds disagree"),
+                                                         (0, 3, "better")])
+def test_significant_test_needs_the_same_sign_in_every_seed(positive, negative, verdict):
+    from seglosses.bench.comparisons import _verdict
+
+    mean = 0.1 if positive >= negative else -0.1
+    r = {"test": {"mean_diff": mean}, "p_holm": 0.001, "higher": mean > 0,
+         "seeds": {"n": positive + negative, "positive": positive, "negative": negative, "zero": 0}}
+    assert _verdict(r) == verdict
+    assert _verdict(dict(r, p_holm=0.2)) == "no significant difference"
+
+
+def test_claim_counts_seeds_disagree_as_no_consistent_difference():
+    from seglosses.bench.results import Claim, judge
+
+    better = Claim("k", "s", "x", ("s",), "compare", "better", (("dice", "dataset"),))
+    same = Claim("k", "s", "x", ("s",), "compare", "none", (("dice", "dataset"),))
+    t = {"verdict": "seeds disagree", "a": "A", "b": "B", "metric": "dice", "aggregation": "dataset"}
+    assert judge(better, [t])[0] == "inconclusive at this scale"
+    assert judge(same, [t])[0] == "holds"

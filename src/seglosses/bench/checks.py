@@ -5,7 +5,7 @@
 loss spec built (in the data sets' modes and the study's domains), the model, optimiser,
 schedule, sampler and evaluation settings (keys, with a did-you-mean, and values), and every
 data-set entry (preset, type, keys, the folders and files it names). :func:`validate_study`
-raises one :class:`~seglosses.bench.study.StudyError` listing every problem, each with where it
+raises one :class:`~seglosses.bench.studyfile.StudyError` listing every problem, each with where it
 is in the study file, so a misspelt key never fails a study after other runs have trained.
 
 Loading the data itself (reading images, mask values) still happens when a data set's turn comes.
@@ -22,7 +22,8 @@ import torch
 from seglosses._options import did_you_mean
 from seglosses.bench.builders import build_optimizer, build_run_loss, build_scheduler
 from seglosses.bench.data import spec as _data
-from seglosses.bench.study import Study, StudyError, raise_problems, resolve_dataset
+from seglosses.bench.studydata import resolve_dataset
+from seglosses.bench.studyfile import Study, StudyError, raise_problems
 from seglosses.bench.unet import UNet
 
 __all__ = ["check_study", "validate_study"]
@@ -33,7 +34,7 @@ _AMP = ("auto", "bf16", "fp16", "off")
 
 
 def validate_study(study: Study) -> None:
-    """Raise one :class:`~seglosses.bench.study.StudyError` listing every problem :func:`check_study` finds.
+    """Raise one :class:`~seglosses.bench.studyfile.StudyError` listing every problem :func:`check_study` finds.
 
     Example:
         >>> from seglosses.bench.study import parse_study
@@ -41,7 +42,7 @@ def validate_study(study: Study) -> None:
         >>> validate_study(study)
         Traceback (most recent call last):
         ...
-        seglosses.bench.study.StudyError: the study has 2 problems:
+        seglosses.bench.studyfile.StudyError: the study has 2 problems:
           - `losses[0]` ('dcie'): `spec` term 1 ('dcie' at column 0): must name a registered loss; got 'dcie' ...
           - `model.dpeth` must be one of the U-Net settings (...); got an unknown key (did you mean 'depth'?)
     """

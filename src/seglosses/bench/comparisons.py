@@ -219,12 +219,19 @@ def bootstrap_resamples(tests: int, base: int = N_BOOT) -> int:
 
 
 def _verdict(r: Mapping[str, Any]) -> str:
-    """``better`` / ``worse`` (a against b, by the metric's direction) at Holm-adjusted p < LEVEL,
-    else ``no significant difference`` (``not tested`` without a test)."""
+    """``better`` / ``worse`` (a against b, by the metric's direction) at Holm-adjusted p < LEVEL
+    when no seed's difference goes the other way; ``seeds disagree`` when the test is significant
+    but the per-seed differences have both signs (the tests resample images or clusters for the
+    trained models at hand, not the training itself, so a difference whose sign depends on the
+    seed is not called a difference between the losses); else ``no significant difference``
+    (``not tested`` without a test)."""
     if "test" not in r or math.isnan(r.get("p_holm", math.nan)):
         return "not tested"
     if r["p_holm"] >= LEVEL or r["test"]["mean_diff"] == 0:
         return "no significant difference"
+    signs = r.get("seeds") or {}
+    if signs.get("positive", 0) and signs.get("negative", 0):
+        return "seeds disagree"
     return "better" if (r["test"]["mean_diff"] > 0) == r["higher"] else "worse"
 
 

@@ -266,20 +266,7 @@ def evaluate(
     names = [str(n) for n in names]
     share = _Strided(dataset, rank, world) if world > 1 else dataset
     share_names = names[rank::world] if world > 1 else names
-
-    fg_only = mode == "multiclass"
-    acc_fg, acc_all = pooled_accumulators(mode, num_classes, metrics, device=device)
-    calibration = [m for m in metrics if m in _CALIBRATION]
-    acc_cal = SegmentationMetrics(
-        [(m, {"bins": RELIABILITY_BINS}) for m in calibration], 1 if mode == "binary" else num_classes, mode=mode,
-        include_background=mode != "multiclass", aggregation="dataset", device=device,
-    ) if calibration else None
-    sums: List[Dict[str, Tensor]] = []
-    surface = {m: _surface_options(m) for m in metrics if m in _SURFACE}
-
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    seen = torch.zeros((), dtype=torch.float64, device=device)
-    rows: List[Dict[str, float]] = []
+    acc = _Accumulators(mode, num_classes, metrics, device)
     loader = DataLoader(share, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=_collate)
     was_training = model.training
@@ -287,25 +274,8 @@ def evaluate(
     try:
         for batches in loader:
             for images, masks in batches:
-                images, masks = images.to(device), masks.to(device)
-                logits = _logits(model, images, autocast)
-                with torch.no_grad():
-                    if loss_fn is not None:
-                        loss_sum += loss_fn(logits, masks).double() * images.shape[0]
-                probs = torch.sigmoid(logits) if mode == "binary" else torch.softmax(logits, dim=1)
-                seen += images.shape[0]
-                if acc_fg is not None:
-                    acc_fg.update(probs, masks)
-                if acc_cal is not None:
-                    acc_cal.update(probs, masks)
-                labels = None
-                if acc_all is not None:
-                    labels = _hard_labels(probs, mode)
-                    acc_all.update(labels, masks)
-                if per_image:
-                    sums.extend(_image_sums(acc_fg, acc_all, probs, masks, labels))
-                if per_image:
-                    rows.extend(_per_image(probs, masks, labels, mode, num_classes, metrics, surface, fg_only))
+                acc.update(model, images.to(device), masks.to(device), loss_fn=loss_fn, autocast=autocast,
+                           per_image=per_image)
     finally:
         model.train(was_training)
 
@@ -313,45 +283,101 @@ def evaluate(
                            "per_image": {}, "defined": {}, "groups": {}, "image_sums": None,
                            "items": describe_items(dataset), "reliability": None}
     if world > 1:
-        dist.all_reduce(loss_sum)
-        dist.all_reduce(seen)
+        dist.all_reduce(acc.loss_sum)
+        dist.all_reduce(acc.seen)
     if loss_fn is not None:
-        out["loss"] = float(loss_sum / seen.clamp_min(1))
-    if acc_cal is not None:
-        for key, value in acc_cal.compute().items():
-            out["dataset"][key[: -len("_dataset")]] = float(value)
-        out["reliability"] = {"bins": RELIABILITY_BINS,
-                              **{k: v.tolist() for k, v in acc_cal.reliability().items()}}
-    for acc in (acc_fg, acc_all):
-        if acc is None:
-            continue
-        for key, value in acc.compute().items():
-            name = key[: -len("_dataset")]
-            out["dataset"][name] = [float(v) for v in value] if name == "iou_per_class" else float(value)
+        out["loss"] = float(acc.loss_sum / acc.seen.clamp_min(1))
+    acc.pooled_values(out)
     if per_image:
-        if world > 1:
-            gathered: List[Any] = [None] * world
-            dist.all_gather_object(gathered, list(zip(share_names, rows)))
-            position = {name: i for i, name in enumerate(names)}
-            pairs = sorted((p for part in gathered for p in part), key=lambda p: position[p[0]])
-        else:
-            pairs = list(zip(share_names, rows))
-        out["per_image"] = dict(pairs)
-        groups = [str(g) for g in getattr(dataset, "groups", names)]
-        out["groups"] = {n: g for n, g in zip(names, groups)}
-        if world > 1:
-            parts: List[Any] = [None] * world
-            dist.all_gather_object(parts, list(zip(share_names, [{k: v.cpu() for k, v in r.items()} for r in sums])))
-            position = {name: i for i, name in enumerate(names)}
-            sums = [r for _, r in sorted((p for part in parts for p in part), key=lambda p: position[p[0]])]
-        out["image_sums"] = _stack_sums(names, groups, sums, mode, num_classes, acc_fg, acc_all)
-        for m in metrics:
-            if m == "iou_per_class":
-                continue
-            values = [row[m] for _, row in pairs if not math.isnan(row[m])]
-            out["defined"][m] = len(values)
-            out["image_mean"][m] = sum(values) / len(values) if values else math.nan
+        _per_image_values(out, acc, dataset, names, share_names, world)
     return out
+
+
+class _Accumulators:
+    """What :func:`evaluate` accumulates over the batches: the pooled metrics (foreground-averaged,
+    all-class, calibration), the loss sum, and the per-item rows and statistics."""
+
+    def __init__(self, mode: str, num_classes: int, metrics: List[str], device: torch.device) -> None:
+        self.mode, self.num_classes, self.metrics = mode, num_classes, metrics
+        self.fg, self.all = pooled_accumulators(mode, num_classes, metrics, device=device)
+        calibration = [m for m in metrics if m in _CALIBRATION]
+        self.cal = SegmentationMetrics(
+            [(m, {"bins": RELIABILITY_BINS}) for m in calibration], 1 if mode == "binary" else num_classes,
+            mode=mode, include_background=mode != "multiclass", aggregation="dataset", device=device,
+        ) if calibration else None
+        self.surface = {m: _surface_options(m) for m in metrics if m in _SURFACE}
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.seen = torch.zeros((), dtype=torch.float64, device=device)
+        self.rows: List[Dict[str, float]] = []
+        self.sums: List[Dict[str, Tensor]] = []
+
+    def update(self, model: nn.Module, images: Tensor, masks: Tensor, *, loss_fn: Optional[nn.Module],
+               autocast: Any, per_image: bool) -> None:
+        """Run the model on one batch and add it to every accumulator."""
+        mode = self.mode
+        logits = _logits(model, images, autocast)
+        with torch.no_grad():
+            if loss_fn is not None:
+                self.loss_sum += loss_fn(logits, masks).double() * images.shape[0]
+        probs = torch.sigmoid(logits) if mode == "binary" else torch.softmax(logits, dim=1)
+        self.seen += images.shape[0]
+        if self.fg is not None:
+            self.fg.update(probs, masks)
+        if self.cal is not None:
+            self.cal.update(probs, masks)
+        labels = None
+        if self.all is not None:
+            labels = _hard_labels(probs, mode)
+            self.all.update(labels, masks)
+        if per_image:
+            self.sums.extend(_image_sums(self.fg, self.all, probs, masks, labels))
+            self.rows.extend(_per_image(probs, masks, labels, mode, self.num_classes, self.metrics, self.surface,
+                                        mode == "multiclass"))
+
+    def pooled_values(self, out: Dict[str, Any]) -> None:
+        """The data-set (pooled) values into ``out["dataset"]``, and the reliability bins."""
+        if self.cal is not None:
+            for key, value in self.cal.compute().items():
+                out["dataset"][key[: -len("_dataset")]] = float(value)
+            out["reliability"] = {"bins": RELIABILITY_BINS,
+                                  **{k: v.tolist() for k, v in self.cal.reliability().items()}}
+        for acc in (self.fg, self.all):
+            if acc is None:
+                continue
+            for key, value in acc.compute().items():
+                name = key[: -len("_dataset")]
+                out["dataset"][name] = [float(v) for v in value] if name == "iou_per_class" else float(value)
+
+
+def _gather_in_order(items: List[Any], names: Sequence[str], world: int) -> List[Any]:
+    """``(name, value)`` pairs of every process, in the data set's order."""
+    gathered: List[Any] = [None] * world
+    dist.all_gather_object(gathered, items)
+    position = {name: i for i, name in enumerate(names)}
+    return sorted((p for part in gathered for p in part), key=lambda p: position[p[0]])
+
+
+def _per_image_values(out: Dict[str, Any], acc: _Accumulators, dataset: Dataset, names: List[str],
+                      share_names: List[str], world: int) -> None:
+    """The per-item values, groups and statistics, and the per-image means, into ``out``."""
+    if world > 1:
+        pairs = _gather_in_order(list(zip(share_names, acc.rows)), names, world)
+    else:
+        pairs = list(zip(share_names, acc.rows))
+    out["per_image"] = dict(pairs)
+    groups = [str(g) for g in getattr(dataset, "groups", names)]
+    out["groups"] = {n: g for n, g in zip(names, groups)}
+    sums = acc.sums
+    if world > 1:
+        cpu = [{k: v.cpu() for k, v in r.items()} for r in sums]
+        sums = [r for _, r in _gather_in_order(list(zip(share_names, cpu)), names, world)]
+    out["image_sums"] = _stack_sums(names, groups, sums, acc.mode, acc.num_classes, acc.fg, acc.all)
+    for m in acc.metrics:
+        if m == "iou_per_class":
+            continue
+        values = [row[m] for _, row in pairs if not math.isnan(row[m])]
+        out["defined"][m] = len(values)
+        out["image_mean"][m] = sum(values) / len(values) if values else math.nan
 
 
 #: The file of a run folder holding the per-image statistics of the pooled metrics.

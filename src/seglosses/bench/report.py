@@ -42,611 +42,58 @@ import csv
 import io
 import json  # noqa: F401 - the doctests use it
 import math
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from seglosses.bench import figures as _figures
-from seglosses.bench.comparisons import (  # noqa: F401 - re-exported (tests, results page)
-    LEVEL,
+from seglosses.bench.comparisons import (
     N_BOOT,
     _compare_pairs,
     _match_baseline,
     _pair_tests,
     _source_of,
     _Tester,
-    _verdict,
 )
 from seglosses.bench.runfiles import (
-    DamagedFile,
     atomic_write_json,
     atomic_write_text,
-    read_final,
-    read_index,
-    redo_advice,
 )
 from seglosses.bench.stats import (
-    best_flags,
-    mean_std,
     wilcoxon_test,
+)
+
+from seglosses.bench.reportdata import (
+    CONVENTIONS,
+    ROWS,
+    Configuration,
+    ReportError,
+    find_studies,
+    load_runs,
+    summarize,
+)
+from seglosses.bench.reportfigures import (
+    _learning_curves,
+    _metric_bars,
+    _sample_panel,
+    _scored_names,
+    reliability_diagram,
+)
+from seglosses.bench.tables import (
+    _class_iou,
+    _full_spec,
+    _mean_std,
+    _tests_table,
+    _verdict_lines,
+    format_cell,
+    main_table,
+    overview_table,
+    per_class_table,
 )
 
 __all__ = ["ROWS", "ReportError", "Configuration", "find_studies", "load_runs", "summarize", "format_cell",
            "main_table", "per_class_table", "overview_table", "wilcoxon_test", "write_report"]
-
-
-class ReportError(ValueError):
-    """A folder without finished runs, or an unknown baseline.
-
-    Example:
-        >>> issubclass(ReportError, ValueError)
-        True
-    """
-
-
-#: The rows of the main table: (metric, aggregation, label, higher is better). The order
-#: follows seed 000 Table 1 (AP, balanced accuracy, Dice, Jaccard, Hausdorff), then seed 003.
-#: Each label says how the metric is aggregated ("pooled": confusion counts or score histograms
-#: summed over every pixel of every evaluation item, then the formula; "per-image mean": each
-#: item's value, then the mean) and how an item without the class is scored.
-ROWS: List[Tuple[str, str, str, bool]] = [
-    ("average_precision", "dataset", "AP, pooled", True),
-    ("average_precision", "image_mean", "AP, per-image mean (class absent: 1)", True),
-    ("balanced_accuracy", "dataset", "balanced accuracy, pooled", True),
-    ("dice", "dataset", "Dice, pooled", True),
-    ("dice", "image_mean", "Dice, per-image mean (absent in both: 1)", True),
-    ("jaccard", "dataset", "IoU, pooled", True),
-    ("jaccard", "image_mean", "Jaccard, per-image mean (absent in both: 1)", True),
-    ("pixel_accuracy", "dataset", "pixel accuracy, pooled", True),
-    ("modified_hausdorff", "image_mean",
-     "mod. Hausdorff / diagonal, per-image mean (absent in both: left out; in one: 1)", False),
-    ("hd95", "image_mean", "HD95 px, per-image mean (absent in both: left out; in one: diagonal)", False),
-]
-_HIGHER = {m: h for m, _, _, h in ROWS}
-_LABELS = {(m, a): label for m, a, label, _ in ROWS}
-
-CONVENTIONS = [
-    "pooled: confusion counts summed over all pixels of all evaluation items, then the formula "
-    "(seed 003's IoU); average precision from score histograms (1000 bins) summed over the data set",
-    "per-image mean: each evaluation item's value, then the mean over the items where it is defined",
-    "multiclass: overlap metrics average the foreground classes (IoU, pooled is then seed 003's mIoU, "
-    "the mean of the per-class table without the background)",
-    "0/0 overlap ratios (class absent from prediction and truth) count as 1 (seed 003)",
-    "mod. Hausdorff: seed 000 eq. 7 over the foreground pixel sets, divided by the image diagonal; "
-    "HD95: 95th percentile surface distance in pixels; both left out where prediction and truth lack "
-    "the class, and the diagonal (1 after normalisation) where exactly one lacks it",
-    "average precision on the raw probabilities; every other metric on the prediction thresholded at 0.5 "
-    "(binary) or its arg-max (multiclass)",
-    "paired tests respect the data's structure: evaluation items cut from one source image (tiles, "
-    "quadrants), or taken from one patient where the data set says so, form a cluster. Per-image metrics: "
-    "for each common seed and item the difference, averaged over the cluster's items and the seeds, then a "
-    "two-sided Wilcoxon signed-rank test over the clusters (effect size: matched-pairs rank-biserial r). "
-    "Pooled metrics: a paired bootstrap over clusters (the same draw for both configurations and every "
-    "seed) of the seed-mean difference of the pooled metric (1000 resamples; a test with p < 0.05 is "
-    "drawn again with 20 m / 0.05 resamples in a table of m tests, so that the smallest p it can reach, "
-    "2 / (n + 1), is a tenth of the smallest Holm threshold; effect size: the "
-    "difference over its bootstrap s.d.). p-values are Holm-corrected over each table; verdicts at 0.05",
-    "seeds: the per-seed differences of the aggregated metric and how many of them favour each side "
-    "(a Wilcoxon test over seeds needs at least 5 seeds in common)",
-]
-
-
-_NAMES = {"dice": "Dice", "jaccard": "Jaccard", "balanced_accuracy": "balanced accuracy", "average_precision": "AP",
-          "pixel_accuracy": "pixel accuracy", "modified_hausdorff": "mod. Hausdorff", "hd95": "HD95"}
-
-
-def _short(metric: str, aggregation: str, multiclass: bool = False) -> str:
-    """A metric's short name with its aggregation, for verdict lines (``"Dice (pooled)"``)."""
-    if metric == "jaccard" and aggregation == "dataset":
-        return "mIoU (pooled)" if multiclass else "IoU (pooled)"
-    return f"{_NAMES.get(metric, metric)} ({'pooled' if aggregation == 'dataset' else 'per-image'})"
-
-
-def _heading(metric: str, aggregation: str, multiclass: bool = False) -> str:
-    """The column / row heading of a metric: its name, aggregation and the absent-class rule."""
-    if metric == "jaccard" and aggregation == "dataset" and multiclass:
-        return "mIoU, pooled per class, mean over foreground classes"
-    return _LABELS.get((metric, aggregation), f"{metric} ({aggregation})")
-
-
-@dataclass
-class Configuration:
-    """All seeds of one configuration of one data set (the runs' ``final.json`` contents).
-
-    Example:
-        >>> c = Configuration("d", "CE", 0, [{"config": {"seed": 1}, "results": {"dataset": {"dice": 0.5}},
-        ...                                   "per_image": {"a": {"dice": 0.25}}}])
-        >>> c.seeds, c.values("dice", "dataset"), c.per_image("dice")
-        ([1], [0.5], {'a': 0.25})
-    """
-
-    dataset: str
-    label: str
-    order: int
-    runs: List[Dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def seeds(self) -> List[int]:
-        return [int(r["config"]["seed"]) for r in self.runs]
-
-    def config(self) -> Dict[str, Any]:
-        return self.runs[0]["config"]
-
-    def values(self, metric: str, aggregation: str) -> List[float]:
-        out = []
-        for r in self.runs:
-            v = r["results"].get(aggregation, {}).get(metric)
-            if v is not None and not isinstance(v, list):
-                out.append(float(v))
-        return out
-
-    def per_image(self, metric: str, seeds: Optional[Sequence[int]] = None) -> Dict[str, float]:
-        """Per-image values averaged over ``seeds`` (all by default), NaN-free images only."""
-        sums: Dict[str, List[float]] = {}
-        for r in self.runs:
-            if seeds is not None and int(r["config"]["seed"]) not in seeds:
-                continue
-            for name, row in r.get("per_image", {}).items():
-                v = row.get(metric)
-                if v is not None:
-                    sums.setdefault(name, []).append(float(v))
-        return {n: sum(v) / len(v) for n, v in sums.items() if not any(math.isnan(x) for x in v)}
-
-
-# ------------------------------------------------------------------------------------------------
-# Reading
-# ------------------------------------------------------------------------------------------------
-
-
-def find_studies(path: str | Path) -> List[Path]:
-    """The study folders under ``path``: itself when it holds ``study.json`` or ``runs/``, else its
-    sub-folders that do; a bare folder of runs (``final.json`` files somewhere below) is itself one.
-
-    Raises:
-        ReportError: no study or run found.
-
-    Example:
-        >>> import tempfile
-        >>> root = Path(tempfile.mkdtemp()); (root / "s" / "runs").mkdir(parents=True)
-        >>> [p.name for p in find_studies(root)]
-        ['s']
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise ReportError(f"`runs_dir` must be an existing folder; got '{path}'")
-    if (path / "study.json").is_file() or (path / "runs").is_dir():
-        return [path]
-    subs = sorted(p for p in path.iterdir() if p.is_dir() and ((p / "study.json").is_file() or (p / "runs").is_dir()))
-    if subs:
-        return subs
-    if path.name == "runs" and (path.parent / "study.json").is_file():
-        return [path.parent]
-    if any(path.rglob("final.json")):
-        return [path]
-    raise ReportError(f"`runs_dir` must hold a study (study.json, runs/) or finished runs (final.json); "
-                      f"got none in '{path}'")
-
-
-def load_runs(study_dir: str | Path, skipped: Optional[List[str]] = None
-              ) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
-    """The study index (``study.json``, or ``{}``) and the finished runs (``final.json`` contents).
-
-    Runs are those the index lists when there is one, else every ``final.json`` below the
-    folder; pre-training runs are left out. Each run gets ``"dir"``, its folder. A damaged
-    ``final.json`` is left out and its message (path, damage, remedy) appended to ``skipped``.
-
-    Raises:
-        ReportError: a damaged ``study.json`` (the message names it and the remedy).
-
-    Example:
-        >>> import tempfile
-        >>> root = Path(tempfile.mkdtemp()); (root / "r").mkdir()
-        >>> run = '{"config": {"kind": "run", "seed": 0}, "dataset": "d", "results": {}}'
-        >>> _ = (root / "r" / "final.json").write_text(run)
-        >>> (root / "q").mkdir(); _ = (root / "q" / "final.json").write_text(run[:20])
-        >>> skipped = []
-        >>> index, runs = load_runs(root, skipped)
-        >>> index, len(runs), runs[0]["dir"] == str(root / "r"), "(truncated JSON)" in skipped[0]
-        ({}, 1, True, True)
-    """
-    study_dir = Path(study_dir)
-    index: Dict[str, Any] = {}
-    if (study_dir / "study.json").is_file():
-        try:
-            index = read_index(study_dir / "study.json")
-        except DamagedFile as err:
-            raise ReportError(str(err)) from None
-    runs = []
-    if index.get("runs"):
-        paths = [study_dir / "runs" / r["id"] / "final.json" for r in index["runs"]]
-    else:
-        paths = sorted(study_dir.rglob("final.json"))
-    for p in paths:
-        if not p.is_file():
-            continue
-        try:
-            run = read_final(p, advice=redo_advice(_run_id(study_dir, p)))
-        except DamagedFile as err:
-            if skipped is not None:
-                skipped.append(str(err))
-            continue
-        if run.get("config", {}).get("kind") == "pretrain":
-            continue
-        run["dir"] = str(p.parent)
-        runs.append(run)
-    return index, runs
-
-
-def _run_id(study_dir: Path, final: Path) -> Optional[str]:
-    try:
-        return final.parent.relative_to(study_dir / "runs").as_posix()
-    except ValueError:
-        return None
-
-
-def summarize(runs: Sequence[Mapping[str, Any]]) -> "OrderedDict[str, List[Configuration]]":
-    """Group runs by data set and configuration label (configurations in study order).
-
-    Example:
-        >>> r = {"config": {"label": "CE", "order": 0, "seed": 0}, "dataset": "d", "results": {}}
-        >>> [(c.label, c.seeds) for c in summarize([r])["d"]]
-        [('CE', [0])]
-    """
-    groups: Dict[Tuple[str, str], Configuration] = {}
-    for run in runs:
-        cfg = run["config"]
-        key = (run["dataset"], cfg.get("label", cfg.get("loss_label", "?")))
-        if key not in groups:
-            groups[key] = Configuration(key[0], key[1], int(cfg.get("order", len(groups))))
-        groups[key].runs.append(dict(run))
-    out: "OrderedDict[str, List[Configuration]]" = OrderedDict()
-    for conf in sorted(groups.values(), key=lambda c: (c.order, c.label)):
-        conf.runs.sort(key=lambda r: int(r["config"]["seed"]))
-        out.setdefault(conf.dataset, []).append(conf)
-    return out
-
-
-# ------------------------------------------------------------------------------------------------
-# Tables
-# ------------------------------------------------------------------------------------------------
-
-
-_mean_std = mean_std
-
-
-def format_cell(values: Sequence[float], digits: int = 4, bold: bool = False) -> str:
-    """``mean ± std`` (sample standard deviation) of the values, or the value when there is one.
-
-    Example:
-        >>> format_cell([0.5, 0.7]), format_cell([0.25], bold=True), format_cell([])
-        ('0.6000 ± 0.1414', '**0.2500**', '–')
-    """
-    mean, std = _mean_std(values)
-    if math.isnan(mean):
-        return "–"
-    text = f"{mean:.{digits}f}" if len(values) < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
-    return f"**{text}**" if bold else text
-
-
-_best = best_flags
-
-
-def _row_label(metric: str, aggregation: str, label: str, higher: bool, multiclass: bool) -> str:
-    return f"{_heading(metric, aggregation, multiclass)} {'↑' if higher else '↓'}"
-
-
-def main_table(configs: Sequence[Configuration], *, multiclass: bool = False, digits: int = 4) -> str:
-    """The seed 000 Table 1 layout: metric rows with ↑/↓, configuration columns, best in bold.
-
-    Example:
-        >>> a = Configuration("d", "CE", 0, [{"config": {"seed": 0}, "results": {"dataset": {"dice": 0.5}}}])
-        >>> b = Configuration("d", "Dice", 1, [{"config": {"seed": 0}, "results": {"dataset": {"dice": 0.7}}}])
-        >>> print(main_table([a, b]))
-        | metric | CE | Dice |
-        |---|---|---|
-        | Dice, pooled ↑ | 0.5000 | **0.7000** |
-    """
-    lines = ["| metric | " + " | ".join(c.label for c in configs) + " |",
-             "|---|" + "---|" * len(configs)]
-    for metric, aggregation, label, higher in ROWS:
-        values = [c.values(metric, aggregation) for c in configs]
-        if not any(not math.isnan(v) for vs in values for v in vs):
-            continue  # a metric that was not computed (or nowhere defined) gets no row
-        means = [_mean_std(v)[0] for v in values]
-        bold = _best(means, higher)
-        cells = [format_cell(v, digits, b) for v, b in zip(values, bold)]
-        lines.append(f"| {_row_label(metric, aggregation, label, higher, multiclass)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _class_iou(conf: Configuration) -> List[List[float]]:
-    """Per seed, the per-class IoU list."""
-    return [list(r["results"].get("dataset", {}).get("iou_per_class", [])) for r in conf.runs
-            if r["results"].get("dataset", {}).get("iou_per_class")]
-
-
-def per_class_table(configs: Sequence[Configuration], num_classes: int, digits: int = 4,
-                    class_names: Optional[Sequence[str]] = None) -> Optional[str]:
-    """Seed 003 Table 4: configuration rows, per-class IoU (data set) columns, best in bold.
-
-    Returns ``None`` when no run has per-class values.
-
-    Example:
-        >>> c = Configuration("d", "CE", 0, [{"config": {"seed": 0},
-        ...                                   "results": {"dataset": {"iou_per_class": [0.9, 0.4]}}}])
-        >>> print(per_class_table([c], 2))
-        | configuration | background ↑ | class 1 ↑ |
-        |---|---|---|
-        | CE | **0.9000** | **0.4000** |
-    """
-    per = [_class_iou(c) for c in configs]
-    if not any(per):
-        return None
-    names = list(class_names) if class_names else ["background"] + [f"class {k}" for k in range(1, num_classes)]
-    columns = [[[seed[k] for seed in p if len(seed) > k] for p in per] for k in range(num_classes)]
-    bolds = [_best([_mean_std(v)[0] for v in col], True) for col in columns]
-    lines = ["| configuration | " + " | ".join(f"{n} ↑" for n in names) + " |", "|---|" + "---|" * num_classes]
-    for i, c in enumerate(configs):
-        cells = [format_cell(columns[k][i], digits, bolds[k][i]) for k in range(num_classes)]
-        lines.append(f"| {c.label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def overview_table(studies: Mapping[str, Sequence[Configuration]], modes: Mapping[str, str],
-                   digits: int = 4) -> Optional[str]:
-    """Seed 003 Tables 2-3: configuration rows; per data set, pixel accuracy and IoU / mIoU (data set).
-
-    Example:
-        >>> c = Configuration("d", "CE", 0, [{"config": {"seed": 0},
-        ...                                   "results": {"dataset": {"pixel_accuracy": 0.9, "jaccard": 0.5}}}])
-        >>> print(overview_table({"d": [c]}, {"d": "binary"}))
-        | configuration | d: pixel acc. ↑ | d: IoU ↑ |
-        |---|---|---|
-        | CE | **0.9000** | **0.5000** |
-    """
-    labels: List[str] = []
-    for confs in studies.values():
-        labels.extend(c.label for c in confs if c.label not in labels)
-    if not labels:
-        return None
-    header = ["configuration"]
-    for ds in studies:
-        header += [f"{ds}: pixel acc. ↑", f"{ds}: {'mIoU' if modes.get(ds) == 'multiclass' else 'IoU'} ↑"]
-    cols: List[List[str]] = []
-    for ds, confs in studies.items():
-        by_label = {c.label: c for c in confs}
-        for metric in ("pixel_accuracy", "jaccard"):
-            values = [by_label[l].values(metric, "dataset") if l in by_label else [] for l in labels]
-            bold = _best([_mean_std(v)[0] for v in values], True)
-            cols.append([format_cell(v, digits, b) for v, b in zip(values, bold)])
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---|" * (len(header) - 1)]
-    for i, label in enumerate(labels):
-        lines.append(f"| {label} | " + " | ".join(col[i] for col in cols) + " |")
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------------
-# Significance
-# ------------------------------------------------------------------------------------------------
-
-#: The tested rows: every row of :data:`ROWS`; per-image rows by a Wilcoxon test over clusters,
-#: data-set rows by a paired cluster bootstrap (see :mod:`seglosses.bench.stats`).
-def _fmt(v: Optional[float], digits: int = 4, sign: bool = True) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
-
-
-def _p(v: Optional[float]) -> str:
-    if v is None or math.isnan(v):
-        return "–"
-    return f"{v:.2g}" if v >= 1e-3 else f"{v:.1e}"
-
-
-def _signs_text(signs: Mapping[str, Any], higher: bool) -> str:
-    n = signs["n"]
-    good = signs["positive"] if higher else signs["negative"]
-    bad = signs["negative"] if higher else signs["positive"]
-    return f"{good}/{n} better, {bad}/{n} worse"
-
-
-def _tests_table(tests: Sequence[Mapping[str, Any]], *, pair_column: str, multiclass: bool = False) -> str:
-    lines = [f"| {pair_column} | metric | difference over seeds (per seed) | test | p | p (Holm) | effect | "
-             "seeds | verdict |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in tests:
-        per_seed = ", ".join(_fmt(v) for v in r["seeds"]["diffs"].values())
-        diff = f"{_fmt(r['mean_diff_seeds'])} ± {_fmt(r['std_diff_seeds'], sign=False)} ({per_seed})"
-        t = r.get("test")
-        if t is None:
-            kind, p, effect = "–", "–", "–"
-        elif t["unit"] == "cluster":
-            kind = f"Wilcoxon, {t['n_clusters']} clusters ({t['n_items']} items)"
-            p, effect = _p(t["p"]), f"r = {_fmt(t['effect'], 2)}"
-        else:
-            kind = (f"bootstrap ({t['n_boot']} resamples), {t['n_clusters']} clusters, "
-                    f"95% CI [{_fmt(t['ci'][0])}, {_fmt(t['ci'][1])}]")
-            p, effect = _p(t["p"]), f"d/sd = {_fmt(t['effect'], 2)}"
-        verdict = r["verdict"]
-        verdict = f"**{verdict}**" if verdict in ("better", "worse") else verdict
-        seeds = _signs_text(r["seeds"], r["higher"])
-        if r.get("seed_test"):
-            seeds += f"; Wilcoxon over {r['seed_test']['n']} seeds p = {_p(r['seed_test']['p'])}"
-        lines.append(f"| {r['a']} − {r['b']} | {_heading(r['metric'], r['aggregation'], multiclass)} | {diff} | "
-                     f"{kind} | {p} | "
-                     f"{_p(r.get('p_holm'))} | {effect} | {seeds} | {verdict} |")
-    return "\n".join(lines)
-
-
-def _verdict_lines(tests: Sequence[Mapping[str, Any]], names: Optional[Mapping[Tuple[str, str], str]] = None,
-                   multiclass: bool = False) -> List[str]:
-    """One line per compared pair: where ``a`` is better, worse, not significantly different."""
-    pairs: "OrderedDict[Tuple[str, str], List[Mapping[str, Any]]]" = OrderedDict()
-    for r in tests:
-        pairs.setdefault((r["a"], r["b"]), []).append(r)
-    lines = []
-    for (a, b), rows in pairs.items():
-        by = {v: [_short(r["metric"], r["aggregation"], multiclass) for r in rows if r["verdict"] == v]
-              for v in ("better", "worse", "no significant difference", "not tested")}
-        words = {"better": "better in", "worse": "worse in", "no significant difference": "not significantly different in",
-                 "not tested": "not tested in"}
-        parts = [f"{words[v]} {', '.join(m)}" for v, m in by.items() if m]
-        title = names.get((a, b)) if names else None
-        lines.append(f"- **{title or f'{a} vs {b}'}**: {a} is " + "; ".join(parts) + ".")
-    return lines
-
-
-def _full_spec(spec: Any, mode: str) -> str:
-    """The loss spec with every parameter, defaults included (the run's exact definition)."""
-    try:
-        from seglosses.bench.builders import build_run_loss
-        from seglosses.losses.compound import WeightedSum
-
-        loss = build_run_loss(spec, mode, None)
-    except Exception:  # noqa: BLE001 - an old or foreign spec: show it as written
-        return str(spec)
-    hidden = ("check_values", "sync", "mode", "from_logits")
-
-    def one(module) -> str:
-        info = getattr(type(module), "info", None)
-        name = info.name if info is not None else type(module).__name__
-        args = ", ".join(f"{k}={v!r}" for k, v in getattr(module, "config", {}).items() if k not in hidden)
-        return f"{name}({args})"
-
-    if isinstance(loss, WeightedSum):
-        parts = []
-        for w, term in loss.terms():
-            parts.append(f"{float(w) if isinstance(w, (int, float)) else w!r}*{_full_spec_term(term, one)}")
-        return " + ".join(parts)
-    return one(loss)
-
-
-def _full_spec_term(term, one) -> str:
-    from seglosses.losses.compound import WeightedSum
-
-    if isinstance(term, WeightedSum):
-        return "(" + " + ".join(f"{float(w) if isinstance(w, (int, float)) else w!r}*{_full_spec_term(t, one)}"
-                                for w, t in term.terms()) + ")"
-    return one(term)
-
-
-# ------------------------------------------------------------------------------------------------
-# Figures
-# ------------------------------------------------------------------------------------------------
-
-
-def _panels(configs: Sequence[Configuration], factor: Optional[str]) -> "OrderedDict[str, List[Configuration]]":
-    """Configurations per panel: with a compared factor, one panel per combination of the other
-    factors (its levels side by side); else one panel per loss."""
-    panels: "OrderedDict[str, List[Configuration]]" = OrderedDict()
-    if factor:
-        paired = _compare_pairs(configs, factor)
-        for a, b, ctx in paired:
-            members = panels.setdefault(ctx or "all", [])
-            for c in (b, a):
-                if c not in members:
-                    members.append(c)
-        for c in configs:
-            if not any(c in m for m in panels.values()):
-                panels.setdefault(c.label, []).append(c)
-        return panels
-    for c in configs:
-        panels.setdefault(str(c.config().get("loss_label") or c.label), []).append(c)
-    return panels
-
-
-def _learning_curves(path: Path, dataset: str, configs: Sequence[Configuration], factor: Optional[str] = None) -> bool:
-    panels = _panels(configs, factor) if len(configs) > _figures.MAX_OVERLAID else None
-    return _figures.learning_curves(path, dataset, configs, panels, factor)
-
-
-def _metric_bars(path: Path, dataset: str, configs: Sequence[Configuration], multiclass: bool) -> bool:
-    rows = [(m, a, _row_label(m, a, l, h, multiclass), h) for m, a, l, h in ROWS
-            if any(c.values(m, a) for c in configs)]
-    return _figures.metric_bars(path, dataset, configs, rows)
-
-
-_sample_panel = _figures.sample_panel
-
-
-def pooled_reliability(conf: Configuration) -> Optional[Dict[str, np.ndarray]]:
-    """A configuration's reliability bins pooled over its seeds: ``count``, ``confidence``, ``accuracy``
-    ``[C, bins]`` (means weighted by the pixels of each run's bin; NaN in empty bins), or ``None``
-    when no run recorded them (the study did not ask for a calibration metric).
-
-    Example:
-        >>> rel = {"bins": 2, "count": [[1.0, 3.0]], "confidence": [[0.2, 0.9]], "accuracy": [[0.0, 1.0]]}
-        >>> c = Configuration("d", "CE", 0, [{"config": {"seed": s}, "results": {"reliability": rel}} for s in (1, 2)])
-        >>> pooled_reliability(c)["count"].tolist()
-        [[2.0, 6.0]]
-    """
-    parts = [r["results"]["reliability"] for r in conf.runs if r.get("results", {}).get("reliability")]
-    if not parts:
-        return None
-    count = sum(np.asarray(p["count"], dtype=float) for p in parts)
-    sums = {k: sum(np.nan_to_num(np.asarray(p[k], dtype=float)) * np.asarray(p["count"], dtype=float) for p in parts)
-            for k in ("confidence", "accuracy")}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = {k: np.where(count > 0, v / np.where(count > 0, count, 1.0), np.nan) for k, v in sums.items()}
-    return {"count": count, **means}
-
-
-def reliability_diagram(path: Path, dataset: str, configs: Sequence[Configuration],
-                        class_names: Optional[Sequence[str]] = None) -> bool:
-    """The reliability diagram of every configuration (pooled over seeds), one panel per scored class.
-
-    In each bin of predicted probability, the fraction of its pixels that belong to the class
-    against their mean probability; the diagonal is perfect calibration, points below it are
-    over-confident. The legend gives each configuration's expected calibration error of the
-    pooled bins. Written only when some run recorded the bins (a calibration metric in the
-    study's ``eval.metrics``); returns whether the figure was written.
-    """
-    pooled = [(c, pooled_reliability(c)) for c in configs]
-    pooled = [(c, r) for c, r in pooled if r is not None]
-    if not pooled:
-        return False
-    import matplotlib.pyplot as plt
-
-    n_cls = pooled[0][1]["count"].shape[0]
-    fig, axes = plt.subplots(1, n_cls, figsize=(3.8 * n_cls + 1.5, 3.8), squeeze=False)
-    colors = _figures._colors(len(configs))
-    color_of = {c.label: colors[i] for i, c in enumerate(configs)}
-    for k, ax in enumerate(axes[0]):
-        ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=0.8)
-        for conf, rel in pooled:
-            count, x, y = rel["count"][k], rel["confidence"][k], rel["accuracy"][k]
-            keep = count > 0
-            total = count.sum()
-            ece = float(np.sum(count[keep] * np.abs(x[keep] - y[keep])) / total) if total > 0 else math.nan
-            ax.plot(x[keep], y[keep], marker="o", markersize=3, linewidth=1.2, color=color_of[conf.label],
-                    label=f"{conf.label} (ECE {ece:.3f})")
-        name = class_names[k] if class_names and k < len(class_names) else (f"class {k}" if n_cls > 1 else "foreground")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("mean predicted probability")
-        ax.set_ylabel("fraction in the class")
-        ax.grid(True, alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle(f"{dataset}: reliability (pixels pooled over evaluation items and seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return True
-
-
-def _scored_names(names: Optional[Sequence[str]], multiclass: bool) -> Optional[List[str]]:
-    """The names of the classes the calibration metrics score (the foreground ones in multiclass mode)."""
-    if not names:
-        return None
-    return list(names[1:]) if multiclass else [str(names[-1])]
-
-
-# ------------------------------------------------------------------------------------------------
-# The report
-# ------------------------------------------------------------------------------------------------
 
 
 def _slug(text: str) -> str:
@@ -909,7 +356,9 @@ _TEST_NOTE = ("mean ± s.d. over seeds of the per-seed difference of the aggrega
               "values; per-image metrics tested by a Wilcoxon signed-rank test over clusters (source images / "
               "patients: an item's differences averaged within its cluster and over the seeds), pooled metrics "
               "by a paired bootstrap over clusters; p-values Holm-corrected over this table; verdict at 0.05, "
-              "by the metric's direction (better / worse / no significant difference).")
+              "by the metric's direction (better / worse / no significant difference); a significant test whose "
+              "per-seed differences have both signs reads \"seeds disagree\" (the tests resample the test images "
+              "for the trained models at hand, not the training).")
 
 
 def summary_line(index: Mapping[str, Any], runs: Sequence[Any]) -> str:

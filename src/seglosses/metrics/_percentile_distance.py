@@ -205,15 +205,6 @@ def _select(owner: Tensor, t: Tensor, groups: int, ranks: Sequence[Tensor]) -> S
     return [st.index_select(0, start + r - 1) for r in ranks]
 
 
-def _expand(counts: Tensor) -> Tuple[Tensor, Tensor]:
-    """Ragged ``arange``: each item's group and rank in it for groups of ``counts`` items."""
-    total = int(counts.sum())
-    owner = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts,
-                                    output_size=total)
-    start = counts.cumsum(0) - counts
-    return owner, torch.arange(total, device=counts.device) - start.index_select(0, owner)
-
-
 def _window_pass(lines: _Lines, metric: _Metric, q: _Queries, lo: Tensor, hi: Tensor, k1: Tensor, k2: Tensor,
                  force: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Count the window ``(lo, hi]`` of every query and list the ones that hold a wanted rank.

@@ -5,7 +5,7 @@ This module imports ``torchmetrics``; :mod:`seglosses.metrics` imports it only w
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 from torch import Tensor
@@ -56,8 +56,8 @@ class TorchmetricsSegmentationMetrics(Metric):
         for key, value in self._plan.state().items():
             self.add_state(_attr(key), default=torch.zeros_like(value), dist_reduce_fx="sum")
 
-    def update(self, pred: Tensor, target: Tensor) -> None:  # type: ignore[override]
-        for key, value in self._plan.batch_sums(pred, target).items():
+    def update(self, pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> None:  # type: ignore[override]
+        for key, value in self._plan.batch_sums(pred, target, mask).items():
             state = getattr(self, _attr(key))
             setattr(self, _attr(key), state + value.to(device=state.device, dtype=state.dtype))
 

@@ -33,22 +33,14 @@ from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
+from typing_extensions import Unpack
 
-from .._options import lookup_option
-from .._reduce import reduce_items
-from ._hard import check_empty
-from .overlap import out_dtype
-from .ranking import DOMAINS, rows_of, scores_and_targets
+from .._arguments import SCORES, ScoreKeywords, shared_keywords
+from .ranking import RowValues, check_bins, score_metric, score_rows, scores_and_targets
 
 __all__ = ["expected_calibration_error", "maximum_calibration_error", "calibration_bins"]
 
 NORMS = ("expected", "maximum")
-
-
-def check_bins(bins: object) -> int:
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"`bins` must be an int >= 1; got {bins!r}")
-    return bins
 
 
 def calibration_histograms(scores: Tensor, g: Tensor, w: Tensor, bins: int) -> Tensor:
@@ -74,37 +66,17 @@ def calibration_from_histograms(sums: Tensor, norm: str, empty: float) -> Tensor
     return torch.where(total > 0, value, torch.full_like(value, empty))
 
 
-def _calibration(input: Tensor, target: Tensor, norm: str, *, mode: str, from_logits: bool, include_background: bool,
-                 ignore_index: Optional[int], domain: str, reduction: str, bins: int, empty: float | str,
-                 check_values: bool) -> Tensor:
-    domain = lookup_option("domain", domain, DOMAINS)
-    empty_value: float = check_empty("empty", empty)
-    bins = check_bins(bins)
-    scores, g, w = scores_and_targets(
-        input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values,
-    )
-    b, c = scores.shape[:2]
-    rs, rg, rw = rows_of(scores, domain, scores), rows_of(g, domain, scores), rows_of(w, domain, g)
-    values = calibration_from_histograms(calibration_histograms(rs, rg, rw.to(rg.dtype), bins), norm, empty_value)
-    values = values.view(b, c) if domain == "image" else values.view(1, c)
-    return reduce_items(values, reduction, domain=domain, skip_nan=True).to(out_dtype(input))
+def _norm_rows(norm: str) -> RowValues:
+    """The calibration error ``norm`` of each row of scores, targets and weights."""
+
+    def rows(rs: Tensor, rg: Tensor, rw: Tensor, bins: Optional[int], empty: float) -> Tensor:
+        return calibration_from_histograms(calibration_histograms(rs, rg, rw, bins), norm, empty)
+
+    return rows
 
 
-def expected_calibration_error(
-    input: Tensor,
-    target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "image",
-    reduction: str = "mean",
-    bins: int = 15,
-    empty: float | str = "nan",
-    check_values: bool = True,
-) -> Tensor:
+@shared_keywords(SCORES, defaults={"bins": 15})
+def expected_calibration_error(input: Tensor, target: Tensor, **kw: Unpack[ScoreKeywords]) -> Tensor:
     r"""Expected calibration error of the probabilities of each class (Naeini et al. 2015; Guo et al. 2017 eq. 3).
 
     .. math::
@@ -123,21 +95,6 @@ def expected_calibration_error(
         out of ``reduction="mean"``). Ignored pixels count nowhere; a soft target counts
         fractionally.
 
-    Args:
-        input: probabilities ``[B, C, *S]``, or logits with ``from_logits=True``.
-        target: label map ``[B, *S]`` or ``[B, C, *S]`` one-hot / {0, 1}.
-        mode, from_logits, include_background: as :func:`seglosses.metrics.average_precision`.
-        ignore_index, domain, reduction, check_values: as there.
-        bins: the number of equal bins of [0, 1].
-        empty: the value of an item without valid pixels: a number or ``"nan"``.
-
-    Returns:
-        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
-
-    Raises:
-        TypeError: an integer prediction (calibration needs probabilities); wrong types.
-        ValueError: as :func:`seglosses.metrics.dice`; ``bins`` < 1; unknown ``domain``.
-
     Example:
         >>> q = torch.tensor([[[0.9, 0.9, 0.2, 0.2]]])
         >>> g = torch.tensor([[1, 0, 0, 0]])
@@ -145,25 +102,11 @@ def expected_calibration_error(
         >>> expected_calibration_error(q, g, bins=5)   # (2 * 0.4 + 2 * 0.2) / 4
         tensor(0.3000)
     """
-    return _calibration(input, target, "expected", mode=mode, from_logits=from_logits,
-                        include_background=include_background, ignore_index=ignore_index, domain=domain,
-                        reduction=reduction, bins=bins, empty=empty, check_values=check_values)
+    return score_metric(input, target, kw, _norm_rows("expected"), bins_optional=False)
 
 
-def maximum_calibration_error(
-    input: Tensor,
-    target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "image",
-    reduction: str = "mean",
-    bins: int = 15,
-    empty: float | str = "nan",
-    check_values: bool = True,
-) -> Tensor:
+@shared_keywords(SCORES, defaults={"bins": 15})
+def maximum_calibration_error(input: Tensor, target: Tensor, **kw: Unpack[ScoreKeywords]) -> Tensor:
     r"""Maximum calibration error of the probabilities of each class (Naeini et al. 2015; Guo et al. 2017 eq. 5).
 
     .. math::
@@ -172,21 +115,13 @@ def maximum_calibration_error(
     the largest gap between accuracy and confidence over the non-empty bins; arguments,
     bins and conventions as :func:`expected_calibration_error`. Range [0, 1].
 
-    Returns:
-        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
-
-    Raises:
-        TypeError, ValueError: as :func:`expected_calibration_error`.
-
     Example:
         >>> q = torch.tensor([[[0.9, 0.9, 0.2, 0.2]]])
         >>> g = torch.tensor([[1, 0, 0, 0]])
         >>> maximum_calibration_error(q, g, bins=5)   # max(|1/2 - 0.9|, |0 - 0.2|)
         tensor(0.4000)
     """
-    return _calibration(input, target, "maximum", mode=mode, from_logits=from_logits,
-                        include_background=include_background, ignore_index=ignore_index, domain=domain,
-                        reduction=reduction, bins=bins, empty=empty, check_values=check_values)
+    return score_metric(input, target, kw, _norm_rows("maximum"), bins_optional=False)
 
 
 def reliability_from_histograms(sums: Tensor) -> Dict[str, Tensor]:
@@ -198,17 +133,8 @@ def reliability_from_histograms(sums: Tensor) -> Dict[str, Tensor]:
             "accuracy": torch.where(count > 0, acc / safe, nan)}
 
 
-def calibration_bins(
-    input: Tensor,
-    target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    bins: int = 15,
-    check_values: bool = True,
-) -> Dict[str, Tensor]:
+@shared_keywords(SCORES, defaults={"bins": 15}, without=("domain", "reduction", "empty"))
+def calibration_bins(input: Tensor, target: Tensor, **kw: Unpack[ScoreKeywords]) -> Dict[str, Tensor]:
     r"""The reliability diagram of the batch: per class and bin, the pixels, mean probability and accuracy.
 
     .. math::
@@ -222,27 +148,19 @@ def calibration_bins(
         ``{"count", "confidence", "accuracy"}``, each ``[C, bins]`` (the kept classes);
         the means are NaN in empty bins.
 
-    Raises:
-        TypeError, ValueError: as :func:`expected_calibration_error`.
-
     Example:
         >>> q = torch.tensor([[[0.9, 0.9, 0.2, 0.2]]])
         >>> g = torch.tensor([[1, 0, 0, 0]])
         >>> calibration_bins(q, g, bins=2)["accuracy"]
         tensor([[0.0000, 0.5000]], dtype=torch.float64)
     """
-    bins = check_bins(bins)
-    scores, g, w = scores_and_targets(
-        input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values,
-    )
-    rs, rg, rw = rows_of(scores, "batch", scores), rows_of(g, "batch", scores), rows_of(w, "batch", g)
-    return reliability_from_histograms(calibration_histograms(rs, rg, rw.to(rg.dtype), bins))
+    bins = check_bins(kw["bins"])
+    scores, g, w = scores_and_targets(input, target, kw)
+    return reliability_from_histograms(calibration_histograms(*score_rows(scores, g, w, "batch"), bins))
 
 
 def calibration_state(scores: Tensor, g: Tensor, w: Optional[Tensor], bins: int) -> Tuple[Tensor, Tensor]:
     """Sums ``[C, 3, bins]`` over the batch and per image ``[B, C, 3, bins]`` (for the streaming metrics)."""
     b, c = scores.shape[:2]
-    per_image = calibration_histograms(rows_of(scores, "image", scores), rows_of(g, "image", scores),
-                                       rows_of(w, "image", g).to(g.dtype), bins).view(b, c, 3, bins)
+    per_image = calibration_histograms(*score_rows(scores, g, w, "image"), bins).view(b, c, 3, bins)
     return per_image.sum(0), per_image

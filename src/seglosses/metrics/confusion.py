@@ -38,7 +38,7 @@ names (and MONAI's aliases) as a string.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional
+from typing import Callable, Collection, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -168,17 +168,25 @@ CONFUSION_ALIASES: Dict[str, str] = {
 }
 
 
+def find_name(name: object, names: Collection[str], aliases: Mapping[str, str]) -> Tuple[Optional[str], str]:
+    """``(our name, "")`` of a metric name or alias (spaces, hyphens and case as MONAI accepts them),
+    or ``(None, hint)`` with the closest known name for the error message."""
+    if not isinstance(name, str):
+        return None, ""
+    key = name.strip().lower().replace(" ", "_").replace("-", "_")
+    key = aliases.get(key, key)
+    if key in names:
+        return key, ""
+    return None, did_you_mean(name, sorted(set(names) | set(aliases)))
+
+
 def resolve_confusion_name(name: object) -> str:
     """Our name of a confusion-matrix metric (spaces, hyphens and case as MONAI accepts them)."""
-    if isinstance(name, str):
-        key = name.strip().lower().replace(" ", "_").replace("-", "_")
-        key = CONFUSION_ALIASES.get(key, key)
-        if key in FORMULAS:
-            return key
-    names = sorted(set(FORMULAS) | set(CONFUSION_ALIASES))
-    hint = did_you_mean(name, names) if isinstance(name, str) else ""
-    raise ValueError(f"`metric` must be a confusion-matrix metric ({', '.join(sorted(FORMULAS))} or an alias); "
-                     f"got {name!r}{hint}")
+    key, hint = find_name(name, FORMULAS, CONFUSION_ALIASES)
+    if key is None:
+        raise ValueError(f"`metric` must be a confusion-matrix metric ({', '.join(sorted(FORMULAS))} or an alias); "
+                         f"got {name!r}{hint}")
+    return key
 
 
 # ----------------------------------------------------------------------------- public

@@ -63,11 +63,7 @@ def confusion_of_hard(pair: HardPair, domain: str) -> Tuple[Confusion, Dict[str,
 
 
 def _confusion(input: Tensor, target: Tensor, kw: OverlapKeywords) -> Tuple[Confusion, Dict[str, Tensor], HardPair]:
-    pair = hard_pair(
-        input, target, mode=kw["mode"], from_logits=kw["from_logits"], threshold=kw["threshold"],
-        num_classes=kw["num_classes"], include_background=kw["include_background"],
-        ignore_index=kw["ignore_index"], check_values=kw["check_values"], mask=kw["mask"],
-    )
+    pair = hard_pair(input, target, kw)
     conf, allm = confusion_of_hard(pair, kw["domain"])
     return conf, allm, pair
 
@@ -168,11 +164,7 @@ def _ratio_metric(formula: Callable[..., Tensor], input: Tensor, target: Tensor,
 
 
 @shared_keywords(OVERLAP)
-def dice(
-    input: Tensor,
-    target: Tensor,
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def dice(input: Tensor, target: Tensor, **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Dice index (F1 score) of a hard prediction (seed 000 Definition 1 with α = β = ½).
 
     .. math::
@@ -181,15 +173,6 @@ def dice(
     Range [0, 1], 1 for a perfect prediction. Equals scikit-learn's ``f1_score`` on the
     flattened masks and MONAI's ``DiceMetric`` (with ``ignore_empty=False``, which
     also scores 0/0 as 1).
-
-    Returns:
-        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
-
-    Raises:
-        ValueError: mismatched shapes, labels out of range, probabilities outside [0, 1],
-            NaN/Inf, an empty batch, an unknown option (see :func:`~seglosses._inputs.canonicalize`).
-        TypeError: a float label-map target, an integer one-hot target in multiclass mode,
-            non-tensor arguments.
 
     Example:
         >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])   # hard: [[1, 1], [0, 0]]
@@ -202,11 +185,7 @@ def dice(
 
 
 @shared_keywords(OVERLAP)
-def jaccard(
-    input: Tensor,
-    target: Tensor,
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def jaccard(input: Tensor, target: Tensor, **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Jaccard index (IoU) of a hard prediction (seed 000 Definition 1 with α = β = 1; seed 003 eq. 1).
 
     .. math::
@@ -216,12 +195,6 @@ def jaccard(
     Range [0, 1]. ``domain="batch"`` gives seed 003's IoU over a data set (the sums run
     over all its pixels); see also :func:`iou_per_class` and :func:`mean_iou`. Equals
     scikit-learn's ``jaccard_score`` on the flattened masks and MONAI's ``MeanIoU``.
-
-    Returns:
-        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
-
-    Raises:
-        ValueError, TypeError: as :func:`dice`.
 
     Example:
         >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])
@@ -234,14 +207,8 @@ def jaccard(
 
 
 @shared_keywords(OVERLAP)
-def tversky_index(
-    input: Tensor,
-    target: Tensor,
-    *,
-    alpha: float = 0.3,
-    beta: float = 0.7,
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def tversky_index(input: Tensor, target: Tensor, *, alpha: float = 0.3, beta: float = 0.7,
+                  **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Tversky index of a hard prediction (seed 000 Definition 1, eq. 1).
 
     .. math::
@@ -253,9 +220,6 @@ def tversky_index(
     Args:
         alpha: weight of the false positives (>= 0).
         beta: weight of the false negatives (>= 0).
-
-    Returns:
-        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
 
     Raises:
         ValueError, TypeError: as :func:`dice`; a negative ``alpha`` or ``beta``.
@@ -273,23 +237,13 @@ def tversky_index(
 
 
 @shared_keywords(OVERLAP)
-def sensitivity(
-    input: Tensor,
-    target: Tensor,
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def sensitivity(input: Tensor, target: Tensor, **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Sensitivity (recall, true positive rate) of a hard prediction.
 
     .. math::
         \mathrm{TPR}_c = \frac{TP_c}{TP_c + FN_c}
 
     0/0 (the class is absent from the target) takes ``empty``.
-
-    Returns:
-        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
-
-    Raises:
-        ValueError, TypeError: as :func:`dice`.
 
     Example:
         >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])
@@ -302,23 +256,13 @@ def sensitivity(
 
 
 @shared_keywords(OVERLAP)
-def specificity(
-    input: Tensor,
-    target: Tensor,
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def specificity(input: Tensor, target: Tensor, **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Specificity (true negative rate) of a hard prediction.
 
     .. math::
         \mathrm{TNR}_c = \frac{TN_c}{TN_c + FP_c}
 
     0/0 (every valid pixel belongs to the class) takes ``empty``.
-
-    Returns:
-        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
-
-    Raises:
-        ValueError, TypeError: as :func:`dice`.
 
     Example:
         >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])
@@ -331,23 +275,13 @@ def specificity(
 
 
 @shared_keywords(OVERLAP)
-def precision(
-    input: Tensor,
-    target: Tensor,
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def precision(input: Tensor, target: Tensor, **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Precision (positive predictive value) of a hard prediction.
 
     .. math::
         \mathrm{PPV}_c = \frac{TP_c}{TP_c + FP_c}
 
     0/0 (nothing predicted for the class) takes ``empty``.
-
-    Returns:
-        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
-
-    Raises:
-        ValueError, TypeError: as :func:`dice`.
 
     Example:
         >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])
@@ -360,11 +294,7 @@ def precision(
 
 
 @shared_keywords(OVERLAP)
-def balanced_accuracy(
-    input: Tensor,
-    target: Tensor,
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def balanced_accuracy(input: Tensor, target: Tensor, **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Balanced accuracy of a hard prediction (seed 000 section 3: "the arithmetic mean of the true
     positive and true negative rates").
 
@@ -374,12 +304,6 @@ def balanced_accuracy(
     per class, one class against the rest in multiclass mode. (scikit-learn's
     ``balanced_accuracy_score`` of a multiclass problem is the mean *sensitivity* over
     classes instead; both agree in the binary case.) A 0/0 rate takes ``empty``.
-
-    Returns:
-        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
-
-    Raises:
-        ValueError, TypeError: as :func:`dice`.
 
     Example:
         >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])
@@ -392,11 +316,7 @@ def balanced_accuracy(
 
 
 @shared_keywords(OVERLAP, without=("average",))
-def pixel_accuracy(
-    input: Tensor,
-    target: Tensor,
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def pixel_accuracy(input: Tensor, target: Tensor, **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Pixel accuracy: the fraction of valid pixels classified correctly (seed 003, section "Results").
 
     .. math::
@@ -413,9 +333,6 @@ def pixel_accuracy(
 
     Convention:
         An image whose every pixel is ignored has 0/0, which takes ``empty``.
-
-    Raises:
-        ValueError, TypeError: as :func:`dice`.
 
     Example:
         >>> p = torch.tensor([[[[0.9, 0.8], [0.2, 0.1]]]])
@@ -434,11 +351,7 @@ def pixel_accuracy(
 
 
 @shared_keywords(OVERLAP, defaults={"mode": "multiclass", "domain": "batch"}, without=("reduction", "average"))
-def iou_per_class(
-    input: Tensor,
-    target: Tensor,
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def iou_per_class(input: Tensor, target: Tensor, **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""IoU of every class, ``[C]`` (seed 003 eq. 1; its "IoU computed globally over an image data set").
 
     .. math::
@@ -452,9 +365,6 @@ def iou_per_class(
 
     Returns:
         ``[C]`` (the kept classes).
-
-    Raises:
-        ValueError, TypeError: as :func:`dice`.
 
     Example:
         >>> p = torch.tensor([[0, 1, 1, 2]])  # a label map prediction, 3 classes
@@ -470,11 +380,7 @@ def iou_per_class(
 
 
 @shared_keywords(OVERLAP, defaults={"mode": "multiclass", "domain": "batch"}, without=("reduction", "average"))
-def mean_iou(
-    input: Tensor,
-    target: Tensor,
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def mean_iou(input: Tensor, target: Tensor, **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Mean IoU over classes (seed 003: :math:`\mathrm{mIoU} = \frac1c \sum_k \mathrm{IoU}_k`).
 
     .. math::
@@ -486,9 +392,6 @@ def mean_iou(
 
     Returns:
         A 0-dim tensor.
-
-    Raises:
-        ValueError, TypeError: as :func:`dice`.
 
     Example:
         >>> p = torch.tensor([[0, 1, 1, 2]])
@@ -526,13 +429,8 @@ def generalized_dice_from(c: Confusion, empty: float, weight_type: str = "square
 
 
 @shared_keywords(OVERLAP, defaults={"mode": "multiclass"}, without=("average",))
-def generalized_dice_score(
-    input: Tensor,
-    target: Tensor,
-    *,
-    weight_type: str = "square",
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def generalized_dice_score(input: Tensor, target: Tensor, *, weight_type: str = "square",
+                           **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Generalised Dice score of a hard prediction (Sudre et al. 2017, DLMIA, eq. 2 without the 1 −).
 
     .. math::
@@ -591,15 +489,8 @@ def volume_difference_from(c: Confusion, empty: float, voxel: float = 1.0, relat
 
 
 @shared_keywords(OVERLAP, defaults={"empty": "nan"}, without=("average",))
-def volume_difference(
-    input: Tensor,
-    target: Tensor,
-    *,
-    spacing: Optional[object] = None,
-    relative: bool = False,
-    signed: bool = False,
-    **kw: Unpack[OverlapKeywords],
-) -> Tensor:
+def volume_difference(input: Tensor, target: Tensor, *, spacing: Optional[object] = None, relative: bool = False,
+                      signed: bool = False, **kw: Unpack[OverlapKeywords]) -> Tensor:
     r"""Volume difference between the hard prediction and the target, absolute or relative.
 
     .. math::
@@ -628,9 +519,6 @@ def volume_difference(
         signed: keep the sign of the difference.
         empty: here the relative difference where the target lacks the class (``"nan"`` by
             default; the absolute difference does not use it).
-
-    Returns:
-        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
 
     Raises:
         ValueError, TypeError: as :func:`dice`; a bad ``spacing``.

@@ -18,11 +18,13 @@ and processes (the streaming metric uses it).
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
+from typing_extensions import Unpack
 
+from .._arguments import SCORES, ScoreKeywords, shared_keywords
 from .._inputs import canonicalize
 from .._options import lookup_option
 from .._reduce import reduce_items
@@ -34,11 +36,16 @@ __all__ = ["average_precision", "average_precision_error_bound", "roc_auc", "roc
 DOMAINS = ("image", "batch")
 
 
-def scores_and_targets(input, target, *, mode, from_logits, include_background, ignore_index, check_values):
-    """Scores ``[B, C, N]`` (probabilities), targets and weights ``[B, C, N]``/``[B, 1, N]`` in float64."""
+def scores_and_targets(input: Tensor, target: Tensor, kw: Mapping[str, Any]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """Scores ``[B, C, N]`` (probabilities), targets and weights ``[B, C, N]``/``[B, 1, N]`` in float64.
+
+    ``kw`` holds the keywords of :data:`~seglosses._arguments.SCORES` that describe the
+    pair (``mode``, ``from_logits``, ``include_background``, ``ignore_index``,
+    ``check_values``, ``mask``).
+    """
     canon = canonicalize(
-        input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values,
+        input, target, mode=kw["mode"], from_logits=kw["from_logits"], include_background=kw["include_background"],
+        ignore_index=kw["ignore_index"], check_values=kw["check_values"], mask=kw.get("mask"),
     )
     dtype = stat_dtype(canon.x.device)
     scores = canon.probs(torch.float64 if dtype == torch.float64 else torch.float32)
@@ -61,6 +68,38 @@ def rows_of(t: Optional[Tensor], domain: str, like: Tensor) -> Tensor:
     if domain == "image":
         return t.reshape(-1, t.shape[-1])
     return t.permute(1, 0, 2).reshape(t.shape[1], -1)
+
+
+def score_rows(scores: Tensor, g: Tensor, w: Optional[Tensor], domain: str) -> Tuple[Tensor, Tensor, Tensor]:
+    """The rows (:func:`rows_of`) of scores, targets and weights, the weights in the targets' dtype."""
+    return rows_of(scores, domain, scores), rows_of(g, domain, scores), rows_of(w, domain, g).to(g.dtype)
+
+
+def check_bins(bins: object, optional: bool = False) -> Optional[int]:
+    """``bins``: an int >= 1 (or ``None`` where ``optional``)."""
+    if bins is None and optional:
+        return None
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"`bins` must be {'None or ' if optional else ''}an int >= 1; got {bins!r}")
+    return bins
+
+
+#: the values of the rows of one score metric: ``(scores, targets, weights, bins, empty) -> [R]``
+RowValues = Callable[[Tensor, Tensor, Tensor, Optional[int], float], Tensor]
+
+
+def score_metric(input: Tensor, target: Tensor, kw: ScoreKeywords, row_values: RowValues,
+                 bins_optional: bool = True) -> Tensor:
+    """The body of every score metric: check the options, score the pair, form the rows of the
+    domain, compute ``row_values`` of each row and reduce the ``[B, C]`` / ``[1, C]`` values."""
+    domain = lookup_option("domain", kw["domain"], DOMAINS)
+    empty_value: float = check_empty("empty", kw["empty"])
+    bins = check_bins(kw["bins"], bins_optional)
+    scores, g, w = scores_and_targets(input, target, kw)
+    b, c = scores.shape[:2]
+    values = row_values(*score_rows(scores, g, w, domain), bins, empty_value)
+    values = values.view(b, c) if domain == "image" else values.view(1, c)
+    return reduce_items(values, kw["reduction"], domain=domain, skip_nan=True).to(out_dtype(input))
 
 
 def exact_ap_rows(scores: Tensor, g: Tensor, w: Tensor, empty: float) -> Tensor:
@@ -156,20 +195,8 @@ def average_precision_error_bound(pos: Tensor, tot: Tensor) -> Tensor:
     return bound.clamp_min(0).to(pos.dtype if pos.is_floating_point() else torch.float64)
 
 
-def average_precision(
-    input: Tensor,
-    target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "image",
-    reduction: str = "mean",
-    bins: Optional[int] = None,
-    empty: float | str = 1.0,
-    check_values: bool = True,
-) -> Tensor:
+@shared_keywords(SCORES, defaults={"empty": 1.0})
+def average_precision(input: Tensor, target: Tensor, **kw: Unpack[ScoreKeywords]) -> Tensor:
     r"""Average precision of the scores, per image and class or over the batch (seed 000 section 3).
 
     .. math::
@@ -199,28 +226,6 @@ def average_precision(
         Ignored pixels (``ignore_index``) are left out of the ranking. A soft target
         counts fractionally.
 
-    Args:
-        input: scores ``[B, C, *S]``: probabilities, or logits with ``from_logits=True``.
-        target: label map ``[B, *S]`` or ``[B, C, *S]`` one-hot / {0, 1} (see
-            :func:`seglosses.metrics.dice`).
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        from_logits: apply the sigmoid / softmax first.
-        include_background: keep channel 0 (multiclass, multilabel).
-        ignore_index: target value whose pixels are left out.
-        domain: ``"image"`` (one AP per image and class) or ``"batch"`` (one per class).
-        reduction: ``"mean"`` (NaN left out), ``"sum"`` or ``"none"`` (``[B, C]`` /
-            ``[C]``).
-        bins: ``None`` for the exact (sorting) value, or the number of score bins.
-        empty: the AP of a class without positives: a number or ``"nan"``.
-        check_values: as for the losses.
-
-    Returns:
-        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
-
-    Raises:
-        TypeError: an integer prediction (AP needs scores), wrong argument types.
-        ValueError: as :func:`seglosses.metrics.dice`; ``bins`` < 1; unknown ``domain``.
-
     Example:
         >>> s = torch.tensor([[[0.9, 0.8, 0.3, 0.1]]])
         >>> g = torch.tensor([[1, 0, 1, 0]])
@@ -230,23 +235,19 @@ def average_precision(
         >>> average_precision(s, g, bins=2)   # bins: {0.3, 0.1} and {0.9, 0.8}: (1/2 + 2/4) / 2
         tensor(0.5000)
     """
-    domain = lookup_option("domain", domain, DOMAINS)
-    empty_value: float = check_empty("empty", empty)
-    if bins is not None and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 1):
-        raise ValueError(f"`bins` must be None or an int >= 1; got {bins!r}")
-    scores, g, w = scores_and_targets(
-        input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values,
-    )
-    b, c = scores.shape[:2]
-    rs, rg, rw = rows_of(scores, domain, scores), rows_of(g, domain, scores), rows_of(w, domain, g)
-    if bins is None:
-        values = exact_ap_rows(rs, rg, rw.to(rg.dtype), empty_value)
-    else:
-        pos, tot = ap_histograms(rs, rg, rw.to(rg.dtype), bins)
-        values = ap_from_histograms(pos, tot, empty_value)
-    values = values.view(b, c) if domain == "image" else values.view(1, c)
-    return reduce_items(values, reduction, domain=domain, skip_nan=True).to(out_dtype(input))
+    return score_metric(input, target, kw, ranking_rows(exact_ap_rows, ap_histograms, ap_from_histograms))
+
+
+def ranking_rows(exact: Callable[..., Tensor], histograms: Callable[..., Tuple[Tensor, Tensor]],
+                 from_histograms: Callable[..., Tensor]) -> RowValues:
+    """The row values of a ranking metric: ``exact`` (``bins=None``), or ``from_histograms`` of its ``histograms``."""
+
+    def rows(rs: Tensor, rg: Tensor, rw: Tensor, bins: Optional[int], empty: float) -> Tensor:
+        if bins is None:
+            return exact(rs, rg, rw, empty)
+        return from_histograms(*histograms(rs, rg, rw, bins), empty)
+
+    return rows
 
 
 # ----------------------------------------------------------------------------- ROC AUC
@@ -330,20 +331,8 @@ def roc_auc_error_bound(pos: Tensor, neg: Tensor) -> Tensor:
         pos.dtype if pos.is_floating_point() else torch.float64)
 
 
-def roc_auc(
-    input: Tensor,
-    target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    domain: str = "image",
-    reduction: str = "mean",
-    bins: Optional[int] = None,
-    empty: float | str = "nan",
-    check_values: bool = True,
-) -> Tensor:
+@shared_keywords(SCORES)
+def roc_auc(input: Tensor, target: Tensor, **kw: Unpack[ScoreKeywords]) -> Tensor:
     r"""Area under the ROC curve of the scores, per image and class or over the batch (Hanley & McNeil 1982).
 
     .. math::
@@ -367,18 +356,6 @@ def roc_auc(
         the ranking; a soft target counts a pixel as ``g`` positive and ``1 - g``
         negative.
 
-    Args:
-        input, target, mode, from_logits, include_background: as :func:`average_precision`.
-        ignore_index, domain, reduction, check_values: as there.
-        bins: ``None`` for the exact value, or the number of score bins.
-        empty: the AUC of a class without positives or negatives: a number or ``"nan"``.
-
-    Returns:
-        The reduced value, or ``[B, C]`` / ``[C]`` values with ``reduction="none"``.
-
-    Raises:
-        TypeError, ValueError: as :func:`average_precision`.
-
     Example:
         >>> s = torch.tensor([[[0.9, 0.8, 0.3, 0.1]]])
         >>> g = torch.tensor([[1, 0, 1, 0]])
@@ -388,20 +365,4 @@ def roc_auc(
         >>> roc_auc(s, g, bins=2)   # bins {0.1, 0.3} and {0.8, 0.9}: (1/2 + 1 + 0 + 1/2) / 4
         tensor(0.5000)
     """
-    domain = lookup_option("domain", domain, DOMAINS)
-    empty_value: float = check_empty("empty", empty)
-    if bins is not None and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 1):
-        raise ValueError(f"`bins` must be None or an int >= 1; got {bins!r}")
-    scores, g, w = scores_and_targets(
-        input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values,
-    )
-    b, c = scores.shape[:2]
-    rs, rg, rw = rows_of(scores, domain, scores), rows_of(g, domain, scores), rows_of(w, domain, g)
-    if bins is None:
-        values = exact_auc_rows(rs, rg, rw.to(rg.dtype), empty_value)
-    else:
-        pos, neg = auc_histograms(rs, rg, rw.to(rg.dtype), bins)
-        values = auc_from_histograms(pos, neg, empty_value)
-    values = values.view(b, c) if domain == "image" else values.view(1, c)
-    return reduce_items(values, reduction, domain=domain, skip_nan=True).to(out_dtype(input))
+    return score_metric(input, target, kw, ranking_rows(exact_auc_rows, auc_histograms, auc_from_histograms))

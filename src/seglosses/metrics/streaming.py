@@ -24,19 +24,19 @@ the result of one process over the same images.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .._inputs import check_ignore_index
-from .._options import check_fraction, check_nonnegative, did_you_mean, lookup_option
+from .._inputs import canonicalize
+from .._options import check_fraction, check_nonnegative, lookup_option
 from .._stats import Confusion, safe_ratio
 from ..distance import _check_spacing
-from ._hard import check_empty, hard_pair, stat_dtype
-from .calibration import calibration_from_histograms, calibration_state, check_bins, reliability_from_histograms
-from .confusion import CONFUSION_ALIASES, FORMULAS as CONFUSION_FORMULAS, formula_of
+from ._hard import hard_pair, options_with_defaults, stat_dtype
+from .calibration import calibration_from_histograms, calibration_state, reliability_from_histograms
+from .confusion import CONFUSION_ALIASES, FORMULAS as CONFUSION_FORMULAS, find_name, formula_of
 from .overlap import (
     GDS_WEIGHTS,
     average_classes,
@@ -51,9 +51,10 @@ from .overlap import (
 from .ranking import (
     auc_from_histograms,
     auc_histograms,
+    check_bins,
     exact_auc_rows,
     roc_auc_error_bound,
-    rows_of,
+    score_rows,
     scores_and_targets,
     ap_from_histograms,
     ap_histograms,
@@ -86,17 +87,17 @@ AGGREGATIONS = ("dataset", "image")
 
 _FORMULAS = {**CONFUSION_FORMULAS, "jaccard": jaccard_from}
 _NORM = {"expected_calibration_error": "expected", "maximum_calibration_error": "maximum"}
+#: the ranking metrics' dataset-level histograms (two sums per class and bin) and exact per-row values
+_RANKING = {"average_precision": (ap_histograms, ("positives", "pixels"), exact_ap_rows),
+            "roc_auc": (auc_histograms, ("positives", "negatives"), exact_auc_rows)}
 
 
 def _resolve_name(name: object) -> str:
-    if isinstance(name, str):
-        key = name.strip().lower().replace("-", "_").replace(" ", "_")
-        key = ALIASES.get(key, key)
-        if key in METRIC_NAMES:
-            return key
-    listed = ", ".join(repr(m) for m in METRIC_NAMES)
-    hint = did_you_mean(name, METRIC_NAMES + tuple(ALIASES)) if isinstance(name, str) else ""
-    raise ValueError(f"`metrics` must name metrics among {listed} (or an alias); got {name!r}{hint}")
+    key, hint = find_name(name, METRIC_NAMES, ALIASES)
+    if key is None:
+        listed = ", ".join(repr(m) for m in METRIC_NAMES)
+        raise ValueError(f"`metrics` must name metrics among {listed} (or an alias); got {name!r}{hint}")
+    return key
 
 
 def _options(name: str, opts: Mapping[str, Any]) -> Dict[str, Any]:
@@ -119,13 +120,7 @@ def _options(name: str, opts: Mapping[str, Any]) -> Dict[str, Any]:
         allowed.update(empty="nan")
     if name in CALIBRATION:
         allowed.update(bins=15, empty="nan")
-    for key in opts:
-        if key not in allowed:
-            listed = ", ".join(repr(k) for k in allowed)
-            raise ValueError(f"`{key}` must be an option of {name!r} ({listed}); got {key!r}")
-    out = dict(allowed)
-    out.update(opts)
-    out["empty"] = check_empty("empty", out["empty"])
+    out = options_with_defaults(name, allowed, opts)
     if name == "tversky_index":
         out["alpha"] = check_nonnegative("alpha", out["alpha"])
         out["beta"] = check_nonnegative("beta", out["beta"])
@@ -254,15 +249,13 @@ class SegmentationMetrics:
         self.kept = num_classes - (0 if include_background or self.mode == "binary" else 1)
         if self.kept < 1:
             raise ValueError("`include_background` must be True when the only class is the background; got False")
-        # the per-batch checks that do not depend on the data, made here: a bad setting
-        # fails at construction, not at the first update of an evaluation run
-        if not isinstance(from_logits, bool):
-            raise TypeError(f"`from_logits` must be a bool; got {type(from_logits).__name__}")
-        if not isinstance(include_background, bool):
-            raise TypeError(f"`include_background` must be a bool; got {type(include_background).__name__}")
-        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
-            raise TypeError(f"`ignore_index` must be an int or None; got {type(ignore_index).__name__}")
-        check_ignore_index(ignore_index, self.mode, num_classes, label_map=True)
+        # the per-batch checks that do not depend on the data, made here (by the one validator,
+        # on a one-pixel stand-in of the batches to come): a bad setting fails at
+        # construction, not at the first update of an evaluation run
+        stand_in = torch.zeros((1, num_classes, 1) if self.mode == "multilabel" else (1, 1), dtype=torch.long)
+        canonicalize(torch.zeros(1, num_classes, 1), stand_in, mode=self.mode,
+                     from_logits=from_logits, include_background=include_background, ignore_index=ignore_index,
+                     check_values=False)
         self.from_logits = from_logits
         self.threshold = check_fraction("threshold", threshold)
         self.include_background = include_background
@@ -279,6 +272,9 @@ class SegmentationMetrics:
         self.backend = backend
         self.check_values = check_values
         self.process_group = process_group
+        #: the keywords of every batch's (prediction, target) pair
+        self._pair = dict(mode=self.mode, from_logits=from_logits, threshold=self.threshold, num_classes=num_classes,
+                          include_background=include_background, ignore_index=ignore_index, check_values=check_values)
 
         items = metrics.items() if isinstance(metrics, Mapping) else [
             (m, {}) if isinstance(m, str) else tuple(m) for m in ([metrics] if isinstance(metrics, str) else metrics)
@@ -357,25 +353,21 @@ class SegmentationMetrics:
 
     # ------------------------------------------------------------------ update
 
-    def batch_sums(self, pred: Tensor, target: Tensor) -> Dict[str, Tensor]:
+    def batch_sums(self, pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """The sums one batch adds to the state (same keys and shapes), without touching it."""
         out: Dict[str, Tensor] = {}
         names = self.metrics
-        need_hard = any(m in OVERLAP or m in SURFACE_METRICS for m in names)
+        surface = [m for m in names if m in SURFACE_METRICS]
         pair = None
-        if need_hard:
-            pair = hard_pair(
-                pred, target, mode=self.mode, from_logits=self.from_logits, threshold=self.threshold,
-                num_classes=self.num_classes, include_background=self.include_background,
-                ignore_index=self.ignore_index, check_values=self.check_values,
-            )
+        if any(m in OVERLAP for m in names) or surface:
+            # the surface metrics keep or drop pixels: no per-pixel weights then
+            pair = hard_pair(pred, target, {**self._pair, "mask": mask}, mask_weights=not surface)
         if any(m in OVERLAP for m in names):
             if "volume_difference" in names:
                 self._voxel = math.prod(_check_spacing(self.spacing, len(pair.canon.spatial_shape)))
             self._overlap_sums(pair, out)
         if any(m in SCORES for m in names):
-            self._score_sums(pred, target, out, checked=pair is not None)
-        surface = [m for m in names if m in SURFACE_METRICS]
+            self._score_sums(pred, target, mask, out, checked=pair is not None)
         if surface:
             p_mask, t_mask, valid = pair.masks()
             dtype = stat_dtype(p_mask.device)
@@ -426,26 +418,23 @@ class SegmentationMetrics:
             return jaccard_from(conf, opts["empty"])
         return average_classes(formula_of(m, opts), conf, opts.get("average"), opts["empty"])
 
-    def _score_sums(self, pred: Tensor, target: Tensor, out: Dict[str, Tensor], checked: bool) -> None:
+    def _score_sums(self, pred: Tensor, target: Tensor, mask: Optional[Tensor], out: Dict[str, Tensor],
+                    checked: bool) -> None:
         scores, g, w = scores_and_targets(
-            pred, target, mode=self.mode, from_logits=self.from_logits, include_background=self.include_background,
-            ignore_index=self.ignore_index, check_values=self.check_values and not checked,
-        )
+            pred, target, {**self._pair, "mask": mask, "check_values": self.check_values and not checked})
         if scores.shape[1] != self.kept:
             raise ValueError(f"`pred` must have {self.num_classes} classes (num_classes); got {scores.shape[1]}")
         b, c = scores.shape[:2]
-        if "average_precision" in self.metrics:
-            self._ap_sums(scores, g, w, out)
-        if "roc_auc" in self.metrics:
-            opts = self.metrics["roc_auc"]
+        for m, (histograms, keys, exact) in _RANKING.items():
+            if m not in self.metrics:
+                continue
+            opts = self.metrics[m]
             if "dataset" in self.aggregation:
-                rs, rg, rw = rows_of(scores, "batch", scores), rows_of(g, "batch", scores), rows_of(w, "batch", g)
-                out["roc_auc/positives"], out["roc_auc/negatives"] = auc_histograms(
-                    rs, rg, rw.to(rg.dtype), opts["bins"])
+                out[f"{m}/{keys[0]}"], out[f"{m}/{keys[1]}"] = histograms(*score_rows(scores, g, w, "batch"),
+                                                                          opts["bins"])
             if "image" in self.aggregation:
-                rs, rg, rw = rows_of(scores, "image", scores), rows_of(g, "image", scores), rows_of(w, "image", g)
-                values = exact_auc_rows(rs, rg, rw.to(rg.dtype), opts["empty"]).view(b, c)
-                out["roc_auc/image_sum"], out["roc_auc/image_count"] = _sum_and_count(values)
+                values = exact(*score_rows(scores, g, w, "image"), opts["empty"]).view(b, c)
+                out[f"{m}/image_sum"], out[f"{m}/image_count"] = _sum_and_count(values)
         for m in CALIBRATION:
             if m not in self.metrics:
                 continue
@@ -457,30 +446,26 @@ class SegmentationMetrics:
                 values = calibration_from_histograms(per_image, _NORM[m], opts["empty"])
                 out[f"{m}/image_sum"], out[f"{m}/image_count"] = _sum_and_count(values)
 
-    def _ap_sums(self, scores: Tensor, g: Tensor, w: Optional[Tensor], out: Dict[str, Tensor]) -> None:
-        opts = self.metrics["average_precision"]
-        b, c = scores.shape[:2]
-        if "dataset" in self.aggregation:
-            rs, rg, rw = rows_of(scores, "batch", scores), rows_of(g, "batch", scores), rows_of(w, "batch", g)
-            out["average_precision/positives"], out["average_precision/pixels"] = ap_histograms(
-                rs, rg, rw.to(rg.dtype), opts["bins"])
-        if "image" in self.aggregation:
-            rs, rg, rw = rows_of(scores, "image", scores), rows_of(g, "image", scores), rows_of(w, "image", g)
-            values = exact_ap_rows(rs, rg, rw.to(rg.dtype), opts["empty"]).view(b, c)
-            out["average_precision/image_sum"], out["average_precision/image_count"] = _sum_and_count(values)
-
-    def update(self, pred: Tensor, target: Tensor) -> None:
+    def update(self, pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> None:
         """Add one batch: its confusion counts, histograms and per-image values.
 
         Args:
             pred: probabilities, logits (``from_logits=True``) or a hard prediction, as for
                 :func:`seglosses.metrics.dice`.
             target: label map or one-hot target.
+            mask: the batch's spatial mask ``[B, 1, *S]`` or ``[B, *S]`` (a batch of 1
+                applies to every image), as the functional metrics take it: bool (False
+                leaves the pixel out everywhere, exactly as ``ignore_index`` does; both
+                combine), or float per-pixel weights (finite, >= 0) that weigh every
+                confusion count, histogram and bin. With a surface metric among
+                ``metrics`` the mask must be bool (or float 0/1): a surface point is kept
+                or dropped (see :func:`seglosses.metrics.hausdorff`).
 
         Raises:
-            ValueError, TypeError: as the functional metrics.
+            ValueError, TypeError: as the functional metrics; a ``mask`` of the wrong
+                shape, dtype or values (named ``mask``).
         """
-        sums = self.batch_sums(pred, target)
+        sums = self.batch_sums(pred, target, mask)
         for k, v in sums.items():
             st = self._state[k]
             if st.device != v.device:
@@ -549,19 +534,20 @@ class SegmentationMetrics:
 
     def ap_error_bound(self) -> Tensor:
         """Per-class bound ``[C]`` on ``|exact dataset AP − binned dataset AP|`` (a collective under DDP)."""
-        if "average_precision/positives" not in self._shapes:
-            raise ValueError("`metrics` must include 'average_precision' with the 'dataset' aggregation; got none")
-        sums = self._global_state()
-        _require_images(sums, "ap_error_bound")
-        return average_precision_error_bound(sums["average_precision/positives"], sums["average_precision/pixels"])
+        return self._bound("average_precision", average_precision_error_bound, "ap_error_bound")
 
     def roc_auc_error_bound(self) -> Tensor:
         """Per-class bound ``[C]`` on ``|exact dataset ROC AUC − binned|`` (a collective under DDP)."""
-        if "roc_auc/positives" not in self._shapes:
-            raise ValueError("`metrics` must include 'roc_auc' with the 'dataset' aggregation; got none")
+        return self._bound("roc_auc", roc_auc_error_bound, "roc_auc_error_bound")
+
+    def _bound(self, m: str, bound: Callable[[Tensor, Tensor], Tensor], what: str) -> Tensor:
+        """``bound`` of the two summed histograms of the ranking metric ``m``."""
+        first, second = (f"{m}/{k}" for k in _RANKING[m][1])
+        if first not in self._shapes:
+            raise ValueError(f"`metrics` must include {m!r} with the 'dataset' aggregation; got none")
         sums = self._global_state()
-        _require_images(sums, "roc_auc_error_bound")
-        return roc_auc_error_bound(sums["roc_auc/positives"], sums["roc_auc/negatives"])
+        _require_images(sums, what)
+        return bound(sums[first], sums[second])
 
     def reliability(self) -> Dict[str, Tensor]:
         """The data set's reliability diagram: per kept class and bin, ``count``, mean ``confidence`` and

@@ -40,9 +40,11 @@ Empty masks:
   the largest distance two pixels of the image can have) or any number. The surface
   Dice is 0 there.
 
-With ``ignore_index``, a target pixel removed by it belongs to no class (so the
-target's surface runs along the ignored region), and surface points at ignored pixels
-are dropped from both surfaces (MONAI's ``mask``).
+With ``ignore_index`` or a spatial ``mask`` (bool; False where a pixel is left out), a
+pixel left out belongs to no class of the target (so the target's surface runs along the
+left-out region), the prediction is read as it is there, and surface points at left-out
+pixels are dropped from both surfaces (MONAI's ``mask``): pixels outside the mask hold
+neither a predicted nor a true surface point, and no distance is measured from or to them.
 
 References: Huttenlocher et al. 1993 (Hausdorff distance); Heimann et al. 2009, IEEE
 TMI 28(8) (average symmetric surface distance); Nikolov et al. 2018, arXiv:1809.04430
@@ -52,15 +54,17 @@ from __future__ import annotations
 
 import math
 import inspect
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from .._arguments import with_docs
+from typing_extensions import Unpack
+
+from .._arguments import SURFACE, SurfaceKeywords, shared_keywords
 from .._options import check_nonnegative, lookup_option
 from .._reduce import reduce_items
-from ._hard import check_empty, hard_pair
+from ._hard import check_empty, hard_pair, options_with_defaults
 from ._percentile_distance import percentile_distance_sums
 from ._surface_points import (  # noqa: F401  (re-exported: the surface machinery's former home)
     _SEARCH_BUDGET,
@@ -252,9 +256,9 @@ def _modified_hausdorff_values(s: Surfaces, percentile: float, points: str, norm
 # ----------------------------------------------------------------------------- options and dispatch
 
 
-#: the keywords of the surface metric functions that are not options of one metric
-_SHARED = ("mode", "from_logits", "threshold", "num_classes", "include_background", "ignore_index", "spacing",
-           "reduction", "backend", "check_values")
+#: the options of one surface metric among the shared keywords (the others describe the call)
+_OPTIONS = ("empty", "missing", "distance", "directed")
+_SHARED = tuple(k for k in SURFACE.defaults if k not in _OPTIONS)
 
 
 def metric_options(name: str, opts: Mapping[str, object]) -> Dict[str, object]:
@@ -262,13 +266,7 @@ def metric_options(name: str, opts: Mapping[str, object]) -> Dict[str, object]:
     metric function's own keyword arguments with their signature defaults."""
     params = inspect.signature(globals()[name]).parameters.values()
     allowed = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name not in _SHARED}
-    for key in opts:
-        if key not in allowed:
-            listed = ", ".join(repr(k) for k in allowed)
-            raise ValueError(f"`{key}` must be an option of {name!r} ({listed}); got {key!r}")
-    out = dict(allowed)
-    out.update(opts)
-    out["empty"] = check_empty("empty", out["empty"])
+    out = options_with_defaults(name, allowed, opts)
     if "missing" in out:
         out["missing"] = check_empty("missing", out["missing"], _MISSING, allow_inf=True)
     if "percentile" in out:
@@ -321,78 +319,23 @@ def surface_values(s: Surfaces, name: str, opts: Mapping[str, Any]) -> Tensor:
     return v.view(s.shape).to(s.out_dtype)
 
 
-def prepare_surfaces(input, target, *, mode, from_logits, threshold, num_classes, include_background,
-                     ignore_index, spacing, backend, check_values) -> Surfaces:
-    """Hard prediction, class masks and surfaces of a call (see :class:`Surfaces`)."""
-    pair = hard_pair(
-        input, target, mode=mode, from_logits=from_logits, threshold=threshold, num_classes=num_classes,
-        include_background=include_background, ignore_index=ignore_index, check_values=check_values,
-    )
-    pred, tgt, valid = pair.masks()
+def prepare_surfaces(input: Tensor, target: Tensor, kw: Mapping[str, Any]) -> Surfaces:
+    """Hard prediction, class masks and surfaces of a call (see :class:`Surfaces`); ``kw`` holds the
+    call's keywords of :data:`~seglosses._arguments.SURFACE`."""
+    pred, tgt, valid = hard_pair(input, target, kw, mask_weights=False).masks()
     dtype = torch.float64 if input.dtype == torch.float64 else torch.float32
-    return Surfaces(pred, tgt, valid, spacing, backend, dtype)
+    return Surfaces(pred, tgt, valid, kw["spacing"], kw["backend"], dtype)
 
 
-COMMON_ARGS = """
-    Common args:
-        input: the prediction, as for :func:`seglosses.metrics.dice`: probabilities
-            (thresholded at ``threshold``), logits (``from_logits=True``), multiclass
-            scores (arg-max) or a hard prediction (integer/bool; a multiclass label map
-            needs ``num_classes``).
-        target: label map ``[B, *S]`` or ``[B, C, *S]`` one-hot / {0, 1}; 2D or 3D
-            (any number of spatial dims).
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        from_logits, threshold, num_classes, include_background, ignore_index: as for
-            :func:`seglosses.metrics.dice`.
-        spacing: pixel size per spatial axis (``None`` = 1, a number, or one per axis);
-            distances are in its unit.
-        reduction: ``"mean"`` over images and classes (NaN left out; an ``inf`` value
-            makes the mean ``inf``), ``"sum"``, or ``"none"`` for ``[B, C]``.
-        backend: ``"auto"``: the point search of :func:`mutual_distances` (its
-            fallback for far points uses :func:`seglosses.distance.edt` with
-            ``"auto"``); ``"torch"``, ``"scipy"``, ``"edt"``: a distance transform of
-            every mask with that :func:`seglosses.distance.edt` backend.
-        check_values: as for the losses.
-"""
-
-_EMPTY_DOC = """
-        empty: value when both surfaces are empty (default 0.0; a number or ``"nan"``).
-        missing: value when exactly one surface is empty: ``"inf"`` (default), ``"nan"``,
-            ``"diagonal"`` (the image diagonal) or a number."""
+def _one(name: str, input: Tensor, target: Tensor, kw: Mapping[str, Any], **own: Any) -> Tensor:
+    """One surface metric: its options (the option keywords of ``kw`` and ``own``), the surfaces, the values."""
+    opts = metric_options(name, {**{k: v for k, v in kw.items() if k not in _SHARED}, **own})
+    return reduce_items(surface_values(s=prepare_surfaces(input, target, kw), name=name, opts=opts),
+                        kw["reduction"], skip_nan=True)
 
 
-_with_common_args = with_docs(COMMON_ARGS)
-
-
-def _one(name, input, target, *, mode, from_logits, threshold, num_classes, include_background, ignore_index,
-         spacing, reduction, backend, check_values, **opts) -> Tensor:
-    opts = metric_options(name, opts)
-    s = prepare_surfaces(input, target, mode=mode, from_logits=from_logits, threshold=threshold,
-                         num_classes=num_classes, include_background=include_background,
-                         ignore_index=ignore_index, spacing=spacing, backend=backend, check_values=check_values)
-    return reduce_items(surface_values(s, name, opts), reduction, skip_nan=True)
-
-
-@_with_common_args
-def hausdorff(
-    input: Tensor,
-    target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    spacing: Optional[Union[float, Sequence[float]]] = None,
-    reduction: str = "mean",
-    empty: Union[float, str] = 0.0,
-    missing: Union[float, str] = "inf",
-    distance: str = "euclidean",
-    directed: bool = False,
-    backend: str = "auto",
-    check_values: bool = True,
-) -> Tensor:
+@shared_keywords(SURFACE)
+def hausdorff(input: Tensor, target: Tensor, **kw: Unpack[SurfaceKeywords]) -> Tensor:
     r"""Hausdorff distance between the predicted and the true surface (Huttenlocher et al. 1993).
 
     .. math::
@@ -404,26 +347,6 @@ def hausdorff(
     distance :math:`\max_{x \in \partial\hat Y} d(x, \partial Y)` of the prediction
     from the truth.
 
-    Args:
-        empty: value when both surfaces are empty (default 0.0; a number or ``"nan"``).
-        missing: value when exactly one surface is empty: ``"inf"`` (default), ``"nan"``,
-            ``"diagonal"`` (the image diagonal) or a number.
-        distance: the point-to-point distance: ``"euclidean"`` (default),
-            ``"chessboard"`` (:math:`\max_a s_a |x_a - y_a|`) or ``"taxicab"``
-            (:math:`\sum_a s_a |x_a - y_a|`), with the ``spacing`` ``s`` (MONAI's and
-            torchmetrics' ``distance_metric``; see
-            :func:`~seglosses.metrics._surface_points.lattice_distance`).
-        directed: only the distances from the predicted surface to the true one
-            (MONAI's ``directed=True`` / ``symmetric=False``, torchmetrics'
-            ``directed=True``).
-
-    Returns:
-        The reduced value, or ``[B, C]`` with ``reduction="none"``.
-
-    Raises:
-        ValueError, TypeError: as :func:`seglosses.metrics.dice`; bad ``spacing``,
-            ``empty`` or ``missing``.
-
     Example:
         >>> p = torch.zeros(1, 1, 1, 6); p[..., 0:2] = 1
         >>> g = torch.zeros(1, 1, 6, dtype=torch.long); g[..., 0:4] = 1
@@ -433,34 +356,12 @@ def hausdorff(
         >>> hausdorff(p, g, spacing=(1.0, 0.5))
         tensor(1.)
     """
-    return _one("hausdorff", input, target, mode=mode, from_logits=from_logits, threshold=threshold,
-                num_classes=num_classes, include_background=include_background, ignore_index=ignore_index,
-                spacing=spacing, reduction=reduction, backend=backend, check_values=check_values,
-                empty=empty, missing=missing, distance=distance, directed=directed)
+    return _one("hausdorff", input, target, kw)
 
 
-@_with_common_args
-def hd95(
-    input: Tensor,
-    target: Tensor,
-    *,
-    percentile: float = 95.0,
-    convention: str = "max_of_directed",
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    spacing: Optional[Union[float, Sequence[float]]] = None,
-    reduction: str = "mean",
-    empty: Union[float, str] = 0.0,
-    missing: Union[float, str] = "inf",
-    distance: str = "euclidean",
-    directed: bool = False,
-    backend: str = "auto",
-    check_values: bool = True,
-) -> Tensor:
+@shared_keywords(SURFACE)
+def hd95(input: Tensor, target: Tensor, *, percentile: float = 95.0, convention: str = "max_of_directed",
+         **kw: Unpack[SurfaceKeywords]) -> Tensor:
     r"""Percentile Hausdorff distance (HD95 by default), in one of its two conventions.
 
     With :math:`D_{\hat Y} = \{d(x, \partial Y) : x \in \partial\hat Y\}`,
@@ -481,20 +382,6 @@ def hd95(
     Args:
         percentile: q in [0, 100].
         convention: ``"max_of_directed"`` or ``"pooled"``.
-        empty: value when both surfaces are empty (default 0.0; a number or ``"nan"``).
-        missing: value when exactly one surface is empty: ``"inf"`` (default), ``"nan"``,
-            ``"diagonal"`` or a number.
-        distance: the point-to-point distance: ``"euclidean"`` (default),
-            ``"chessboard"`` (:math:`\max_a s_a |x_a - y_a|`) or ``"taxicab"``
-            (:math:`\sum_a s_a |x_a - y_a|`), with the ``spacing`` ``s`` (MONAI's and
-            torchmetrics' ``distance_metric``; see
-            :func:`~seglosses.metrics._surface_points.lattice_distance`).
-        directed: only the distances from the predicted surface to the true one
-            (MONAI's ``directed=True`` / ``symmetric=False``, torchmetrics'
-            ``directed=True``).
-
-    Returns:
-        The reduced value, or ``[B, C]`` with ``reduction="none"``.
 
     Raises:
         ValueError, TypeError: as :func:`hausdorff`; ``percentile`` outside [0, 100];
@@ -509,33 +396,11 @@ def hd95(
         >>> hd95(p, g, percentile=50, convention="pooled")   # {0, 0, 0, 0, 1, 2}
         tensor(0.)
     """
-    return _one("hd95", input, target, mode=mode, from_logits=from_logits, threshold=threshold,
-                num_classes=num_classes, include_background=include_background, ignore_index=ignore_index,
-                spacing=spacing, reduction=reduction, backend=backend, check_values=check_values,
-                empty=empty, missing=missing, distance=distance, directed=directed, percentile=percentile,
-                convention=convention)
+    return _one("hd95", input, target, kw, percentile=percentile, convention=convention)
 
 
-@_with_common_args
-def assd(
-    input: Tensor,
-    target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    spacing: Optional[Union[float, Sequence[float]]] = None,
-    reduction: str = "mean",
-    empty: Union[float, str] = 0.0,
-    missing: Union[float, str] = "inf",
-    distance: str = "euclidean",
-    directed: bool = False,
-    backend: str = "auto",
-    check_values: bool = True,
-) -> Tensor:
+@shared_keywords(SURFACE)
+def assd(input: Tensor, target: Tensor, **kw: Unpack[SurfaceKeywords]) -> Tensor:
     r"""Average symmetric surface distance (Heimann et al. 2009).
 
     .. math::
@@ -549,56 +414,18 @@ def assd(
     :math:`\frac{1}{|\partial\hat Y|}\sum_{x \in \partial\hat Y} d(x, \partial Y)`
     (MONAI's ``symmetric=False``, medpy's ``asd``).
 
-    Args:
-        empty: value when both surfaces are empty (default 0.0; a number or ``"nan"``).
-        missing: value when exactly one surface is empty: ``"inf"`` (default), ``"nan"``,
-            ``"diagonal"`` or a number.
-        distance: the point-to-point distance: ``"euclidean"`` (default),
-            ``"chessboard"`` (:math:`\max_a s_a |x_a - y_a|`) or ``"taxicab"``
-            (:math:`\sum_a s_a |x_a - y_a|`), with the ``spacing`` ``s`` (MONAI's and
-            torchmetrics' ``distance_metric``; see
-            :func:`~seglosses.metrics._surface_points.lattice_distance`).
-        directed: only the distances from the predicted surface to the true one
-            (MONAI's ``directed=True`` / ``symmetric=False``, torchmetrics'
-            ``directed=True``).
-
-    Returns:
-        The reduced value, or ``[B, C]`` with ``reduction="none"``.
-
-    Raises:
-        ValueError, TypeError: as :func:`hausdorff`.
-
     Example:
         >>> p = torch.zeros(1, 1, 1, 6); p[..., 0:2] = 1
         >>> g = torch.zeros(1, 1, 6, dtype=torch.long); g[..., 0:4] = 1
         >>> assd(p, g)   # (0 + 0 + 0 + 0 + 1 + 2) / 6
         tensor(0.5000)
     """
-    return _one("assd", input, target, mode=mode, from_logits=from_logits, threshold=threshold,
-                num_classes=num_classes, include_background=include_background, ignore_index=ignore_index,
-                spacing=spacing, reduction=reduction, backend=backend, check_values=check_values,
-                empty=empty, missing=missing, distance=distance, directed=directed)
+    return _one("assd", input, target, kw)
 
 
-@_with_common_args
-def surface_dice(
-    input: Tensor,
-    target: Tensor,
-    *,
-    tolerance: Union[float, Sequence[float]] = 1.0,
-    distance: str = "euclidean",
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    spacing: Optional[Union[float, Sequence[float]]] = None,
-    reduction: str = "mean",
-    empty: Union[float, str] = 1.0,
-    backend: str = "auto",
-    check_values: bool = True,
-) -> Tensor:
+@shared_keywords(SURFACE, defaults={"empty": 1.0}, without=("missing", "directed"))
+def surface_dice(input: Tensor, target: Tensor, *, tolerance: Union[float, Sequence[float]] = 1.0,
+                 **kw: Unpack[SurfaceKeywords]) -> Tensor:
     r"""Normalised surface Dice at a tolerance τ (Nikolov et al. 2018).
 
     .. math::
@@ -609,20 +436,11 @@ def surface_dice(
     the fraction of surface points within τ of the other surface. Points are counted
     (surface pixels), not weighted by surface-element areas as in Nikolov et al.'s
     implementation (MONAI's ``compute_surface_dice`` with ``use_subvoxels=False`` counts
-    the same way). Range [0, 1], 1 at a perfect prediction.
+    the same way). Range [0, 1], 1 at a perfect prediction; 0 when exactly one surface
+    is empty (``missing`` does not apply), ``empty`` (1.0) when both are.
 
     Args:
         tolerance: τ in the unit of ``spacing``: a number, or one per kept class.
-        empty: value when both surfaces are empty (default 1.0; a number or ``"nan"``).
-            When exactly one is empty the value is 0.
-        distance: the point-to-point distance: ``"euclidean"`` (default),
-            ``"chessboard"`` (:math:`\max_a s_a |x_a - y_a|`) or ``"taxicab"``
-            (:math:`\sum_a s_a |x_a - y_a|`), with the ``spacing`` ``s`` (MONAI's and
-            torchmetrics' ``distance_metric``; see
-            :func:`~seglosses.metrics._surface_points.lattice_distance`).
-
-    Returns:
-        The reduced value, or ``[B, C]`` with ``reduction="none"``.
 
     Raises:
         ValueError, TypeError: as :func:`hausdorff`; a negative ``tolerance``.
@@ -633,33 +451,12 @@ def surface_dice(
         >>> surface_dice(p, g, tolerance=1.0)   # 5 of the 6 distances {0,0,0,0,1,2} are <= 1
         tensor(0.8333)
     """
-    return _one("surface_dice", input, target, mode=mode, from_logits=from_logits, threshold=threshold,
-                num_classes=num_classes, include_background=include_background, ignore_index=ignore_index,
-                spacing=spacing, reduction=reduction, backend=backend, check_values=check_values,
-                empty=empty, tolerance=tolerance, distance=distance)
+    return _one("surface_dice", input, target, kw, tolerance=tolerance)
 
 
-@_with_common_args
-def modified_hausdorff(
-    input: Tensor,
-    target: Tensor,
-    *,
-    percentile: float = 95.0,
-    points: str = "foreground",
-    normalize: bool = False,
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    spacing: Optional[Union[float, Sequence[float]]] = None,
-    reduction: str = "mean",
-    empty: Union[float, str] = 0.0,
-    missing: Union[float, str] = "inf",
-    backend: str = "auto",
-    check_values: bool = True,
-) -> Tensor:
+@shared_keywords(SURFACE, without=("distance", "directed"))
+def modified_hausdorff(input: Tensor, target: Tensor, *, percentile: float = 95.0, points: str = "foreground",
+                       normalize: bool = False, **kw: Unpack[SurfaceKeywords]) -> Tensor:
     r"""Modified Hausdorff distance exactly as seed 000 eq. 7 defines it.
 
     Seed 000 (section 3, "Metrics"): "The modified Hausdorff distance of a point x and
@@ -685,7 +482,7 @@ def modified_hausdorff(
     maximum of the two mean nearest-point distances) and from :func:`hd95`. Seed 000's
     Table 1 reports values below 1 for 256×256 images; ``normalize=True`` divides by the
     image diagonal (between the centres of opposite corner pixels, in the unit of
-    ``spacing``), which gives such values.
+    ``spacing``), which gives such values (a number given as ``missing`` is not normalised).
 
     Cost: exact. Small point sets (up to 2^18 padded pairs) form all :math:`|X|\cdot|Y|`
     distances in bounded chunks; larger ones form none in bulk
@@ -699,12 +496,6 @@ def modified_hausdorff(
         percentile: the percentile of eq. 7 (95), in [0, 100].
         points: ``"foreground"`` (the seed's sets) or ``"surface"``.
         normalize: divide by the image diagonal.
-        empty: value when both point sets are empty (default 0.0; a number or ``"nan"``).
-        missing: value when exactly one is empty: ``"inf"`` (default), ``"nan"``,
-            ``"diagonal"`` or a number (not normalised).
-
-    Returns:
-        The reduced value, or ``[B, C]`` with ``reduction="none"``.
 
     Raises:
         ValueError, TypeError: as :func:`hausdorff`; unknown ``points``.
@@ -716,27 +507,17 @@ def modified_hausdorff(
         >>> modified_hausdorff(p, g)
         tensor(3.7250)
     """
-    return _one("modified_hausdorff", input, target, mode=mode, from_logits=from_logits, threshold=threshold,
-                num_classes=num_classes, include_background=include_background, ignore_index=ignore_index,
-                spacing=spacing, reduction=reduction, backend=backend, check_values=check_values,
-                empty=empty, missing=missing, percentile=percentile, points=points, normalize=normalize)
+    return _one("modified_hausdorff", input, target, kw, percentile=percentile, points=points,
+                normalize=normalize)
 
 
+@shared_keywords(SURFACE, without=_OPTIONS)
 def surface_metrics(
     input: Tensor,
     target: Tensor,
     *,
     metrics: Union[Sequence[str], Mapping[str, Mapping[str, object]]] = ("hausdorff", "hd95", "assd", "surface_dice"),
-    mode: str = "binary",
-    from_logits: bool = False,
-    threshold: float = 0.5,
-    num_classes: Optional[int] = None,
-    include_background: bool = True,
-    ignore_index: Optional[int] = None,
-    spacing: Optional[Union[float, Sequence[float]]] = None,
-    reduction: str = "mean",
-    backend: str = "auto",
-    check_values: bool = True,
+    **kw: Unpack[SurfaceKeywords],
 ) -> Dict[str, Tensor]:
     r"""Several surface metrics of one call, from surfaces and distances computed once.
 
@@ -747,9 +528,6 @@ def surface_metrics(
         metrics: names among ``"hausdorff"``, ``"hd95"``, ``"assd"``, ``"surface_dice"``,
             ``"modified_hausdorff"``; or a mapping name -> options of that metric (e.g.
             ``{"hd95": {"percentile": 90}, "surface_dice": {"tolerance": 2.0}}``).
-        input, target, mode, from_logits, threshold, num_classes: as for :func:`hausdorff`.
-        include_background, ignore_index, spacing, reduction, backend, check_values: as for
-            :func:`hausdorff`.
 
     Returns:
         dict name -> value (reduced as ``reduction`` says).
@@ -765,10 +543,8 @@ def surface_metrics(
         {'hausdorff': 2.0, 'assd': 0.5}
     """
     requested = resolve_surface_metrics(metrics)
-    s = prepare_surfaces(input, target, mode=mode, from_logits=from_logits, threshold=threshold,
-                         num_classes=num_classes, include_background=include_background,
-                         ignore_index=ignore_index, spacing=spacing, backend=backend, check_values=check_values)
-    return {name: reduce_items(surface_values(s, name, opts), reduction, skip_nan=True)
+    s = prepare_surfaces(input, target, kw)
+    return {name: reduce_items(surface_values(s, name, opts), kw["reduction"], skip_nan=True)
             for name, opts in requested.items()}
 
 
