@@ -375,6 +375,24 @@ def test_min_max_line_equals_all_pairs(n, share_inf):
         assert torch.equal(min_max_line(f, step), _min_max_reference(f, step))
 
 
+def test_min_max_line_equals_all_pairs_on_mixed_lines():
+    """Lines of one chunk that mix short and long reaches, integer and real values, all-inf
+    lines and anisotropic steps (a chunk-wide reach bound once mishandled such a mix: the
+    sequence below holds a case, trial 150, where it gave inf for a finite distance)."""
+    from seglosses.distance import min_max_line
+
+    torch.manual_seed(0)
+    for trial in range(200):
+        n = int(torch.randint(1, 90, ()).item())
+        rows = int(torch.randint(1, 20, ()).item())
+        f = torch.rand(rows, n, dtype=torch.float64) * float(torch.randint(1, 60, ()).item())
+        f[torch.rand(rows, n) < torch.rand(())] = math.inf
+        if trial % 3 == 0:
+            f = f.round()
+        step = float(torch.rand(()) * 3 + 0.1) if trial % 2 else 1.0
+        assert torch.equal(min_max_line(f, step), _min_max_reference(f, step)), (trial, n, rows, step)
+
+
 @pytest.mark.parametrize("shape", [(3, 17, 23), (2, 9, 10, 11), (1, 64, 40)])
 @pytest.mark.parametrize("background", [0.2, 0.01])
 def test_chessboard_distance_equals_scipy(shape, background):
