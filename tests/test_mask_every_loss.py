@@ -14,9 +14,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-import seglosses
 from seglosses import registry
 from seglosses import functional as SF
 from seglosses.functional.topology import tubed_skeleton
