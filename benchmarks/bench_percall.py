@@ -3,14 +3,18 @@
 On a tiny input the time of a forward+backward is the per-call overhead (Python, op
 dispatch, autograd nodes, host syncs), not the arithmetic. The candidates run
 interleaved (the order rotating every round) in one process on the same tensors; the
-median of each is reported with its ratio to MONAI's::
+median of each is reported with its ratio to MONAI's. With ``--baseline NAME`` an
+importable copy of another seglosses version runs in the same rounds (see
+:mod:`benchmarks.bench_interleaved`)::
 
     python -m benchmarks.bench_percall                  # (16,1,4,4) binary and (4,3,4,4) multiclass
     python -m benchmarks.bench_percall --rounds 41 --calls 200
+    PYTHONPATH=src:/tmp/old python -m benchmarks.bench_percall --baseline seglosses_base
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 import time
 from typing import Callable, Dict, List
@@ -25,30 +29,30 @@ def _time(fn: Callable[[], None], calls: int) -> float:
     return (time.perf_counter() - t0) / calls
 
 
-def _candidates(case: str) -> Dict[str, Callable[[], None]]:
-    import seglosses
-
+def _candidates(case: str, packages: Dict[str, object]) -> Dict[str, Callable[[], None]]:
     g = torch.Generator().manual_seed(0)
     if case == "binary":
         x = torch.randn(16, 1, 4, 4, generator=g).requires_grad_()
         t = (torch.rand(16, 1, 4, 4, generator=g) > 0.5).float()
-        ours = seglosses.DiceLoss(mode="binary")
+        mode = "binary"
         monai_kw = dict(sigmoid=True)
         t_ours = t
     else:
         x = torch.randn(4, 3, 4, 4, generator=g).requires_grad_()
         lab = torch.randint(0, 3, (4, 4, 4), generator=g)
         t = torch.nn.functional.one_hot(lab, 3).movedim(-1, 1).float()
-        ours = seglosses.DiceLoss(mode="multiclass")
+        mode = "multiclass"
         monai_kw = dict(softmax=True)
         t_ours = lab
     out: Dict[str, Callable[[], None]] = {}
+    for name, pkg in packages.items():
+        ours = pkg.DiceLoss(mode=mode)  # type: ignore[attr-defined]
 
-    def run_ours() -> None:
-        x.grad = None
-        ours(x, t_ours).backward()
+        def run_ours(ours=ours) -> None:
+            x.grad = None
+            ours(x, t_ours).backward()
 
-    out["seglosses"] = run_ours
+        out[name] = run_ours
     try:
         from monai.losses import DiceLoss as MonaiDice
 
@@ -69,10 +73,14 @@ def main(argv: List[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=31)
     ap.add_argument("--calls", type=int, default=100, help="calls per timed block")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--baseline", default=None, help="importable name of another seglosses version")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    packages = {"seglosses": importlib.import_module("seglosses")}
+    if args.baseline:
+        packages["baseline"] = importlib.import_module(args.baseline)
     for case in ("binary", "multiclass"):
-        cands = _candidates(case)
+        cands = _candidates(case, packages)
         for fn in cands.values():
             _time(fn, args.calls)  # warm-up
         times: Dict[str, List[float]] = {k: [] for k in cands}

@@ -503,6 +503,28 @@ def peer_candidates(loss: str, case: LossCase) -> List[Candidate]:
         smp("LovaszLoss", per_image=True)
     elif loss == "hausdorff_dt":
         monai("HausdorffDTLoss", domains=("image",), include_background=True)
+    elif loss == "log_hausdorff_dt":
+        monai("LogHausdorffDTLoss", domains=("image",), include_background=True)
+    elif loss == "mcc":
+        monai("MCCLoss")
+    elif loss == "cldice" and not mc:  # MONAI pools the channels of a multiclass input
+        monai("SoftclDiceLoss", domains=("image",), iter_=3)
+    elif loss == "dice_cldice" and not mc:
+        monai("SoftDiceclDiceLoss", domains=("image",), iter_=3)
+    elif loss == "gwdl" and mc and ML is not None and hasattr(ML, "GeneralizedWassersteinDiceLoss"):
+        c = x.shape[1]
+        mod = ML.GeneralizedWassersteinDiceLoss(dist_matrix=1 - torch.eye(c, device=x.device))
+        out.append(Candidate("MONAI", "peer", fwd_bwd(mod, x, case.labels), note="GeneralizedWassersteinDiceLoss",
+                             grad_of=x))
+    elif loss == "unified_focal" and not mc and ML is not None and hasattr(ML, "AsymmetricUnifiedFocalLoss"):
+        mod = ML.AsymmetricUnifiedFocalLoss(delta=0.6)  # binary, our δ; takes probabilities: sigmoid timed too
+        out.append(Candidate("MONAI", "peer", fwd_bwd(lambda a, b: mod(torch.sigmoid(a), b), x, case.target_channel),
+                             note="AsymmetricUnifiedFocalLoss", grad_of=x))
+    elif loss == "hausdorff_er" and mc and KL is not None and hasattr(KL, "HausdorffERLoss"):
+        cls = KL.HausdorffERLoss if x.dim() == 4 else KL.HausdorffERLoss3D
+        mod = cls(alpha=2.0, k=10)  # scores every channel of softmax(x): include_background=True here
+        out.append(Candidate("kornia", "peer", fwd_bwd(lambda a, b: mod(torch.softmax(a, 1), b), x, case.target_channel),
+                             note=cls.__name__, grad_of=x))
     return out
 
 
@@ -538,12 +560,16 @@ def our_candidates(loss: str, case: LossCase) -> List[Candidate]:
     if entry is None:
         return out
     cls = entry.cls
+    info = getattr(cls, "info", None)
+    if info is not None and mode not in info.modes:
+        return out  # e.g. gwdl takes multiclass inputs only: no row in the binary case
     domains = ("image", "batch") if accepts(cls, "domain") else (None,)
     for dom in domains:
         kw = dict(mode=mode)
         if dom is not None:
             kw["domain"] = dom
-        if accepts(cls, "include_background") and loss in ("hausdorff_dt", "boundary"):
+        if accepts(cls, "include_background") and loss in ("hausdorff_dt", "log_hausdorff_dt", "hausdorff_er",
+                                                            "boundary"):
             kw["include_background"] = True
         try:
             mod = cls(**kw)

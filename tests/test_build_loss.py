@@ -162,7 +162,7 @@ def test_spec_round_trip_for_every_registry_entry(entry):
 def test_weighted_sum_round_trip():
     s = 0.5 * sl.DiceLoss(mode="multiclass") + sl.CrossEntropyLoss(mode="multiclass", label_smoothing=0.1)
     s = s + (-0.25) * sl.FocalLoss(gamma=1.0)
-    assert s.spec() == ("0.5*dice(mode='multiclass') + 1.0*cross_entropy(mode='multiclass', label_smoothing=0.1) "
+    assert s.spec() == ("0.5*dice(mode='multiclass') + 1.0*cross_entropy(label_smoothing=0.1, mode='multiclass') "
                         "- 0.25*focal(gamma=1.0)")
     assert _same(build_loss(s.spec()), s)
     r = WeightedSum([(Ramp(0.0, 1.0, 5), sl.TverskyLoss()), (2.0, sl.ComboLoss())])

@@ -72,15 +72,42 @@ def test_registry_matches_exports():
     assert names == [e.name for e in ENTRIES] and len(set(names)) == len(names)
 
 
-@pytest.mark.parametrize("entry, mode", CASES, ids=IDS)
+#: (entry, mode, extra config): every case, and every case again with ``log_loss=True``
+#: where the loss has that option (its range is then that of -log of an index).
+RANGE_CASES = [(e, m, {}) for e, m in CASES] + [(e, m, {"log_loss": True}) for e, m in CASES
+                                                 if "log_loss" in inspect.signature(e.cls.function).parameters]
+RANGE_IDS = [f"{e.name}-{m}" + "".join(f"-{k}" for k in kw) for e, m, kw in RANGE_CASES]
+
+
+@pytest.mark.parametrize("entry, mode, config", RANGE_CASES, ids=RANGE_IDS)
 @pytest.mark.parametrize("spatial", [(4, 5), (2, 3, 4)], ids=["2d", "3d"])
-def test_value_range_module_equals_function(entry, mode, spatial):
+def test_value_range_module_equals_function(entry, mode, config, spatial):
     x, t = _make(mode, spatial)
-    v = entry.cls(mode=mode)(x, t)
+    loss = entry.cls(mode=mode, **config)
+    v = loss(x, t)
     assert v.dim() == 0 and torch.isfinite(v)
-    lo, hi = entry.cls.info.value_range
+    lo, hi = loss.value_range
+    assert (lo, hi) == entry.cls.info.range_for(loss.config)
     assert lo - 1e-9 <= v.item() <= hi + 1e-9
-    torch.testing.assert_close(v, entry.cls.function(x, t, mode=mode))
+    torch.testing.assert_close(v, entry.cls.function(x, t, mode=mode, **config))
+    # the reduced loss reaches above 1 under log_loss for a bad enough prediction, so the
+    # declared range must say so; a worst prediction stays inside it
+    worst = -_perfect_logits(mode, t, scale=30.0)
+    w = loss(worst.to(x.dtype), t).item()
+    assert lo - 1e-9 <= w <= hi + 1e-9, (entry.name, config, w, (lo, hi))
+
+
+def test_log_loss_range_is_declared():
+    """-log of an index floored at 1e-7: [0, -log 1e-7], not the [0, 1] of 1 - I."""
+    for name in ("dice", "iou", "tversky"):
+        cls = registry.resolve(name).cls
+        assert cls(mode="binary").value_range == (0.0, 1.0)
+        lo, hi = cls(mode="binary", log_loss=True).value_range
+        assert lo == 0.0 and hi == pytest.approx(-__import__("math").log(1e-7))
+        x = torch.full((1, 1, 4, 4), -30.0, dtype=torch.float64)  # predicts nothing
+        t = torch.ones(1, 4, 4, dtype=torch.long)
+        v = cls(mode="binary", log_loss=True, smooth=0.0)(x, t).item()
+        assert 1.0 < v <= hi + 1e-9
 
 
 @pytest.mark.parametrize("entry, mode", CASES, ids=IDS)
@@ -101,7 +128,7 @@ def test_minimum_at_truth(entry, mode):
         pytest.skip(f"{entry.name} is not minimised by the truth (a regulariser)")
     for _ in range(5):
         assert perfect.item() <= fn(torch.randn_like(x) * 3, t).item() + 1e-9
-    if entry.cls.info.value_range[0] == 0.0:
+    if fn.value_range[0] == 0.0:
         assert perfect.item() == pytest.approx(0.0, abs=2e-3)
 
 

@@ -350,3 +350,84 @@ def test_docstring_examples():
     result = doctest.testmod(distance, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# ----------------------------------------------------------------------------- chessboard
+
+
+def _min_max_reference(f, step):
+    """All pairs of a line: g_i = min_j max(f_j, step |i - j|)."""
+    n = f.shape[-1]
+    idx = torch.arange(n)
+    cost = (idx.view(n, 1) - idx.view(1, n)).abs().to(f.dtype) * step
+    return torch.maximum(f.reshape(-1, 1, n), cost).amin(-1).view(f.shape)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 9, 16, 40, 100])
+@pytest.mark.parametrize("share_inf", [0.0, 0.5, 0.97])
+def test_min_max_line_equals_all_pairs(n, share_inf):
+    from seglosses.distance import min_max_line
+
+    g = torch.Generator().manual_seed(n)
+    f = torch.rand(30, n, generator=g, dtype=torch.float64) * n * 2
+    f[torch.rand(30, n, generator=g) < share_inf] = math.inf
+    for step in (1.0, 0.7, 2.5):
+        assert torch.equal(min_max_line(f, step), _min_max_reference(f, step))
+
+
+def test_min_max_line_equals_all_pairs_on_mixed_lines():
+    """Lines of one chunk that mix short and long reaches, integer and real values, all-inf
+    lines and anisotropic steps (a chunk-wide reach bound once mishandled such a mix: the
+    sequence below holds a case, trial 150, where it gave inf for a finite distance)."""
+    from seglosses.distance import min_max_line
+
+    torch.manual_seed(0)
+    for trial in range(200):
+        n = int(torch.randint(1, 90, ()).item())
+        rows = int(torch.randint(1, 20, ()).item())
+        f = torch.rand(rows, n, dtype=torch.float64) * float(torch.randint(1, 60, ()).item())
+        f[torch.rand(rows, n) < torch.rand(())] = math.inf
+        if trial % 3 == 0:
+            f = f.round()
+        step = float(torch.rand(()) * 3 + 0.1) if trial % 2 else 1.0
+        assert torch.equal(min_max_line(f, step), _min_max_reference(f, step)), (trial, n, rows, step)
+
+
+@pytest.mark.parametrize("shape", [(3, 17, 23), (2, 9, 10, 11), (1, 64, 40)])
+@pytest.mark.parametrize("background", [0.2, 0.01])
+def test_chessboard_distance_equals_scipy(shape, background):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    from seglosses.distance import chessboard_distance
+
+    g = torch.Generator().manual_seed(sum(shape))
+    m = torch.rand(*shape, generator=g) > background
+    m.view(shape[0], -1)[:, 0] = False  # every image has a background pixel
+    got = chessboard_distance(m, dtype=torch.float64)
+    want = torch.stack([torch.from_numpy(ndimage.distance_transform_cdt(x.numpy(), metric="chessboard"))
+                        for x in m]).double()
+    assert torch.equal(got, want)
+
+
+def test_chessboard_distance_with_spacing_and_far_reach():
+    """Anisotropic spacing against the definition by brute force; one background pixel
+    (distances reach the whole image: the all-pairs fallback of the line pass)."""
+    from seglosses.distance import chessboard_distance
+
+    m = torch.ones(1, 12, 37, dtype=torch.bool)
+    m[0, 3, 30] = False
+    got = chessboard_distance(m, (0.5, 1.5), dtype=torch.float64)
+    yy, xx = torch.meshgrid(torch.arange(12.0), torch.arange(37.0), indexing="ij")
+    want = torch.maximum((yy - 3).abs() * 0.5, (xx - 30).abs() * 1.5).double()
+    assert torch.equal(got[0], want)
+    g = torch.Generator().manual_seed(3)
+    m = torch.rand(2, 7, 8, 9, generator=g) > 0.05
+    spacing = (1.3, 0.4, 2.0)
+    got = chessboard_distance(m, spacing, dtype=torch.float64)
+    pts = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float64) for n in (7, 8, 9)],
+                                     indexing="ij"), -1).view(-1, 3)
+    s = torch.tensor(spacing, dtype=torch.float64)
+    for b in range(2):
+        bg = pts[~m[b].reshape(-1)]
+        d = ((pts[:, None] - bg[None]).abs() * s).amax(-1).amin(-1).view(7, 8, 9)
+        torch.testing.assert_close(got[b], d, rtol=0, atol=1e-12)
+    assert bool(torch.isinf(chessboard_distance(torch.ones(1, 4, 4, dtype=torch.bool))).all())

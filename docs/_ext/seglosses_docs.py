@@ -175,11 +175,15 @@ def generate_api(out: Path) -> int:
                 f"Build it by name with ``seglosses.build_loss(\"{entry.name}\")``.\n",
                 f"*{_escape(getattr(entry, 'description', '') or cls.__name__)}*\n",
             ]
-            value_range = getattr(cls, "value_range", None)
-            if value_range is not None:
-                lo, hi = value_range
-                body.append(f"Declared range of the reduced loss: [{lo}, {hi}]"
-                            f"{'; minimum at a perfect prediction' if getattr(cls, 'minimum_at_truth', False) else ''}.\n")
+            info = getattr(cls, "info", None)
+            if info is not None:
+                lo, hi = info.value_range
+                extra = ""
+                if info.range_of is not None and "log_loss" in inspect.signature(cls).parameters:
+                    llo, lhi = info.range_for({"log_loss": True})
+                    extra = f" ([{llo:.4g}, {lhi:.4g}] with ``log_loss=True``)"
+                body.append(f"Declared range of the reduced loss: [{lo}, {hi}]{extra}"
+                            f"{'; minimum at a perfect prediction' if info.minimum_at_truth else ''}.\n")
             body.append(_directive("autoclass", public))
             if fn is not None:
                 fpath = f"seglosses.functional.{fn.__name__}"

@@ -284,15 +284,17 @@ class BoundaryKeywords(TypedDict, total=False):
     class_weights: Optional[Sequence[float]]
     reduction: str
     check_values: bool
+    mask: Optional[Tensor]
 
 
 BOUNDARY = Family(
     "boundary losses",
     defaults=dict(mode="binary", from_logits=True, domain="image", include_background=None, ignore_index=None,
-                  spacing=None, class_weights=None, reduction="mean", check_values=True),
+                  spacing=None, class_weights=None, reduction="mean", check_values=True, mask=None),
     annotations=dict(mode="str", from_logits="bool", domain="str", include_background="Optional[bool]",
                      ignore_index="Optional[int]", spacing="Optional[float | Sequence[float]]",
-                     class_weights="Optional[Sequence[float]]", reduction="str", check_values="bool"),
+                     class_weights="Optional[Sequence[float]]", reduction="str", check_values="bool",
+                     mask="Optional[Tensor]"),
     docs=dict(
         input="""prediction ``[B, C, *S]`` (2D, 3D or any number of spatial dims): logits
             (``from_logits=True``, the default) or probabilities.""",
@@ -317,8 +319,59 @@ BOUNDARY = Family(
             ``[C]`` in the batch domain, C the kept classes).""",
         check_values="""check label range, probability range and finiteness (one pass
             over the data and a device sync); shapes and dtypes are always checked.""",
+        mask="""spatial mask ``[B, 1, *S]`` or ``[B, *S]`` (a batch of 1 applies to every
+            image): bool (False leaves the pixel out exactly as ``ignore_index`` does: out
+            of the mean and outside every class in the distance maps) or float per-pixel
+            weights (finite, >= 0): a pixel of weight 0 is left out, the others weigh the
+            mean, Σ w v / Σ w.""",
     ),
 )
+
+# --------------------------------------------------------------------------- pixel-mean losses
+
+
+class PixelKeywords(TypedDict, total=False):
+    """The shared keywords of the per-pixel losses and penalties (:data:`PIXEL`)."""
+
+    mode: str
+    from_logits: bool
+    ignore_index: Optional[int]
+    class_weights: Union[None, str, Sequence[float], Tensor]
+    reduction: str
+    check_values: bool
+    mask: Optional[Tensor]
+
+
+PIXEL = Family(
+    "pixel losses",
+    defaults=dict(mode="binary", from_logits=True, ignore_index=None, class_weights=None, reduction="mean",
+                  check_values=True, mask=None),
+    annotations=dict(mode="str", from_logits="bool", ignore_index="Optional[int]",
+                     class_weights="Union[None, str, Sequence[float], Tensor]", reduction="str",
+                     check_values="bool", mask="Optional[Tensor]"),
+    docs=dict(
+        input="""prediction ``[B, C, *S]`` (any number of spatial dims): logits
+            (``from_logits=True``, the default) or probabilities.""",
+        target="""label map ``[B, *S]`` (integer), or ``[B, C, *S]`` one-hot / soft labels
+            (float); binary mode also takes ``[B, *S]`` / ``[B, 1, *S]`` float probabilities.""",
+        mode="""``"binary"`` (1 channel, sigmoid), ``"multiclass"`` (softmax over C) or
+            ``"multilabel"`` (C independent sigmoids, per-channel values summed).""",
+        from_logits="the input is logits (computed in log space); otherwise probabilities.",
+        ignore_index="""target value whose pixels are left out (0 in ``"none"`` maps).""",
+        class_weights="""``None``; one weight per class (multiclass: C; binary: 2 weights
+            ``(negatives, positives)`` or 1 weight for the channel; multilabel: C, one per
+            channel, applied to both outcomes); or ``"inverse_frequency"`` /
+            ``"sqrt_inverse_frequency"``, computed from the target's valid pixels over the
+            whole batch, see :func:`~seglosses.functional.class_frequency_weights`.""",
+        reduction="""``"mean"`` over valid pixels, ``"sum"``, or ``"none"`` (``[B, *S]``).""",
+        check_values="""check label range, probability range and finiteness (one pass over
+            the data and a device sync); shapes and dtypes are always checked.""",
+        mask="""spatial mask ``[B, 1, *S]`` or ``[B, *S]`` (a batch of 1 applies to every
+            image): bool (False leaves the pixel out, as ``ignore_index`` does) or float
+            per-pixel weights (finite, >= 0): the mean becomes ``Σ w l / Σ w``.""",
+    ),
+)
+
 
 # --------------------------------------------------------------------------- score metrics
 
@@ -460,5 +513,5 @@ SURFACE = Family(
             ``empty``, ``missing``, ``distance`` or ``mask``.""",
 )
 
-FAMILIES: Dict[str, Family] = {"region": REGION, "overlap": OVERLAP, "boundary": BOUNDARY, "scores": SCORES,
-                               "surface": SURFACE}
+FAMILIES: Dict[str, Family] = {"region": REGION, "overlap": OVERLAP, "boundary": BOUNDARY, "pixel": PIXEL,
+                               "scores": SCORES, "surface": SURFACE}

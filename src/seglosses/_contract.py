@@ -57,6 +57,9 @@ class LossInfo:
         minimum_at_truth: the minimum is reached at a perfect prediction.
         differentiable: the loss has a gradient w.r.t. the prediction (every loss here).
         batch_dependence: for ``"pixel_mean"``, when its values read the whole batch.
+        range_of: the range for a configuration when it depends on one (e.g. Dice's
+            ``log_loss=True``): ``config -> (low, high)``; ``None``: always ``value_range``.
+            Read through :meth:`range_for` (or a loss module's ``value_range``).
     """
 
     name: str
@@ -66,6 +69,7 @@ class LossInfo:
     minimum_at_truth: bool = True
     differentiable: bool = True
     batch_dependence: BatchDependence = independent
+    range_of: Optional[Callable[[Mapping[str, Any]], Tuple[float, float]]] = None
 
     def __post_init__(self) -> None:
         lookup_option("batching", self.batching, BATCHINGS)
@@ -74,6 +78,13 @@ class LossInfo:
         lo, hi = self.value_range
         if not (lo <= hi) or math.isnan(lo) or math.isnan(hi):
             raise ValueError(f"`value_range` must be (low, high) with low <= high; got {self.value_range!r}")
+
+    def range_for(self, config: Mapping[str, Any]) -> Tuple[float, float]:
+        """The documented range ``(low, high)`` of the reduced loss under ``config``."""
+        if self.range_of is None:
+            return self.value_range
+        lo, hi = self.range_of(config)
+        return float(lo), float(hi)
 
     @property
     def exact_over_batches(self) -> bool:

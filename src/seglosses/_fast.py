@@ -31,12 +31,16 @@ from torch import Tensor
 MIN_TORCH = (2, 1)
 _ENV = "SEGLOSSES_PLAIN_KERNEL"
 _CPU_SUM_PIECES = 4
+_CPU_SUM_MIN = 1 << 16  # below this the whole cast copy is small: one operation, not seven
 _state: Dict[str, Optional[bool]] = {"probe": None, "forced_plain": None}
 
 
+# (looked up once: this runs several times per call)
+_IS_COMPILING = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
+
+
 def _compiling() -> bool:
-    fn = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(fn()) if fn is not None else False
+    return bool(_IS_COMPILING())
 
 
 def _version() -> tuple:
@@ -137,8 +141,9 @@ def scatter_(dst: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
 
 def sum_last(t: Tensor, dtype: torch.dtype) -> Tensor:
     """Sum over the last axis, accumulated and returned in ``dtype`` (slice by slice on the
-    CPU when ``t`` has another dtype: the cast copies one slice at a time)."""
-    if t.dtype == dtype or t.shape[-1] < 2 * _CPU_SUM_PIECES or not enabled(t.device):
+    CPU when ``t`` has another dtype and at least ``2**16`` elements: the cast copies one
+    slice at a time)."""
+    if t.dtype == dtype or t.numel() < _CPU_SUM_MIN or not enabled(t.device):
         return t.sum(-1, dtype=dtype)
     pieces = t.chunk(_CPU_SUM_PIECES, dim=-1)
     total = pieces[0].sum(-1, dtype=dtype)

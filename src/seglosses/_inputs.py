@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -307,6 +307,189 @@ def check_ignore_index(ignore_index: Optional[int], mode: str, num_classes: int,
         )
 
 
+def _check_options(from_logits: object, include_background: object, ignore_index: object) -> None:
+    if not isinstance(from_logits, bool):
+        raise TypeError(f"`from_logits` must be a bool; got {type(from_logits).__name__}")
+    if not isinstance(include_background, bool):
+        raise TypeError(f"`include_background` must be a bool; got {type(include_background).__name__}")
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+        raise TypeError(f"`ignore_index` must be an int or None; got {type(ignore_index).__name__}")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How :func:`canonicalize` reads a target, decided from metadata only (and cached)."""
+
+    squeeze: bool  # a binary target given as [B, 1, *S]: its channel is dropped
+    label_map: bool  # the target holds class indices (a label map, or binary integer labels)
+    int_target: bool  # integer or bool dtype
+
+
+# layouts of the (shape, dtype, device, option) combinations seen: a loss called in a
+# training loop repeats one combination, and its metadata checks then cost one lookup
+_LAYOUTS: Dict[tuple, _Layout] = {}
+_LAYOUTS_MAX = 256
+
+
+def _layout(input: Tensor, target: Tensor, mode: str, include_background: bool,
+            ignore_index: Optional[int]) -> _Layout:
+    """The metadata checks of a pair (every one that reads no data), cached by their inputs."""
+    key = (mode, include_background, ignore_index, input.shape, input.dtype, input.device,
+           target.shape, target.dtype, target.device)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        _check_input(input)
+        layout = _check_target(input, target, mode, include_background)
+        check_ignore_index(ignore_index, mode, input.shape[1], label_map=layout.label_map)
+        if len(_LAYOUTS) >= _LAYOUTS_MAX:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = layout
+    return layout
+
+
+def _check_input(input: Tensor) -> None:
+    """Dtype and shape of the prediction ``[B, C, *S]`` (returns nothing; raises)."""
+    if input.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"`input` must be a floating-point tensor; got {input.dtype}")
+    if input.dim() < 3:
+        raise ValueError(
+            f"`input` must have shape [B, C, *spatial] with at least one spatial dim; got {_shape(input)}"
+        )
+    if input.shape[0] == 0:
+        raise ValueError(f"`input` must hold at least one image; got batch size 0, shape {_shape(input)}")
+    if input.shape[1] == 0:
+        raise ValueError(f"`input` must have at least one channel; got 0 channels, shape {_shape(input)}")
+    if 0 in input.shape[2:]:
+        raise ValueError(
+            f"`input` must hold at least one pixel per image; got a spatial size of 0, shape {_shape(input)}"
+        )
+
+
+def _check_target(input: Tensor, target: Tensor, mode: str, include_background: bool) -> _Layout:
+    """Device, dtype and shape of the target for ``mode`` (see the table in the module docstring)."""
+    if target.device != input.device:
+        raise ValueError(f"`target` must be on the input's device {input.device}; got {target.device}")
+    is_float = target.dtype in _FLOAT_DTYPES
+    is_int = target.dtype == torch.bool or not (is_float or target.is_complex())
+    if not (is_float or is_int):
+        raise TypeError(f"`target` must be an integer, bool or float tensor; got {target.dtype}")
+    if mode == "binary":
+        return _check_binary(input, target, is_int)
+    if mode == "multiclass":
+        return _check_multiclass(input, target, is_int)
+    c = input.shape[1]
+    if c == 1 and not include_background:
+        raise ValueError(
+            f"`include_background` must be True for a single-channel input in multilabel mode (leaving channel "
+            f"0 out would leave no class to score); got False with shape {_shape(input)}"
+        )
+    if tuple(target.shape) != tuple(input.shape):
+        raise ValueError(
+            f"`target` must have shape {_shape(input)} in multilabel mode (one channel per label); "
+            f"got {_shape(target)}"
+        )
+    return _Layout(squeeze=False, label_map=False, int_target=is_int)
+
+
+def _check_binary(input: Tensor, target: Tensor, is_int: bool) -> _Layout:
+    c = input.shape[1]
+    if c != 1:
+        raise ValueError(
+            f"`input` must have 1 channel in binary mode (use mode='multiclass' or 'multilabel' "
+            f"for {c} channels); got shape {_shape(input)}"
+        )
+    squeeze = target.shape == input.shape
+    if not squeeze and tuple(target.shape) != (input.shape[0],) + tuple(input.shape[2:]):
+        raise ValueError(
+            f"`target` must have shape {_shape(input[:, 0])} or {_shape(input)} to match `input` "
+            f"{_shape(input)} in binary mode; got {_shape(target)}"
+        )
+    return _Layout(squeeze=squeeze, label_map=is_int, int_target=is_int)
+
+
+def _check_multiclass(input: Tensor, target: Tensor, is_int: bool) -> _Layout:
+    c = input.shape[1]
+    if c < 2:
+        raise ValueError(
+            f"`input` must have at least 2 channels in multiclass mode (use mode='binary' for one); "
+            f"got shape {_shape(input)}"
+        )
+    if target.dim() == input.dim() - 1:
+        if not is_int:
+            raise TypeError(
+                f"`target` label map [B, *spatial] must be an integer tensor in multiclass mode; got "
+                f"{target.dtype} (a float target must be one-hot or soft labels of shape {_shape(input)})"
+            )
+        if tuple(target.shape) != (input.shape[0],) + tuple(input.shape[2:]):
+            raise ValueError(
+                f"`target` label map must have shape {_shape(input[:, 0])} to match `input` "
+                f"{_shape(input)}; got {_shape(target)}"
+            )
+        return _Layout(squeeze=False, label_map=True, int_target=True)
+    if target.dim() == input.dim():
+        if tuple(target.shape) != tuple(input.shape):
+            raise ValueError(
+                f"`target` must have shape {_shape(input)} (one-hot / soft, {c} classes) or "
+                f"{_shape(input[:, 0])} (label map); got {_shape(target)}"
+            )
+        if is_int:
+            raise TypeError(
+                f"`target` of shape [B, C, *spatial] must be a float one-hot or soft target in multiclass "
+                f"mode; got integer dtype {target.dtype} (pass a label map [B, *spatial] for class indices)"
+            )
+        return _Layout(squeeze=False, label_map=False, int_target=False)
+    raise ValueError(
+        f"`target` must have shape {_shape(input[:, 0])} (label map) or {_shape(input)} (one-hot) "
+        f"for input {_shape(input)}; got {_shape(target)}"
+    )
+
+
+def _remove_ignored(labels: Optional[Tensor], dense: Optional[Tensor], ignore_index: Optional[int]
+                    ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """``(labels, dense, valid)``: the pixels whose target is ``ignore_index`` marked invalid
+    and their target set to 0 (before the value checks, which read the cleaned target)."""
+    if ignore_index is None:
+        return labels, dense, None
+    if labels is not None:
+        valid = labels != ignore_index
+        return torch.where(valid, labels, torch.zeros((), dtype=labels.dtype, device=labels.device)), dense, valid
+    bad = dense == ignore_index
+    zero = torch.zeros((), dtype=dense.dtype, device=dense.device)
+    return labels, torch.where(bad, zero, dense), ~bad.any(dim=1)
+
+
+def _with_mask(valid: Optional[Tensor], mask: Tensor, input: Tensor, check_values: bool,
+               weights: bool) -> Tensor:
+    """``valid`` combined with a spatial ``mask`` (see the module docstring)."""
+    m = check_mask(mask, input, check_values=check_values, weights=weights)
+    m = m.view((input.shape[0],) + tuple(input.shape[2:]))
+    if m.dtype == torch.bool:
+        return m if valid is None else valid & m
+    return m if valid is None else m * valid
+
+
+def _flatten(input: Tensor, mode: str, labels: Optional[Tensor], dense: Optional[Tensor],
+             valid: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """``(x, labels, dense, valid)`` flattened to ``[B, C, N]`` / ``[B, N]``; an integer target
+    that is not a multiclass label map becomes a float map."""
+    b, c = input.shape[:2]
+    if mode == "binary" and labels is not None:
+        # the single channel is the foreground: g = [label == 1], a float map of the
+        # label map's size (no class axis to expand)
+        dense, labels = labels.unsqueeze(1), None
+    if dense is not None and not dense.is_floating_point():
+        dense = dense.to(input.dtype if input.dtype == torch.float64 else torch.float32)
+    x = input.reshape(b, c, -1)
+    if labels is not None:
+        labels = labels.reshape(b, -1)
+        labels = labels if labels.dtype == torch.int64 else labels.long()
+    if dense is not None:
+        dense = dense.reshape(b, dense.shape[1], -1)
+    if valid is not None:
+        valid = valid.reshape(b, -1)
+    return x, labels, dense, valid
+
+
 def canonicalize(
     input: Tensor,
     target: Tensor,
@@ -321,6 +504,11 @@ def canonicalize(
     mask_weights: bool = True,
 ) -> Canonical:
     """Validate an (input, target) pair and flatten it; see the module docstring.
+
+    Four steps: the metadata checks (options, dtypes, shapes, devices: :func:`_layout`,
+    cached per combination), the removal of ``ignore_index`` and the ``mask``
+    (:func:`_remove_ignored`, :func:`_with_mask`), the value checks (:class:`ValueCheck`)
+    and the flattening (:func:`_flatten`).
 
     Args:
         input: prediction ``[B, C, *S]``, float.
@@ -349,165 +537,33 @@ def canonicalize(
     mode = check_mode(mode)
     input = check_tensor("input", input)
     target = check_tensor("target", target)
-    if not isinstance(from_logits, bool):
-        raise TypeError(f"`from_logits` must be a bool; got {type(from_logits).__name__}")
-    if not isinstance(include_background, bool):
-        raise TypeError(f"`include_background` must be a bool; got {type(include_background).__name__}")
-    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
-        raise TypeError(f"`ignore_index` must be an int or None; got {type(ignore_index).__name__}")
-    if input.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"`input` must be a floating-point tensor; got {input.dtype}")
-    if input.dim() < 3:
-        raise ValueError(
-            f"`input` must have shape [B, C, *spatial] with at least one spatial dim; got {_shape(input)}"
-        )
-    if target.device != input.device:
-        raise ValueError(f"`target` must be on the input's device {input.device}; got {target.device}")
-    if input.shape[0] == 0:
-        raise ValueError(f"`input` must hold at least one image; got batch size 0, shape {_shape(input)}")
-    b, c = input.shape[:2]
-    spatial = tuple(input.shape[2:])
-    if c == 0:
-        raise ValueError(f"`input` must have at least one channel; got 0 channels, shape {_shape(input)}")
-    if 0 in spatial:
-        raise ValueError(
-            f"`input` must hold at least one pixel per image; got a spatial size of 0, shape {_shape(input)}"
-        )
-    is_float_target = target.dtype in _FLOAT_DTYPES
-    is_int_target = target.dtype == torch.bool or not (is_float_target or target.is_complex())
-    if not (is_float_target or is_int_target):
-        raise TypeError(f"`target` must be an integer, bool or float tensor; got {target.dtype}")
-
-    labels = dense = None
-    if mode == "binary":
-        if c != 1:
-            raise ValueError(
-                f"`input` must have 1 channel in binary mode (use mode='multiclass' or 'multilabel' "
-                f"for {c} channels); got shape {_shape(input)}"
-            )
-        if target.shape == input.shape:
-            target = target[:, 0]
-        if tuple(target.shape) != (b,) + spatial:
-            raise ValueError(
-                f"`target` must have shape {_shape(input[:, 0])} or {_shape(input)} to match `input` "
-                f"{_shape(input)} in binary mode; got {_shape(target)}"
-            )
-        if is_int_target:
-            labels = target
-        else:
-            dense = target.unsqueeze(1)
-    elif mode == "multiclass":
-        if c < 2:
-            raise ValueError(
-                f"`input` must have at least 2 channels in multiclass mode (use mode='binary' for one); "
-                f"got shape {_shape(input)}"
-            )
-        if target.dim() == input.dim() - 1:
-            if not is_int_target:
-                raise TypeError(
-                    f"`target` label map [B, *spatial] must be an integer tensor in multiclass mode; got "
-                    f"{target.dtype} (a float target must be one-hot or soft labels of shape {_shape(input)})"
-                )
-            if tuple(target.shape) != (b,) + spatial:
-                raise ValueError(
-                    f"`target` label map must have shape {_shape(input[:, 0])} to match `input` "
-                    f"{_shape(input)}; got {_shape(target)}"
-                )
-            labels = target
-        elif target.dim() == input.dim():
-            if tuple(target.shape) != tuple(input.shape):
-                raise ValueError(
-                    f"`target` must have shape {_shape(input)} (one-hot / soft, {c} classes) or "
-                    f"{_shape(input[:, 0])} (label map); got {_shape(target)}"
-                )
-            if not is_float_target:
-                raise TypeError(
-                    f"`target` of shape [B, C, *spatial] must be a float one-hot or soft target in multiclass "
-                    f"mode; got integer dtype {target.dtype} (pass a label map [B, *spatial] for class indices)"
-                )
-            dense = target
-        else:
-            raise ValueError(
-                f"`target` must have shape {_shape(input[:, 0])} (label map) or {_shape(input)} (one-hot) "
-                f"for input {_shape(input)}; got {_shape(target)}"
-            )
-    else:  # multilabel
-        if c == 1 and not include_background:
-            raise ValueError(
-                f"`include_background` must be True for a single-channel input in multilabel mode (leaving channel "
-                f"0 out would leave no class to score); got False with shape {_shape(input)}"
-            )
-        if tuple(target.shape) != tuple(input.shape):
-            raise ValueError(
-                f"`target` must have shape {_shape(input)} in multilabel mode (one channel per label); "
-                f"got {_shape(target)}"
-            )
-        if is_int_target:
-            labels = None
-            dense = target  # converted below after value checks
-        else:
-            dense = target
-
-    check_ignore_index(ignore_index, mode, c, label_map=labels is not None)
-
-    # ---- ignore mask (before the value checks, which read the cleaned target) ----
-    valid = None
+    _check_options(from_logits, include_background, ignore_index)
+    layout = _layout(input, target, mode, include_background, ignore_index)
+    if layout.squeeze:
+        target = target[:, 0]
+    if layout.label_map:
+        labels, dense = target, None
+    else:
+        labels, dense = None, (target.unsqueeze(1) if mode == "binary" else target)
     raw_target = dense if labels is None else labels
-    if ignore_index is not None:
-        if labels is not None:
-            valid = labels != ignore_index
-            labels = torch.where(valid, labels, torch.zeros((), dtype=labels.dtype, device=labels.device))
-        else:
-            bad = dense == ignore_index
-            valid = ~bad.any(dim=1)
-            dense = torch.where(bad, torch.zeros((), dtype=dense.dtype, device=dense.device), dense)
-
+    labels, dense, valid = _remove_ignored(labels, dense, ignore_index)
     if mask is not None:
-        m = check_mask(mask, input, check_values=check_values, weights=mask_weights)
-        m = m.view((b,) + spatial)
-        if m.dtype == torch.bool:
-            valid = m if valid is None else valid & m
-        else:
-            valid = m if valid is None else m * valid
-
-    # ---- value checks (opt-out): one min/max pass per tensor, one device sync in all ----
+        valid = _with_mask(valid, mask, input, check_values, mask_weights)
     pending = None
-    if check_values and input.numel():
-        target = labels if labels is not None else dense
-        if target is not None and (not target.numel() or target.dtype == torch.bool):
-            target = None
-        pending = ValueCheck(input, from_logits, target, labels is not None or is_int_target, raw_target,
+    if check_values:  # one min/max pass per tensor, one device sync in all
+        checked = labels if labels is not None else dense
+        if checked is not None and checked.dtype == torch.bool:
+            checked = None
+        c = input.shape[1]
+        pending = ValueCheck(input, from_logits, checked, layout.int_target, raw_target,
                              c if mode == "multiclass" else 2, ignore_index)
         if not defer_checks:
             pending.run()
             pending = None
-
-    # ---- flattening ----
-    if mode == "binary" and labels is not None:
-        # the single channel is the foreground: g = [label == 1], a float map of the
-        # label map's size (no class axis to expand)
-        dense, labels = labels.unsqueeze(1), None
-    if dense is not None and not dense.is_floating_point():
-        dense = dense.to(input.dtype if input.dtype == torch.float64 else torch.float32)
-
-    x = input.reshape(b, c, -1)
-    if labels is not None:
-        labels = labels.reshape(b, -1).long()
-    if dense is not None:
-        dense = dense.reshape(b, dense.shape[1], -1)
-    if valid is not None:
-        valid = valid.reshape(b, -1)
-    return Canonical(
-        x=x,
-        mode=mode,
-        from_logits=from_logits,
-        labels=labels,
-        dense=dense,
-        valid=valid,
-        spatial_shape=spatial,
-        include_background=include_background,
-        pending_check=pending,
-    )
+    x, labels, dense, valid = _flatten(input, mode, labels, dense, valid)
+    return Canonical(x=x, mode=mode, from_logits=from_logits, labels=labels, dense=dense, valid=valid,
+                     spatial_shape=tuple(input.shape[2:]), include_background=include_background,
+                     pending_check=pending)
 
 
 def float_tuple(name: str, value: object) -> Tuple[float, ...]:

@@ -21,21 +21,24 @@ from which TP = Σpg, FP = Σp − TP, FN = Σg − TP, TN = n − TP − FP −
 A label-map target is never expanded to one-hot: the sums that involve ``g`` are
 gathered at the true class and scattered into the class axis. The moments come out
 of a custom autograd function whose backward rebuilds ``∂L/∂p`` from the upstream
-gradients of the moments (``∂L/∂p_ic = a_c g_ic + b_c + 2 c_c p_ic + …``) and
-recomputes the activation from the saved input, so nothing of pixel size is stored
-between forward and backward beyond the input and the target. A dense (soft) target
+gradients of the moments (``∂L/∂p_ic = a_c g_ic + b_c + 2 c_c p_ic + …``), so one
+tensor of pixel size is kept between forward and backward besides the target: the
+activation ``p`` (the eager kernel; the backward then needs no second activation pass
+and no input) or the input (the compiled kernel, and the eager backward of the
+quadratic moments in half precision, which recomputes ``p`` in float32). A dense (soft) target
 that requires grad (soft labels from a teacher) gets its exact gradient the same way:
 the moments are sums, so ``∂L/∂g_ic = a_c p_ic + b'_c + …`` from the same upstream
 gradients (:func:`_target_backward`, taken only when the target requires grad); a
 label map is an integer tensor and has none.
 
-Cost, for the Dice/Tversky moments ``p, g, pg`` (no ``ignore_index``): the forward is
-the activation, one reduction per moment (the product of ``pg`` taken in place in the
-fresh activation) and no other pixel-sized allocation; the backward is the activation
-again, ``a g + b`` built in place in one buffer (dense targets: a multiply and an add;
-label maps: a broadcast copy and one scatter at the true class), and the activation's
-backward written in place over it. The peak is two tensors of the input's size and dtype, one
-of which is the returned gradient.
+Cost of the eager kernel, for the Dice/Tversky moments ``p, g, pg`` (no
+``ignore_index``): the forward is the activation (kept for the backward), one reduction
+per moment and, for a dense target, one product ``p g`` that lives only for its sum (a
+label map gathers ``p`` at the true class instead); the backward is ``a g + b`` built in
+place in one buffer (dense targets: a multiply and an add; label maps: a broadcast copy
+and one scatter at the true class), and the activation's backward written in place over
+it. The backward's peak is two tensors of the input's size and dtype (the kept ``p`` and
+the returned gradient).
 
 Statistics are accumulated in float32 for float16/bfloat16 input, in the input's
 dtype otherwise; the pixel-sized intermediates (the probabilities and ``∂L/∂p``) stay
@@ -44,8 +47,9 @@ soft form of a dense target), whose cancelling terms are combined in float32.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -90,10 +94,13 @@ def activate(x: Tensor, activation: str) -> Tensor:
     return x
 
 
+# (looked up once: this runs several times per call)
+_IS_COMPILING = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
+
+
 def _compiling() -> bool:
     """True while ``torch.compile`` traces (the eager-CPU workarounds below are not needed there)."""
-    fn = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(fn()) if fn is not None else False
+    return bool(_IS_COMPILING())
 
 
 def _bdot(a: Tensor, b: Tensor, dtype: torch.dtype) -> Tensor:
@@ -218,7 +225,7 @@ def _moments_backward(
     grads: Sequence[Optional[Tensor]],
     dtype: torch.dtype,
     device: torch.device,
-    scale: Optional[Tensor] = None,
+    scale: Optional[Union[Tensor, float]] = None,
 ) -> Tensor:
     """``∂L/∂p`` ``[B, C, N]`` in ``dtype`` (the input's) from the upstream gradients
     ``grads`` (``[B, C]`` or ``None`` for an unused moment, in the order of ``names``).
@@ -234,7 +241,7 @@ def _moments_backward(
     # In half precision they are first scaled by ``scale`` (a power of two, exact) so that
     # none overflows (coefficients reach 1/smooth); the caller undoes it (:func:`unscale`)
     used = {k: g for k, g in zip(names, grads) if g is not None and k in _P_MOMENTS}
-    if scale is not None:
+    if scale is not None:  # (a Python number on the CPU, a device tensor elsewhere)
         used = {k: g * scale for k, g in used.items()}
     coef = {k: (g if g.dtype == dtype else g.to(dtype)).unsqueeze(-1) for k, g in used.items()}
     v = dloss_dp(p, dense, coef, shape, dtype, device)
@@ -274,20 +281,37 @@ def _moments_backward(
 _HALF_EXP = 8  # scaled coefficients stay below 2**8: sums of a few terms fit any half type
 
 
-def half_scale(grads: Sequence[Optional[Tensor]]) -> Tuple[Tensor, Tensor]:
+def half_scale(grads: Sequence[Optional[Tensor]]) -> Tuple[Optional[Union[Tensor, float]], Union[Tensor, int]]:
     """``(2**-k, k)`` for the upstream gradients of a half-precision backward: ``k >= 0``
-    the smallest integer (at most 30) that brings every coefficient below ``2**8``. A
-    device computation without a host sync."""
-    peak = torch.stack([g.detach().abs().amax().float() for g in grads if g is not None]).amax()
-    k = torch.ceil(torch.log2(peak.clamp_min(1.0))).sub(_HALF_EXP).clamp(0, 30)
-    return torch.exp2(-k), k
+    the smallest integer (at most 30) that brings every coefficient below ``2**8``.
+
+    On the CPU, where reading a number back costs no synchronisation, ``k`` is a Python
+    int (four operations: one peak over all gradients) and the scale ``None`` when
+    ``k = 0`` (the usual case: nothing to scale). Elsewhere both are device tensors,
+    computed without a host sync."""
+    used = [g.detach() for g in grads if g is not None]
+    if used[0].device.type == "cpu":
+        same = all(g.shape == used[0].shape for g in used)
+        peak = float((torch.stack(used) if same else torch.stack([g.abs().amax() for g in used])).abs().amax())
+        # (NaN: k = 0, and the NaN propagates; an infinite peak takes the largest k)
+        k = (0 if not peak > 2.0 ** _HALF_EXP else 30 if math.isinf(peak)
+             else min(30, math.ceil(math.log2(peak)) - _HALF_EXP))
+        return (None if k == 0 else 2.0 ** -k), k
+    peak_t = torch.stack([g.abs().amax().float() for g in used]).amax()
+    kt = torch.ceil(torch.log2(peak_t.clamp_min(1.0))).sub(_HALF_EXP).clamp(0, 30)
+    return torch.exp2(-kt), kt
 
 
-def unscale(t: Tensor, k: Tensor) -> Tensor:
+def unscale(t: Tensor, k: Union[Tensor, int]) -> Tensor:
     """``t * 2**k`` in place, in two factors of at most ``2**15`` (each exact and in range in
     half precision); overflows only where the result itself leaves the dtype's range. On
     the CPU, where reading ``k`` costs no synchronisation, ``k = 0`` (the usual case)
     skips both passes over ``t``."""
+    if not isinstance(k, Tensor):
+        if k == 0:
+            return t
+        half = k // 2
+        return t.mul_(2.0 ** half).mul_(2.0 ** (k - half))
     if t.device.type == "cpu" and float(k) == 0:
         return t
     lo = torch.floor(k / 2)
@@ -304,14 +328,26 @@ def _kernel() -> str:
     return "eager" if kernel == "auto" and auto_failed() else kernel
 
 
-def _target_backward(x: Tensor, dense: Tensor, valid: Optional[Tensor], activation: str, names: Sequence[str],
+def _target_backward(p: Tensor, dense: Tensor, valid: Optional[Tensor], names: Sequence[str],
                      grads: Sequence[Optional[Tensor]]) -> Tensor:
     """``∂L/∂g`` of a dense target that requires grad (:func:`seglosses._grad.target_backward`),
-    the same for every kernel: computed in the statistics' dtype, the activation
-    recomputed from ``x``, returned in the target's dtype."""
-    dtype = compute_dtype(x.dtype)
-    p = activate(x, activation).to(dtype)
-    return target_backward(p, dense.to(dtype), valid, names, grads).to(dense.dtype)
+    the same for every kernel: computed in the statistics' dtype from the activation ``p``
+    (in the input's dtype), returned in the target's dtype."""
+    dtype = compute_dtype(p.dtype)
+    return target_backward(p.to(dtype), dense.to(dtype), valid, names, grads).to(dense.dtype)
+
+
+def _keeps_activation(x: Tensor, activation: str, names: Sequence[str], dense: bool) -> bool:
+    """Whether the eager kernel keeps the activation ``p`` for its backward instead of the
+    input ``x``: always, except without an activation (``p`` is ``x``) and for the quadratic
+    moments in half precision, whose backward recomputes ``p`` in float32 from ``x``.
+
+    Keeping ``p`` (same size and dtype as ``x``, which the backward then no longer needs)
+    spares the backward a second activation pass: a sigmoid or softmax costs more than the
+    rest of a Dice backward (bfloat16 sigmoid on CPU: about three float32 ones)."""
+    if activation == "none":
+        return False
+    return not (x.dtype != compute_dtype(x.dtype) and _backward_reads_p(names, dense))
 
 
 class _Moments(torch.autograd.Function):
@@ -323,17 +359,21 @@ class _Moments(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, labels, dense, valid, activation, names, kernel, bounds):  # type: ignore[override]
+        keep_p = False
         if kernel == "eager":
             p = activate(x, activation)
+            keep_p = _keeps_activation(x, activation, names, dense is not None)
             out = _moments_forward(p, labels, dense, valid, names, compute_dtype(x.dtype),
-                                   p_is_scratch=activation != "none")
+                                   p_is_scratch=activation != "none" and not keep_p)
             lohi = None  # (the eager kernel's checks run before it: ``bounds`` is 0 here)
         else:
             run = fused_forward if kernel == "traced" else compiled_forward
             # (one fresh [B, C] tensor per moment: each is its own sum; the "auto" kernel's
             # failure to compile is handled by the caller, :func:`moments`)
             out, lohi = run(x, labels, dense, valid, activation, names, compute_dtype(x.dtype), bounds)
-        ctx.save_for_backward(x, labels, dense, valid)
+        # the input, or the activation of it (:func:`_keeps_activation`): one of the two
+        ctx.save_for_backward(p if keep_p else x, labels, dense, valid)
+        ctx.keep_p = keep_p
         ctx.activation = activation
         ctx.names = names
         ctx.kernel = kernel
@@ -347,43 +387,52 @@ class _Moments(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):  # type: ignore[override]
-        x, labels, dense, valid = ctx.saved_tensors
-        names = ctx.names
+        xp, labels, dense, valid = ctx.saved_tensors  # xp: the input, or its activation (ctx.keep_p)
+        names, act = ctx.names, ctx.activation
         grads = grads[:len(names)]  # (the bounds of the value checks have no gradient)
         d_target = None
         if dense is not None and ctx.needs_input_grad[2] and any(
                 g is not None for k, g in zip(names, grads) if k in _G_MOMENTS):
-            d_target = _target_backward(x, dense, valid, ctx.activation, names, grads)
+            d_target = _target_backward(xp if ctx.keep_p else activate(xp, act), dense, valid, names, grads)
         if not ctx.needs_input_grad[0] or all(g is None for k, g in zip(names, grads) if k in _P_MOMENTS):
             return None, None, d_target, None, None, None, None, None
         if ctx.kernel != "eager" and not (ctx.kernel == "auto" and auto_failed()):
             run = fused_backward if ctx.kernel == "traced" else compiled_backward
             used = tuple(g if k in _P_MOMENTS else None for k, g in zip(names, grads))
             try:
-                return (run(x, labels, dense, valid, ctx.activation, names, used), None, d_target,
+                return (run(xp, labels, dense, valid, act, names, used), None, d_target,
                         None, None, None, None, None)
             except CompileError as err:
                 if ctx.kernel != "auto":
                     raise
                 give_up_compiling(err)  # and the eager backward below
-        p = None
-        xw = x
-        if _backward_reads_p(names, dense is not None):
-            # the quadratic forms (Σp², Σp²g, soft form) combine terms that cancel, with
-            # coefficients up to 1/smooth: in half precision they overflow (NaN) or lose
-            # every digit, so their backward runs in float32 and is cast back at the end
-            xw = x.to(compute_dtype(x.dtype))
-            p = activate(xw, ctx.activation)
-        scale = k = None
-        if xw.dtype != compute_dtype(xw.dtype):
-            scale, k = half_scale(grads)
-        v = _moments_backward(p, xw.shape, labels, dense, valid, names, grads, xw.dtype, xw.device, scale)
-        if p is None:  # recomputed after v: its temporaries are gone, the peak is v and p
-            p = activate(xw, ctx.activation)
-        dx = activation_backward_([p], [v], ctx.activation)[0]
-        if k is not None:
-            dx = unscale(dx, k)
-        return dx.to(x.dtype), None, d_target, None, None, None, None, None
+        dx = _eager_backward(xp, ctx.keep_p, labels, dense, valid, act, names, grads)
+        return dx, None, d_target, None, None, None, None, None
+
+
+def _eager_backward(xp: Tensor, keep_p: bool, labels: Optional[Tensor], dense: Optional[Tensor],
+                    valid: Optional[Tensor], activation: str, names: Sequence[str],
+                    grads: Sequence[Optional[Tensor]]) -> Tensor:
+    """``∂L/∂x`` of the eager kernel; ``xp`` is the activation ``p`` (``keep_p``) or the input."""
+    dtype = xp.dtype
+    p = xp if keep_p else None
+    xw = xp
+    if not keep_p and _backward_reads_p(names, dense is not None):
+        # the quadratic forms (Σp², Σp²g, soft form) combine terms that cancel, with
+        # coefficients up to 1/smooth: in half precision they overflow (NaN) or lose
+        # every digit, so their backward runs in float32 and is cast back at the end
+        xw = xp.to(compute_dtype(dtype))
+        p = activate(xw, activation)
+    scale = k = None
+    if xw.dtype != compute_dtype(xw.dtype):
+        scale, k = half_scale(grads)
+    v = _moments_backward(p, xw.shape, labels, dense, valid, names, grads, xw.dtype, xw.device, scale)
+    if p is None:  # recomputed after v: its temporaries are gone, the peak is v and p
+        p = activate(xw, activation)
+    dx = activation_backward_([p], [v], activation)[0]
+    if k is not None:
+        dx = unscale(dx, k)
+    return dx if dx.dtype == dtype else dx.to(dtype)
 
 
 def moments(canon: Canonical, names: Sequence[str]) -> Dict[str, Tensor]:

@@ -131,7 +131,7 @@ def test_bound_is_zero_when_bins_separate_the_scores():
         (dict(bins=0), torch.rand(1, 1, 4), ValueError, r"`bins` must be None or an int >= 1; got 0"),
         (dict(bins=2.5), torch.rand(1, 1, 4), ValueError, r"`bins` must be None or an int >= 1"),
         (dict(domain="dataset"), torch.rand(1, 1, 4), ValueError, r"`domain` must be one of 'image', 'batch'"),
-        (dict(), torch.rand(1, 1, 4) * 3, ValueError, r"`input` must hold probabilities in \[0, 1\]"),
+        (dict(), torch.tensor([[[0.2, 1.5, 0.7, 2.9]]]), ValueError, r"`input` must hold probabilities in \[0, 1\]"),
         (dict(), torch.full((1, 1, 4), math.nan), ValueError, r"`input` must be finite"),
         (dict(), torch.rand(0, 1, 4), ValueError, r"`input` must hold at least one image"),
     ],

@@ -16,7 +16,7 @@ with convolutional neural networks" (IEEE TMI 2020).
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -43,7 +43,7 @@ def _prepare(input: Tensor, target: Tensor, kw: BoundaryKeywords, caller: str = 
         include_background = mode != "multiclass"
     canon = canonicalize(
         input, target, mode=mode, from_logits=kw["from_logits"], include_background=include_background,
-        ignore_index=kw["ignore_index"], check_values=kw["check_values"],
+        ignore_index=kw["ignore_index"], check_values=kw["check_values"], mask=kw["mask"],
     )
     if constant_target:
         check_constant_target(canon.dense, f"the {caller} reads the target through distance maps of its mask")
@@ -57,9 +57,18 @@ def _prepare(input: Tensor, target: Tensor, kw: BoundaryKeywords, caller: str = 
     else:
         g = canon.dense[:, first:].to(dtype)
         mask = g > 0.5
-    if canon.valid is not None:
-        mask = mask & canon.valid.unsqueeze(1)
+    keep = _kept(canon)
+    if keep is not None:
+        mask = mask & keep.unsqueeze(1)
     return canon, p, g, mask
+
+
+def _kept(canon: Canonical) -> Optional[Tensor]:
+    """The pixels that count at all ``[B, N]`` (bool; weight > 0 for a float ``mask``), or ``None``."""
+    valid = canon.valid
+    if valid is None or valid.dtype == torch.bool:
+        return valid
+    return valid > 0
 
 
 def _finish(values: Tensor, kw: BoundaryKeywords) -> Tensor:
@@ -209,8 +218,9 @@ def hausdorff_dt_loss(input: Tensor, target: Tensor, *, alpha: float = 2.0, **kw
     shape = _maps_shape(canon, k)
     with torch.no_grad():
         pred_mask = p.detach() > 0.5
-        if canon.valid is not None:
-            pred_mask &= canon.valid.unsqueeze(1)
+        keep = _kept(canon)
+        if keep is not None:
+            pred_mask &= keep.unsqueeze(1)
         d = _boundary_distance(torch.cat([mask.reshape(shape), pred_mask.reshape(shape)]), spacing,
                                _map_dtype(p.dtype))
         d_g, d_s = d.reshape(2, b, k, n).to(p.dtype).unbind(0)
@@ -285,7 +295,9 @@ def hausdorff_er_loss(input: Tensor, target: Tensor, *, alpha: float = 2.0, eros
           ``"mean"`` is the mean over (class, image, pixel), here the mean over images
           and classes of each one's pixel mean, the same number.
         * ``ignore_index``: the error is 0 at ignored pixels and they are left out of the
-          mean. Soft targets enter the error as given; a target that requires grad gets
+          mean. A ``mask`` leaves out its pixels of weight 0 (False) the same way; a float
+          mask's weights then weigh the final pixel mean (the erosions see only which
+          pixels are kept, as their 0.5 threshold is on the unweighted error). Soft targets enter the error as given; a target that requires grad gets
           its gradient (the erosion is differentiable in both).
         * Spatial size: 2D or 3D (the erosion is a 3 × 3 (× 3) convolution).
 
@@ -311,8 +323,9 @@ def hausdorff_er_loss(input: Tensor, target: Tensor, *, alpha: float = 2.0, eros
         raise ValueError(f"`input` must have 2 or 3 spatial dims for the erosion; got {ndim} "
                          f"(shape {tuple(canon.x.shape[:2]) + canon.spatial_shape})")
     err = (p - g).square()
-    if canon.valid is not None:
-        err = err * canon.valid.unsqueeze(1).to(err.dtype)
+    keep = _kept(canon)
+    if keep is not None:
+        err = err * keep.unsqueeze(1).to(err.dtype)
     bound = err.reshape((b * k, 1) + canon.spatial_shape)
     kernel = _erosion_kernel(ndim, bound.dtype, bound.device)
     conv = torch.nn.functional.conv2d if ndim == 2 else torch.nn.functional.conv3d

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from typing_extensions import Unpack
 
-from .._arguments import REGION, RegionKeywords, shared_keywords
+from .._arguments import REGION, RegionKeywords, shared_keywords, with_docs
 from .._inputs import Canonical, canonicalize, check_class_weights
 from .._options import check_fraction, check_nonnegative, lookup_option
 from .._reduce import reduce_items, reduce_per_item
@@ -60,6 +60,25 @@ def _class_mean(values: Tensor, class_weights) -> Tensor:
     return reduce_items(values, "none", w, domain="image").mean(1)
 
 
+_COMPOUND_ARGS = """\
+    Common args:
+        input: prediction ``[B, C, *S]``: logits (``from_logits=True``) or probabilities.
+        target: label map ``[B, *S]``, or ``[B, C, *S]`` one-hot / soft labels.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        from_logits: the input is logits.
+        ignore_index: target value whose pixels are left out.
+        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
+            ``ignore_index`` does) or per-pixel weights >= 0 (pixel means become weighted means).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        check_values: run the value checks of the canonicalisation.
+
+    Returns:
+        Scalar, or ``[B]`` / 0-dim for ``reduction="none"``.
+"""
+_compound_docs = with_docs(_COMPOUND_ARGS)
+
+
+@_compound_docs
 def combo_loss(
     input: Tensor,
     target: Tensor,
@@ -106,25 +125,13 @@ def combo_loss(
         (image domain) or a 0-dim tensor (batch domain).
 
     Args:
-        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
-            ``ignore_index`` does) or per-pixel weights >= 0 (pixel means become weighted means).
-        input: prediction ``[B, C, *S]``: logits (``from_logits=True``) or probabilities.
-        target: label map ``[B, *S]``, or ``[B, C, *S]`` one-hot / soft labels.
         alpha: α in [0, 1], weight of the cross entropy (default ½).
         beta: β in [0, 1], weight of the positives in the cross entropy (default ½).
         dice_term: ``"loss"`` (1 − Dice, default) or ``"score"`` (−Dice, the paper).
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        from_logits: the input is logits.
         domain: ``"image"`` (per image, then averaged) or ``"batch"``.
         smooth: ε of the Dice term.
         include_background: keep channel 0 (multiclass/multilabel) in both terms.
-        ignore_index: target value whose pixels are left out.
         class_weights: one weight per kept channel, or None.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
-        check_values: run the value checks of the canonicalisation.
-
-    Returns:
-        Scalar, or ``[B]`` / 0-dim for ``reduction="none"``.
 
     Example:
         >>> x = torch.tensor([[[0.0, 0.0]]])  # binary, p = 1/2 at both pixels
@@ -159,6 +166,7 @@ def combo_loss(
     return reduce_per_item(value, reduction, domain=domain).to(input.dtype)
 
 
+@_compound_docs
 def exp_log_loss(
     input: Tensor,
     target: Tensor,
@@ -206,25 +214,13 @@ def exp_log_loss(
         ``reduction="none"``: ``[B]`` (image domain) / 0-dim (batch domain). Range [0, ∞).
 
     Args:
-        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
-            ``ignore_index`` does) or per-pixel weights >= 0 (pixel means become weighted means).
-        input: prediction ``[B, C, *S]``: logits (``from_logits=True``) or probabilities.
-        target: label map ``[B, *S]``, or ``[B, C, *S]`` one-hot / soft labels.
         gamma_dice, gamma_ce: exponents γ > 0 of the two terms.
         w_dice, w_ce: weights (>= 0) of the two terms.
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        from_logits: the input is logits.
         domain: ``"image"`` (Dice and CE per image, then averaged) or ``"batch"``.
         smooth: ε of Dice_c.
         include_background: keep channel 0 in the Dice term.
-        ignore_index: target value whose pixels are left out.
         class_weights: ``"sqrt_inverse_frequency"`` (default), ``"inverse_frequency"``,
             explicit weights (as :func:`~seglosses.functional.cross_entropy_loss`) or None.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
-        check_values: run the value checks of the canonicalisation.
-
-    Returns:
-        Scalar, or ``[B]`` / 0-dim for ``reduction="none"``.
 
     Example:
         >>> x = torch.tensor([[[0.0, 0.0]]])  # binary, p = 1/2 at both pixels

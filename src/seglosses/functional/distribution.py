@@ -33,7 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._arguments import with_docs
+from typing_extensions import Unpack
+
+from .._arguments import PIXEL, PixelKeywords, shared_keywords
 from .._inputs import Canonical, canonicalize, check_class_weights, check_constant_target
 from .._options import check_fraction, check_nonnegative, check_positive, lookup_option
 from .._reduce import reduce_pixels
@@ -53,28 +55,6 @@ _LN2 = math.log(2.0)
 
 ClassWeights = Union[None, str, Sequence[float], Tensor]
 
-DISTRIBUTION_ARGS = """
-    Common args:
-        input: prediction ``[B, C, *S]`` (any number of spatial dims): logits
-            (``from_logits=True``, the default) or probabilities.
-        target: label map ``[B, *S]`` (integer), or ``[B, C, *S]`` one-hot / soft labels
-            (float); binary mode also takes ``[B, *S]`` / ``[B, 1, *S]`` float probabilities.
-        mode: ``"binary"`` (1 channel, sigmoid), ``"multiclass"`` (softmax over C) or
-            ``"multilabel"`` (C independent sigmoids, per-channel losses summed).
-        from_logits: the input is logits (computed in log space); otherwise probabilities.
-        ignore_index: target value whose pixels are left out (0 in ``"none"`` maps).
-        class_weights: ``None``; one weight per class (multiclass: C; binary: 2 weights
-            ``(negatives, positives)`` or 1 weight for the channel; multilabel: C, one per
-            channel, applied to both outcomes); or ``"inverse_frequency"`` /
-            ``"sqrt_inverse_frequency"``, computed from the target's valid pixels over the
-            whole batch, see :func:`class_frequency_weights`.
-        reduction: ``"mean"`` over valid pixels, ``"sum"``, or ``"none"`` (``[B, *S]``).
-        check_values: check label range, probability range and finiteness (one pass over
-            the data and a device sync); shapes and dtypes are always checked.
-"""
-
-
-_with_args = with_docs(DISTRIBUTION_ARGS)
 
 
 # --------------------------------------------------------------------------- log space
@@ -395,28 +375,22 @@ def _finish(loss: Tensor, canon: Canonical, reduction: str, dtype: torch.dtype) 
     return reduce_pixels(loss, reduction, valid).to(dtype)
 
 
-def _canon(input, target, mode, from_logits, ignore_index, check_values, mask=None) -> Canonical:
-    return canonicalize(input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
-                        check_values=check_values, mask=mask)
+def _canon(input: Tensor, target: Tensor, kw: PixelKeywords) -> Canonical:
+    return canonicalize(input, target, mode=kw["mode"], from_logits=kw["from_logits"],
+                        ignore_index=kw["ignore_index"], check_values=kw["check_values"], mask=kw["mask"])
 
 
 # --------------------------------------------------------------------------- losses
 
 
-@_with_args
+@shared_keywords(PIXEL)
 def cross_entropy_loss(
     input: Tensor,
     target: Tensor,
     *,
-    mode: str = "binary",
-    from_logits: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: ClassWeights = None,
     label_smoothing: float = 0.0,
     weight_norm: str = "pixels",
-    reduction: str = "mean",
-    check_values: bool = True,
-    mask: Optional[Tensor] = None,
+    **kw: Unpack[PixelKeywords],
 ) -> Tensor:
     r"""Cross entropy and weighted cross entropy (seed 001 eqs. 2-3).
 
@@ -451,8 +425,6 @@ def cross_entropy_loss(
         gradient. The target and inverse-frequency weights are constants.
 
     Args:
-        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
-            ``ignore_index`` does) or per-pixel weights >= 0 (the mean becomes ``Σ w l / Σ w``).
         label_smoothing: ε in [0, 1).
         weight_norm: ``"pixels"`` (seed 001 eq. 3, the default) or ``"weights"`` (torch).
 
@@ -468,15 +440,15 @@ def cross_entropy_loss(
     """
     eps = check_fraction("label_smoothing", label_smoothing, open_high=True)
     weight_norm = lookup_option("weight_norm", weight_norm, WEIGHT_NORMS)
-    canon = _canon(input, target, mode, from_logits, ignore_index, check_values, mask)
+    canon = _canon(input, target, kw)
     dt = compute_dtype(canon.x.dtype)
-    factor = _resolve_class_weights(class_weights, canon, dt)
+    factor = _resolve_class_weights(kw["class_weights"], canon, dt)
     loss = _pixel_nll(canon, factor=factor, smoothing=eps)
-    if factor is not None and weight_norm == "weights" and reduction == "mean":
+    if factor is not None and weight_norm == "weights" and kw["reduction"] == "mean":
         total = _finish(loss, canon, "sum", dt)
         den = _pixel_weight_total(canon, factor)
         return (total / torch.where(den > 0, den, torch.ones_like(den))).to(input.dtype)
-    return _finish(loss, canon, reduction, input.dtype)
+    return _finish(loss, canon, kw["reduction"], input.dtype)
 
 
 TOPK_DOMAINS = ("image", "batch")
@@ -499,7 +471,7 @@ def _select_top(score: Tensor, valid: Optional[Tensor], k: float) -> Tensor:
     return torch.zeros_like(valid).scatter_(1, idx, keep)
 
 
-@_with_args
+@shared_keywords(PIXEL)
 def topk_loss(
     input: Tensor,
     target: Tensor,
@@ -507,12 +479,7 @@ def topk_loss(
     k: Optional[float] = None,
     threshold: Optional[float] = None,
     domain: str = "batch",
-    mode: str = "binary",
-    from_logits: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: ClassWeights = None,
-    reduction: str = "mean",
-    check_values: bool = True,
+    **kw: Unpack[PixelKeywords],
 ) -> Tensor:
     r"""TopK loss: the cross entropy of the hardest pixels only (Wu et al. 2016; seed 001 eq. 4).
 
@@ -541,6 +508,10 @@ def topk_loss(
         is 0 with zero gradient. In the image domain, images without a selected pixel are
         left out of the mean. ``reduction="none"`` gives the ``[B, *S]`` map of the
         selected pixels' CE (0 elsewhere), ``"sum"`` its sum. Range [0, ∞).
+        A float ``mask`` weighs the selected pixels: the ranking runs over the pixels of
+        weight > 0 (``k`` is a share of their number, not of their weight) and the mean
+        becomes :math:`\sum_{sel} w_i \ell_i / \sum_{sel} w_i`; a bool mask leaves pixels out
+        as ``ignore_index`` does.
 
     Args:
         k: percentage in (0, 100] of the valid pixels to keep (percent form).
@@ -571,46 +542,56 @@ def topk_loss(
         if k > 100:
             raise ValueError(f"`k` must be a percentage in (0, 100]; got {k}")
     domain = lookup_option("domain", domain, TOPK_DOMAINS)
-    canon = _canon(input, target, mode, from_logits, ignore_index, check_values)
+    canon = _canon(input, target, kw)
     dt = compute_dtype(canon.x.dtype)
-    factor = _resolve_class_weights(class_weights, canon, dt)
+    factor = _resolve_class_weights(kw["class_weights"], canon, dt)
     ce = _pixel_nll(canon, factor=factor)
-    b = canon.batch_size
-    valid = canon.valid
+    keep = _kept(canon.valid)
     if threshold is not None:
         plain = ce if factor is None else _pixel_nll(canon)
         sel = plain.detach() > -math.log(threshold)
-        if valid is not None:
-            sel = sel & valid
+        if keep is not None:
+            sel = sel & keep
     else:
         rows = ce.detach() if domain == "image" else ce.detach().reshape(1, -1)
-        v = None if valid is None else (valid if domain == "image" else valid.reshape(1, -1))
+        v = None if keep is None else (keep if domain == "image" else keep.reshape(1, -1))
         sel = _select_top(rows, v, k).reshape(ce.shape)
+    return _topk_reduce(ce, sel, canon, domain, lookup_option("reduction", kw["reduction"], ("mean", "sum", "none")),
+                        input.dtype)
+
+
+def _kept(valid: Optional[Tensor]) -> Optional[Tensor]:
+    """The pixels that count at all (weight > 0 for a float validity), as bool ``[B, N]``."""
+    if valid is None or valid.dtype == torch.bool:
+        return valid
+    return valid > 0
+
+
+def _topk_reduce(ce: Tensor, sel: Tensor, canon: Canonical, domain: str, reduction: str,
+                 dtype: torch.dtype) -> Tensor:
+    """Reduce the selected pixels' CE; a float validity weighs them (the count becomes Σ w)."""
+    b = canon.batch_size
     loss = ce.reshape((b,) + canon.spatial_shape)
-    sel_map = sel.reshape(loss.shape)
-    reduction = lookup_option("reduction", reduction, ("mean", "sum", "none"))
+    weight: Tensor = sel
+    if canon.valid is not None and canon.valid.is_floating_point():
+        weight = sel.to(canon.valid.dtype) * canon.valid
+    weight = weight.reshape(loss.shape)
     if reduction != "mean" or domain == "batch":
-        return reduce_pixels(loss, reduction, sel_map).to(input.dtype)
-    per_image = reduce_pixels(loss, "none", sel_map).reshape(b, -1).sum(1)
-    count = sel.reshape(b, -1).sum(1)
-    means = per_image / count.clamp_min(1).to(per_image.dtype)
-    return reduce_pixels(means, "mean", count > 0).to(input.dtype)
+        return reduce_pixels(loss, reduction, weight).to(dtype)
+    per_image = reduce_pixels(loss, "none", weight).reshape(b, -1).sum(1)
+    count = weight.reshape(b, -1).sum(1).to(per_image.dtype)
+    means = per_image / torch.where(count > 0, count, torch.ones_like(count))
+    return reduce_pixels(means, "mean", count > 0).to(dtype)
 
 
-@_with_args
+@shared_keywords(PIXEL)
 def focal_loss(
     input: Tensor,
     target: Tensor,
     *,
     gamma: float = 2.0,
     alpha: Optional[float] = None,
-    mode: str = "binary",
-    from_logits: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: ClassWeights = None,
-    reduction: str = "mean",
-    check_values: bool = True,
-    mask: Optional[Tensor] = None,
+    **kw: Unpack[PixelKeywords],
 ) -> Tensor:
     r"""Focal loss (Lin et al. 2017; seed 001 eq. 5).
 
@@ -639,8 +620,6 @@ def focal_loss(
         all-ignored batches as :func:`cross_entropy_loss`.
 
     Args:
-        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
-            ``ignore_index`` does) or per-pixel weights >= 0 (the mean becomes ``Σ w l / Σ w``).
         gamma: focusing parameter γ >= 0 (default 2, the paper's).
         alpha: α in [0, 1] or None (no α-balance).
 
@@ -654,9 +633,9 @@ def focal_loss(
     gamma = check_nonnegative("gamma", gamma)
     if alpha is not None:
         alpha = check_fraction("alpha", alpha)
-    canon = _canon(input, target, mode, from_logits, ignore_index, check_values, mask)
+    canon = _canon(input, target, kw)
     dt = compute_dtype(canon.x.dtype)
-    factor = _resolve_class_weights(class_weights, canon, dt)
+    factor = _resolve_class_weights(kw["class_weights"], canon, dt)
     if alpha is not None:
         if canon.mode == "multiclass":
             a = torch.full((canon.num_channels,), alpha, dtype=dt, device=canon.x.device)
@@ -665,7 +644,7 @@ def focal_loss(
             a = torch.tensor([[1 - alpha, alpha]], dtype=dt, device=canon.x.device)
         factor = a if factor is None else factor * a
     loss = _pixel_nll(canon, factor=factor, gamma=gamma)
-    return _finish(loss, canon, reduction, input.dtype)
+    return _finish(loss, canon, kw["reduction"], input.dtype)
 
 
 def _region_distance_penalty(regions: Tensor, num_regions: int, valid: Optional[Tensor], spatial: Tuple[int, ...],
@@ -690,18 +669,13 @@ def _region_distance_penalty(regions: Tensor, num_regions: int, valid: Optional[
     return D
 
 
-@_with_args
+@shared_keywords(PIXEL)
 def distance_penalized_ce_loss(
     input: Tensor,
     target: Tensor,
     *,
     spacing: Optional[Union[float, Sequence[float]]] = None,
-    mode: str = "binary",
-    from_logits: bool = True,
-    ignore_index: Optional[int] = None,
-    class_weights: ClassWeights = None,
-    reduction: str = "mean",
-    check_values: bool = True,
+    **kw: Unpack[PixelKeywords],
 ) -> Tensor:
     r"""Distance map penalised cross entropy, DPCE (Caliva et al. 2019; seed 001 eq. 6).
 
@@ -725,7 +699,10 @@ def distance_penalized_ce_loss(
         Ignored pixels belong to every region (an ignored area is not a boundary) and have
         loss 0. A region that covers the whole image (with the ignored pixels) has no
         boundary: D = 0 there, i.e. plain CE. Empty masks therefore give finite values and
-        gradients. Range [0, ∞).
+        gradients. Range [0, ∞). ``mask``: a pixel with weight 0 (or False) is an
+        ignored pixel; a float mask weighs the others, the mean becoming
+        :math:`\sum_i w_i (1 + D_i) \ell_i / \sum_i w_i` (the map D does not read the
+        weights).
 
     Args:
         spacing: pixel size per spatial axis (or one number), passed to
@@ -738,21 +715,22 @@ def distance_penalized_ce_loss(
         >>> round(float(distance_penalized_ce_loss(x, y)) / math.log(2), 4)  # mean(1, 1.5, 1, 1.5, 1)
         1.2
     """
-    canon = _canon(input, target, mode, from_logits, ignore_index, check_values)
+    canon = _canon(input, target, kw)
     check_constant_target(canon.dense, "the distance-penalised CE weighs pixels by a distance map of the target's "
                                        "regions")
     dt = compute_dtype(canon.x.dtype)
-    factor = _resolve_class_weights(class_weights, canon, dt)
+    factor = _resolve_class_weights(kw["class_weights"], canon, dt)
     b, c, n = canon.x.shape
     spatial = canon.spatial_shape
+    keep = _kept(canon.valid)
     with torch.no_grad():
         if canon.mode == "multiclass":
             regions = canon.labels if canon.labels is not None else canon.dense.argmax(1)
-            D = _region_distance_penalty(regions, c, canon.valid, spatial, spacing, dt)  # [B, N]
+            D = _region_distance_penalty(regions, c, keep, spatial, spacing, dt)  # [B, N]
         else:
             fg = (canon.dense >= 0.5).long().reshape(b * c, n)
-            valid = None if canon.valid is None else canon.valid.repeat_interleave(c, 0)
+            valid = None if keep is None else keep.repeat_interleave(c, 0)
             D = _region_distance_penalty(fg, 2, valid, spatial, spacing, dt).reshape(b, c, n)
         weight = (1 + D).to(dt)
     loss = _pixel_nll(canon, factor=factor, pixel_weight=weight)
-    return _finish(loss, canon, reduction, input.dtype)
+    return _finish(loss, canon, kw["reduction"], input.dtype)

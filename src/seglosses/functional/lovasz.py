@@ -207,6 +207,7 @@ def lovasz_loss(
     class_weights: Optional[Sequence[float]] = None,
     reduction: str = "mean",
     check_values: bool = True,
+    mask: Optional[Tensor] = None,
 ) -> Tensor:
     r"""Lovász hinge and Lovász-softmax losses (Berman, Rannen Triki & Blaschko 2018).
 
@@ -248,6 +249,11 @@ def lovasz_loss(
         * ``ignore_index``: ignored pixels get the error :math:`-∞` and target 0; they
           sort last and change neither the increments nor the sum. An all-ignored
           item scores 0.
+        * ``mask``: the pixels where it is False (or 0) are left out exactly as
+          ``ignore_index`` leaves them out: the extension runs over the kept pixels only.
+          A per-pixel weight has no meaning for the sorted hinge (the Jaccard increments
+          count pixels), so a float mask must hold only 0 and 1; other values raise a
+          ``ValueError`` naming ``mask``.
         * Ties between errors: the value does not depend on their order; the gradient
           follows the order ``torch.sort`` returns.
         * Computed in float32 for half inputs. A soft target that requires grad gets
@@ -270,6 +276,8 @@ def lovasz_loss(
         include_background: keep channel 0 (multiclass, multilabel); the softmax
             always uses every channel.
         ignore_index: target value whose pixels are left out.
+        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``, bool (or float of 0 and 1):
+            False leaves the pixel out, as ``ignore_index`` does.
         class_weights: one weight per kept class; the item's mean becomes
             :math:`\sum_c w_c s_c L_c / \sum_c w_c s_c` with :math:`s_c` the selection.
         reduction: ``"mean"`` over items, ``"sum"``, or ``"none"`` (``[B]`` in the image
@@ -303,11 +311,24 @@ def lovasz_loss(
     domain = check_domain(domain)
     canon = canonicalize(
         input, target, mode=mode, from_logits=from_logits, include_background=include_background,
-        ignore_index=ignore_index, check_values=check_values,
+        ignore_index=ignore_index, check_values=check_values, mask=mask, mask_weights=False,
     )
+    select = None if canon.mode == "binary" else _check_classes(classes, canon)
+    errors, g = _pixel_errors(canon, select)
+    values, present = _extensions(errors, g, domain)
+    w = check_class_weights(class_weights, canon.num_channels - canon.first_class, values)
+    if canon.mode == "binary":
+        per_item = values[:, 0]  # one class: a weight does not change its mean
+    else:
+        per_item = _class_mean(values, present, w, select, classes == "present")
+    return reduce_per_item(per_item, reduction, domain=domain)
+
+
+def _pixel_errors(canon: Canonical, select: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    """Errors and targets ``[B, K, N]`` of the kept (and selected) classes; left-out pixels
+    get the error -inf and target 0 (they sort last and add nothing)."""
     dtype = compute_dtype(canon.x.dtype)
     first = canon.first_class
-    select = None if canon.mode == "binary" else _check_classes(classes, canon)
     x = canon.x[:, first:]
     if canon.mode == "multiclass":
         p = canon.probs(dtype)[:, first:]
@@ -327,23 +348,26 @@ def lovasz_loss(
         v = canon.valid.unsqueeze(1)
         errors = torch.where(v, errors, torch.full((), float("-inf"), dtype=dtype, device=errors.device))
         g = g * v.to(dtype)
+    return errors, g
+
+
+def _extensions(errors: Tensor, g: Tensor, domain: str) -> Tuple[Tensor, Tensor]:
+    """The extension of every (item, class) row ``[I, K]`` and whether the class is present."""
     b, k, n = errors.shape
     if domain == "image":
         values = lovasz_extension(errors.reshape(b * k, n), g.reshape(b * k, n)).view(b, k)
-        present = g.sum(-1) > 0
-    else:
-        rows_e = errors.transpose(0, 1).reshape(k, b * n)
-        rows_g = g.transpose(0, 1).reshape(k, b * n)
-        values = lovasz_extension(rows_e, rows_g).view(1, k)
-        present = rows_g.sum(-1).view(1, k) > 0
-    w = check_class_weights(class_weights, canon.num_channels - first, values)
-    if canon.mode == "binary":
-        per_item = values[:, 0]  # one class: a weight does not change its mean
-    else:
-        if w is not None and select is not None:
-            w = w.index_select(0, select)
-        weight = torch.ones_like(values) if w is None else w.to(values.dtype).expand_as(values)
-        if classes == "present":
-            weight = weight * present.to(values.dtype)
-        per_item = safe_ratio((weight * values).sum(1), weight.sum(1), empty=0.0)
-    return reduce_per_item(per_item, reduction, domain=domain)
+        return values, g.sum(-1) > 0
+    rows_e = errors.transpose(0, 1).reshape(k, b * n)
+    rows_g = g.transpose(0, 1).reshape(k, b * n)
+    return lovasz_extension(rows_e, rows_g).view(1, k), rows_g.sum(-1).view(1, k) > 0
+
+
+def _class_mean(values: Tensor, present: Tensor, w: Optional[Tensor], select: Optional[Tensor],
+                present_only: bool) -> Tensor:
+    """The (weighted) mean over the selected classes of each item; 0 for an item without one."""
+    if w is not None and select is not None:
+        w = w.index_select(0, select)
+    weight = torch.ones_like(values) if w is None else w.to(values.dtype).expand_as(values)
+    if present_only:
+        weight = weight * present.to(values.dtype)
+    return safe_ratio((weight * values).sum(1), weight.sum(1), empty=0.0)

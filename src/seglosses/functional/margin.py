@@ -191,6 +191,7 @@ def margin_calibration_loss(
     class_weights: Union[None, str, Sequence[float]] = None,
     reduction: str = "mean",
     check_values: bool = True,
+    mask: Optional[Tensor] = None,
 ) -> Tensor:
     r"""Margin calibration loss (seed 003 eqs. 4, 27-29 with the offsets of Corollary 1.1).
 
@@ -228,7 +229,10 @@ def margin_calibration_loss(
         Range [0, ∞) (the infimum 0 as every margin grows without bound; at λ = ρ a term is
         1). Ignored pixels count nowhere (neither in the loss nor in the batch counts); all
         pixels ignored gives 0 with zero gradient. Offsets are constants (no gradient).
-        ``reduction="none"`` gives ``[B, *S]`` (per-pixel sums over the classes).
+        ``reduction="none"`` gives ``[B, *S]`` (per-pixel sums over the classes). A float
+        ``mask`` weighs each pixel in the mean (:math:`\sum_i w_i \ell_i / \sum_i w_i`) and in
+        the batch counts (:math:`n_k = \sum_{i \in Y_k} w_i`); a bool mask leaves pixels out
+        as ``ignore_index`` does.
 
     Args:
         input: scores ``[B, C, *S]`` (logits), or probabilities with ``from_logits=False``.
@@ -243,6 +247,8 @@ def margin_calibration_loss(
         mode: ``"binary"`` or ``"multiclass"``.
         from_logits: the input is logits; otherwise probabilities.
         ignore_index: target value whose pixels are left out.
+        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out, as
+            ``ignore_index`` does) or per-pixel weights >= 0 (see the convention).
         class_weights: per-class weights ``[C]`` (binary: 2) or ``"inverse_frequency"``.
         reduction: ``"mean"`` over valid pixels, ``"sum"``, or ``"none"`` (``[B, *S]``).
         check_values: run the value checks of the canonicalisation.
@@ -264,45 +270,64 @@ def margin_calibration_loss(
     """
     mode = lookup_option("mode", mode, ("binary", "multiclass"))
     canon = canonicalize(input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
-                         check_values=check_values)
+                         check_values=check_values, mask=mask)
     check_constant_target(canon.dense, "the margin loss reads the target as a label map (and its margin offsets "
                                        "from the label counts)")
     dt = compute_dtype(canon.x.dtype)
     s, labels = _scores_and_labels(canon, dt)
-    b, c, n = s.shape
+    c = s.shape[1]
     onehot = F.one_hot(labels, c).movedim(-1, 1).bool()  # [B, K, N]
     with torch.no_grad():
-        if class_counts is None:
-            w = onehot.to(dt)
-            if canon.valid is not None:
-                w = w * canon.valid.unsqueeze(1).to(dt)
-            counts = w.sum((0, 2))
-        else:
-            if not isinstance(class_counts, Tensor):
-                class_counts = float_tuple("class_counts", class_counts)
-            counts = torch.as_tensor(class_counts, dtype=dt).to(s.device)
-            if counts.dim() != 1 or counts.numel() != c:
-                raise ValueError(f"`class_counts` must hold one count per class ({c}); got shape "
-                                 f"{tuple(counts.shape)}")
+        counts = _class_counts(onehot, canon.valid, class_counts, dt)
         rho_k0, rho_0k = margin_offsets(counts, tau, v, offset_norm=offset_norm)
-        factor = None
-        if isinstance(class_weights, str):
-            factor = class_frequency_weights(counts, lookup_option("class_weights", class_weights,
-                                                                   ("inverse_frequency",)))
-        elif class_weights is not None:
-            factor = check_class_weights(class_weights, c, s)
-    top2 = s.topk(2, dim=1)
-    first, second = top2.values[:, :1], top2.values[:, 1:]
-    is_max = (torch.arange(c, device=s.device).view(1, c, 1) == top2.indices[:, :1]).to(dt)
-    # eq. 4: max_{j != k} s_j is the first maximum, or the second one at the arg max
-    lam = s - first + is_max * (first - second)
-    # eq. 28 for the true class (rho_k0 - lambda), eq. 29 for the others (lambda + rho_0k)
-    g = onehot.to(dt)
-    sign = 1 - 2 * g
-    rho = torch.where(onehot, rho_k0.to(dt).view(1, c, 1), rho_0k.to(dt).view(1, c, 1))
-    terms = F.softplus((sign * lam + rho) * _LN2) / _LN2
+        factor = _class_factor(class_weights, counts, c, s)
+    terms = _calibrated_terms(_margins(s), onehot, rho_k0.to(dt), rho_0k.to(dt))
     if factor is not None:
         terms = terms * factor.to(dt).view(1, c, 1)
-    loss = terms.sum(1).reshape((b,) + canon.spatial_shape)
+    loss = terms.sum(1).reshape((canon.batch_size,) + canon.spatial_shape)
     valid = None if canon.valid is None else canon.valid.reshape(loss.shape)
     return reduce_pixels(loss, reduction, valid).to(input.dtype)
+
+
+def _class_counts(onehot: Tensor, valid: Optional[Tensor], class_counts: object, dt: torch.dtype) -> Tensor:
+    """``n_k`` ``[C]``: the (weighted) valid pixels of each class in the batch, or the given counts."""
+    c = onehot.shape[1]
+    if class_counts is None:
+        w = onehot.to(dt)
+        if valid is not None:
+            w = w * valid.unsqueeze(1).to(dt)
+        return w.sum((0, 2))
+    if not isinstance(class_counts, Tensor):
+        class_counts = float_tuple("class_counts", class_counts)
+    counts = torch.as_tensor(class_counts, dtype=dt).to(onehot.device)
+    if counts.dim() != 1 or counts.numel() != c:
+        raise ValueError(f"`class_counts` must hold one count per class ({c}); got shape {tuple(counts.shape)}")
+    return counts
+
+
+def _class_factor(class_weights: object, counts: Tensor, c: int, like: Tensor) -> Optional[Tensor]:
+    """Per-class factors ``[C]``: given weights, ``"inverse_frequency"`` of ``counts``, or ``None``."""
+    if isinstance(class_weights, str):
+        return class_frequency_weights(counts, lookup_option("class_weights", class_weights, ("inverse_frequency",)))
+    if class_weights is not None:
+        return check_class_weights(class_weights, c, like)  # type: ignore[arg-type]
+    return None
+
+
+def _margins(s: Tensor) -> Tensor:
+    r"""Eq. 4, :math:`λ_{ik} = s_{ik} - \max_{j \ne k} s_{ij}`: the first maximum, or the second
+    one at the arg max."""
+    c = s.shape[1]
+    top2 = s.topk(2, dim=1)
+    first, second = top2.values[:, :1], top2.values[:, 1:]
+    is_max = (torch.arange(c, device=s.device).view(1, c, 1) == top2.indices[:, :1]).to(s.dtype)
+    return s - first + is_max * (first - second)
+
+
+def _calibrated_terms(lam: Tensor, onehot: Tensor, rho_k0: Tensor, rho_0k: Tensor) -> Tensor:
+    """:math:`φ_ρ` per pixel and class ``[B, C, N]``: eq. 28 for the true class
+    (:math:`ρ_{k0} - λ`), eq. 29 for the others (:math:`λ + ρ_{0k}`)."""
+    c = lam.shape[1]
+    sign = 1 - 2 * onehot.to(lam.dtype)
+    rho = torch.where(onehot, rho_k0.view(1, c, 1), rho_0k.view(1, c, 1))
+    return F.softplus((sign * lam + rho) * _LN2) / _LN2

@@ -12,8 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._arguments import with_docs
-from .._inputs import canonicalize, check_tensor
+from typing_extensions import Unpack
+
+from .._arguments import PIXEL, PixelKeywords, shared_keywords, with_docs
+from .._inputs import Canonical, canonicalize, check_tensor
 from .._options import check_fraction
 from .._reduce import reduce_pixels
 
@@ -106,38 +108,30 @@ def _log_probs(canon) -> tuple[Tensor, Optional[Tensor]]:
 
 
 _PENALTY_ARGS = """
-    Args:
-        input: prediction ``[B, C, *S]``, logits (``from_logits=True``) or probabilities.
-        target: the target, used only for its shape and ``ignore_index`` (any format the
-            losses accept).
-        mode: ``"binary"``/``"multilabel"``: each channel is a Bernoulli distribution
-            (n = 2; channels are summed, the KL of independent labels);
-            ``"multiclass"``: the softmax distribution over C classes (n = C).
-        from_logits: the input is logits (computed in log space for stability).
-        ignore_index: target value whose pixels are left out.
-        reduction: ``"mean"`` over valid pixels, ``"sum"``, or ``"none"`` (``[B, *S]``).
-        mask: spatial mask ``[B, 1, *S]`` or ``[B, *S]``: bool (False leaves the pixel out,
-            as ``ignore_index`` does) or per-pixel weights >= 0 (a weighted mean).
+    The target is read only for its shape, ``ignore_index`` and ``mask`` (any format the
+    losses accept). ``mode``: ``"binary"``/``"multilabel"``: each channel is a Bernoulli
+    distribution (n = 2; channels are summed, the KL of independent labels);
+    ``"multiclass"``: the softmax distribution over C classes (n = C).
 
     Range [0, log n] per channel for the confidence penalty, [0, ∞) for the label-noise
     penalty; minimum 0 at the uniform prediction. Computed in float32 for half inputs.
 """
 
 
+def _canonical(input: Tensor, target: Tensor, kw: PixelKeywords) -> Canonical:
+    return canonicalize(input, target, mode=kw["mode"], from_logits=kw["from_logits"],
+                        ignore_index=kw["ignore_index"], check_values=kw["check_values"], mask=kw["mask"])
+
+
 _doc = with_docs(_PENALTY_ARGS)
 
 
 @_doc
+@shared_keywords(PIXEL, without=("class_weights",))
 def label_noise_penalty(
     input: Tensor,
     target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = True,
-    ignore_index: Optional[int] = None,
-    reduction: str = "mean",
-    check_values: bool = True,
-    mask: Optional[Tensor] = None,
+    **kw: Unpack[PixelKeywords],
 ) -> Tensor:
     r"""Label-noise penalty KL(u ‖ ŷ) (seed 000 section 2.3, Claim 2).
 
@@ -149,8 +143,7 @@ def label_noise_penalty(
     ε/(1−ε) to the cross entropy it is label smoothing (Claim 2); it can be added to
     any loss.
     """
-    canon = canonicalize(input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
-                         check_values=check_values, mask=mask)
+    canon = _canonical(input, target, kw)
     a, b = _log_probs(canon)
     if b is None:
         n = a.shape[1]
@@ -158,20 +151,15 @@ def label_noise_penalty(
     else:
         kl = (-math.log(2.0) - 0.5 * (a + b)).sum(dim=1)
     kl = kl.reshape((canon.batch_size,) + canon.spatial_shape).to(input.dtype)
-    return reduce_pixels(kl, reduction, canon.valid)
+    return reduce_pixels(kl, kw["reduction"], canon.valid)
 
 
 @_doc
+@shared_keywords(PIXEL, without=("class_weights",))
 def confidence_penalty(
     input: Tensor,
     target: Tensor,
-    *,
-    mode: str = "binary",
-    from_logits: bool = True,
-    ignore_index: Optional[int] = None,
-    reduction: str = "mean",
-    check_values: bool = True,
-    mask: Optional[Tensor] = None,
+    **kw: Unpack[PixelKeywords],
 ) -> Tensor:
     r"""Confidence penalty KL(ŷ ‖ u) = log n − H(ŷ) (Pereyra et al. 2017; seed 000 eq. 6).
 
@@ -182,8 +170,7 @@ def confidence_penalty(
     predictions away from 0 and 1, with a gradient different from the label-noise
     penalty's.
     """
-    canon = canonicalize(input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
-                         check_values=check_values, mask=mask)
+    canon = _canonical(input, target, kw)
     a, b = _log_probs(canon)
     if b is None:
         n = a.shape[1]
@@ -191,4 +178,4 @@ def confidence_penalty(
     else:
         kl = (math.log(2.0) + a.exp() * a + b.exp() * b).sum(dim=1)
     kl = kl.clamp_min(0.0).reshape((canon.batch_size,) + canon.spatial_shape).to(input.dtype)
-    return reduce_pixels(kl, reduction, canon.valid)
+    return reduce_pixels(kl, kw["reduction"], canon.valid)

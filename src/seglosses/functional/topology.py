@@ -16,7 +16,7 @@ structures" (ECCV 2024).
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -104,8 +104,14 @@ def soft_skeleton(x: Tensor, iterations: int = 3) -> Tensor:
     return skel
 
 
-def _maps(canon: Canonical) -> Tuple[Tensor, Tensor, Tensor]:
-    """Probabilities, target and validity ``[B, K, *S]`` (kept classes; 0 at ignored pixels)."""
+def _maps(canon: Canonical) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
+    """Probabilities, target ``[B, K, *S]`` (kept classes; 0 at left-out pixels), the kept
+    pixels ``[B, 1, *S]`` (1/0) and the pixel weights of the sums (``None``: all 1).
+
+    The skeletons see only which pixels are kept; a float ``mask``'s weights weigh the
+    sums (a weight is no probability: scaling ``p`` or ``g`` by it would change the
+    skeleton and, for the skeleton recall, the 0.5 threshold of the target).
+    """
     if canon.pending_check is not None:
         canon.pending_check.run()
     if len(canon.spatial_shape) not in (2, 3):
@@ -116,9 +122,18 @@ def _maps(canon: Canonical) -> Tuple[Tensor, Tensor, Tensor]:
     first = canon.first_class
     p = canon.probs(dt)[:, first:]
     g = canon.dense_target(dt)[:, first:]
-    v = torch.ones_like(p[:, :1]) if canon.valid is None else canon.valid.unsqueeze(1).to(dt)
     shape = p.shape[:2] + canon.spatial_shape
-    return (p * v).reshape(shape), (g * v).reshape(shape), v.reshape((shape[0], 1) + canon.spatial_shape)
+    one = (shape[0], 1) + canon.spatial_shape
+    if canon.valid is None:
+        return p.reshape(shape), g.reshape(shape), torch.ones_like(p[:, :1]).reshape(one), None
+    valid = canon.valid.unsqueeze(1)
+    keep = (valid > 0 if valid.is_floating_point() else valid).to(dt)
+    weight = valid.to(dt).reshape(one) if valid.is_floating_point() else None
+    return (p * keep).reshape(shape), (g * keep).reshape(shape), keep.reshape(one), weight
+
+
+def _weighed(t: Tensor, weight: Optional[Tensor]) -> Tensor:
+    return t if weight is None else t * weight
 
 
 def _domain_sums(sums: Dict[str, Tensor], kw: RegionKeywords) -> Dict[str, Tensor]:
@@ -133,10 +148,14 @@ def _sum(t: Tensor) -> Tensor:
 
 def _cldice_sums(input: Tensor, target: Tensor, iterations: int, kw: RegionKeywords) -> Dict[str, Tensor]:
     canon = _canonical(input, target, kw)
-    p, g, _ = _maps(canon)
+    p, g, _, w = _maps(canon)
     sp, sg = soft_skeleton(p, iterations), soft_skeleton(g, iterations)
+    if w is not None:
+        sp, sg, pw, gw = sp * w, sg * w, p * w, g * w
+    else:
+        pw, gw = p, g
     return _domain_sums({"sp_g": _sum(sp * g), "sp": _sum(sp), "sg_p": _sum(sg * p), "sg": _sum(sg),
-                         "pg": _sum(p * g), "p": _sum(p), "g": _sum(g)}, kw)
+                         "pg": _sum(pw * g), "p": _sum(pw), "g": _sum(gw)}, kw)
 
 
 def _cldice_values(m: Dict[str, Tensor], smooth: float, harmonic_smooth: float) -> Tensor:
@@ -303,7 +322,7 @@ def skeleton_recall_loss(
     smooth = check_nonnegative("smooth", kw["smooth"])
     canon = _canonical(input, target, kw)
     check_constant_target(canon.dense, "the skeleton recall loss reads the target through its skeleton")
-    p, g, v = _maps(canon)
-    t = tubed_skeleton((g > 0.5).to(g.dtype), iterations, tube) * v
+    p, g, keep, w = _maps(canon)
+    t = _weighed(tubed_skeleton((g > 0.5).to(g.dtype), iterations, tube) * keep, w)
     m = _domain_sums({"pt": _sum(p * t), "t": _sum(t)}, kw)
     return finish(1 - safe_ratio(m["pt"] + smooth, m["t"] + smooth), kw)

@@ -118,6 +118,12 @@ class SegLoss(nn.Module):
         info = getattr(type(self), "info", None)
         return info.name if info is not None else type(self).__name__
 
+    @property
+    def value_range(self) -> Tuple[float, float]:
+        """The documented range ``(low, high)`` of this loss as configured (``info.range_for``)."""
+        info = getattr(type(self), "info", None)
+        return info.range_for(self.config) if info is not None else (-math.inf, math.inf)
+
     def spec(self) -> str:
         """A string that :func:`seglosses.build_loss` turns back into an equal module:
         ``name(key=value, ...)`` with the non-default arguments.

@@ -2,24 +2,24 @@
 from __future__ import annotations
 
 from seglosses._contract import LossInfo
-from seglosses.functional.distribution import ClassWeights
 from seglosses.losses._base import SegLoss
+from torch import Tensor
 from typing import ClassVar, Optional, Sequence, Union
 
 __all__ = ['CrossEntropyLoss', 'TopKLoss', 'FocalLoss', 'DistancePenalizedCELoss']
 
 class CrossEntropyLoss(SegLoss):
     info: ClassVar[LossInfo]
-    def __init__(self, *, mode: str = 'binary', from_logits: bool = True, ignore_index: Optional[int] = None, class_weights: ClassWeights = None, label_smoothing: float = 0.0, weight_norm: str = 'pixels', reduction: str = 'mean', check_values: bool = True) -> None: ...
+    def __init__(self, *, label_smoothing: float = 0.0, weight_norm: str = 'pixels', mode: str = 'binary', from_logits: bool = True, ignore_index: Optional[int] = None, class_weights: Union[None, str, Sequence[float], Tensor] = None, reduction: str = 'mean', check_values: bool = True) -> None: ...
 
 class TopKLoss(SegLoss):
     info: ClassVar[LossInfo]
-    def __init__(self, *, k: Optional[float] = None, threshold: Optional[float] = None, domain: str = 'batch', mode: str = 'binary', from_logits: bool = True, ignore_index: Optional[int] = None, class_weights: ClassWeights = None, reduction: str = 'mean', check_values: bool = True) -> None: ...
+    def __init__(self, *, k: Optional[float] = None, threshold: Optional[float] = None, domain: str = 'batch', mode: str = 'binary', from_logits: bool = True, ignore_index: Optional[int] = None, class_weights: Union[None, str, Sequence[float], Tensor] = None, reduction: str = 'mean', check_values: bool = True) -> None: ...
 
 class FocalLoss(SegLoss):
     info: ClassVar[LossInfo]
-    def __init__(self, *, gamma: float = 2.0, alpha: Optional[float] = None, mode: str = 'binary', from_logits: bool = True, ignore_index: Optional[int] = None, class_weights: ClassWeights = None, reduction: str = 'mean', check_values: bool = True) -> None: ...
+    def __init__(self, *, gamma: float = 2.0, alpha: Optional[float] = None, mode: str = 'binary', from_logits: bool = True, ignore_index: Optional[int] = None, class_weights: Union[None, str, Sequence[float], Tensor] = None, reduction: str = 'mean', check_values: bool = True) -> None: ...
 
 class DistancePenalizedCELoss(SegLoss):
     info: ClassVar[LossInfo]
-    def __init__(self, *, spacing: Optional[Union[float, Sequence[float]]] = None, mode: str = 'binary', from_logits: bool = True, ignore_index: Optional[int] = None, class_weights: ClassWeights = None, reduction: str = 'mean', check_values: bool = True) -> None: ...
+    def __init__(self, *, spacing: Optional[Union[float, Sequence[float]]] = None, mode: str = 'binary', from_logits: bool = True, ignore_index: Optional[int] = None, class_weights: Union[None, str, Sequence[float], Tensor] = None, reduction: str = 'mean', check_values: bool = True) -> None: ...

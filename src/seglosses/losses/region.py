@@ -7,10 +7,16 @@ exact over micro-batches (:class:`~seglosses.BatchwiseAccumulator`) and processe
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping, Tuple
 
 from .._contract import LossInfo
 from ..functional import region as F
 from ._base import SegLoss
+
+
+def _index_range(config: Mapping[str, Any]) -> Tuple[float, float]:
+    """[0, 1] for ``1 - I``; [0, -log 1e-7] for ``log_loss=True`` (``-log`` of the floored index)."""
+    return (0.0, -math.log(F.LOG_FLOOR)) if config.get("log_loss") else (0.0, 1.0)
 
 __all__ = [
     "DiceLoss",
@@ -28,12 +34,12 @@ __all__ = [
 
 class DiceLoss(SegLoss):
     function = staticmethod(F.dice_loss)
-    info = LossInfo("dice", "statistics")
+    info = LossInfo("dice", "statistics", range_of=_index_range)
 
 
 class IoULoss(SegLoss):
     function = staticmethod(F.iou_loss)
-    info = LossInfo("iou", "statistics")
+    info = LossInfo("iou", "statistics", range_of=_index_range)
 
 
 JaccardLoss = IoULoss
@@ -41,7 +47,7 @@ JaccardLoss = IoULoss
 
 class TverskyLoss(SegLoss):
     function = staticmethod(F.tversky_loss)
-    info = LossInfo("tversky", "statistics")
+    info = LossInfo("tversky", "statistics", range_of=_index_range)
 
 
 class FocalTverskyLoss(SegLoss):

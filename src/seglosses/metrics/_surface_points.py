@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .._options import lookup_option
-from ..distance import BACKENDS, _check_spacing, edt
+from ..distance import BACKENDS, _check_spacing, edt, lattice_passes
 
 __all__ = ["surface_mask", "Surfaces", "mutual_distances", "lattice_distance", "DISTANCES"]
 
@@ -419,33 +419,6 @@ def mutual_distances(a: Tensor, b: Tensor, spacing: Sequence[float], *, backend:
 
 # ----------------------------------------------------------------------------- lattice distances
 
-# Elements of the [rows, n, n] block of one chunk of the chessboard pass.
-_MINMAX_BLOCK = 1 << 22
-
-
-def _min_plus_abs(f: Tensor, step: float) -> Tensor:
-    """``g_i = min_j f_j + step |i - j|`` along the last axis (two running minima, exact)."""
-    n = f.shape[-1]
-    pos = torch.arange(n, dtype=f.dtype, device=f.device) * step
-    left = torch.cummin(f - pos, dim=-1).values + pos
-    right = torch.cummin((f + pos).flip(-1), dim=-1).values.flip(-1) - pos
-    return torch.minimum(left, right)
-
-
-def _min_max_abs(f: Tensor, step: float) -> Tensor:
-    """``g_i = min_j max(f_j, step |i - j|)`` along the last axis (all pairs of a line, in chunks of lines)."""
-    n = f.shape[-1]
-    rows = f.reshape(-1, n)
-    idx = torch.arange(n, device=f.device)
-    cost = (idx.view(n, 1) - idx.view(1, n)).abs().to(f.dtype) * step  # [i, j]
-    out = torch.empty_like(rows)
-    chunk = max(1, _MINMAX_BLOCK // max(1, n * n))
-    for start in range(0, rows.shape[0], chunk):
-        r = rows[start:start + chunk]
-        out[start:start + chunk] = torch.maximum(r.unsqueeze(1), cost).amin(-1)
-    return out.view(f.shape)
-
-
 def lattice_distance(features: Tensor, spacing: Sequence[float], metric: str) -> Tensor:
     r"""Distance of every pixel to the nearest true pixel of its mask, chessboard or taxicab, with spacing.
 
@@ -469,12 +442,4 @@ def lattice_distance(features: Tensor, spacing: Sequence[float], metric: str) ->
         float64 ``[P, *S]``; ``inf`` everywhere in a mask without true pixels.
     """
     metric = lookup_option("distance", metric, DISTANCES[1:])
-    f = torch.where(features, 0.0, math.inf).to(torch.float64)
-    for a, step in enumerate(spacing):
-        moved = f.movedim(a + 1, -1)
-        if metric == "taxicab" or a == 0:  # the first pass is the same for both
-            moved = _min_plus_abs(moved, float(step))
-        else:
-            moved = _min_max_abs(moved.contiguous(), float(step))
-        f = moved.movedim(-1, a + 1)
-    return f.contiguous()
+    return lattice_passes(torch.where(features, 0.0, math.inf).to(torch.float64), spacing, metric)
