@@ -107,7 +107,6 @@ def test_bootstrap_tests_get_enough_resamples_for_the_holm_threshold():
 
     class Tester:
         def __init__(self):
-            self.by_label = {}
             self.calls = []
 
         def test(self, a, b, metric, aggregation, n_boot=None):
@@ -119,7 +118,6 @@ def test_bootstrap_tests_get_enough_resamples_for_the_holm_threshold():
 
     tester = Tester()
     configs = [SimpleNamespace(label=f"{x}{i}") for i in range(6) for x in "AB"]
-    tester.by_label = {c.label: c for c in configs}
     pairs = [(configs[2 * i], configs[2 * i + 1]) for i in range(6)]
     rows = [(f"m{j}", "dataset", f"m{j}", True) for j in range(7)]
     found = _pair_tests(tester, pairs, rows)

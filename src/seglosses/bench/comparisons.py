@@ -45,7 +45,6 @@ class _Tester:
 
     def __init__(self, configs: Sequence[Configuration], n_boot: int = N_BOOT) -> None:
         self.configs = list(configs)
-        self.by_label = {c.label: c for c in self.configs}
         self.n_boot = n_boot
         self.groups: Dict[str, str] = {}
         for c in configs:
@@ -183,6 +182,7 @@ def _pair_tests(tester: _Tester, pairs: Sequence[Tuple[Configuration, Configurat
                 rows: Sequence[Tuple[str, str, str, bool]]) -> List[Dict[str, Any]]:
     """Every test of the pairs ``(a, b)`` (difference ``a - b``) and rows; Holm-corrected together."""
     found: List[Dict[str, Any]] = []
+    tested: List[Tuple[Configuration, Configuration]] = []  # the pair of each entry of found
     for a, b in pairs:
         for metric, aggregation, label, higher in rows:
             r = tester.test(a, b, metric, aggregation)
@@ -190,15 +190,15 @@ def _pair_tests(tester: _Tester, pairs: Sequence[Tuple[Configuration, Configurat
                 continue
             r.update(a=a.label, b=b.label, metric=metric, aggregation=aggregation, row=label, higher=higher)
             found.append(r)
+            tested.append((a, b))
     # A bootstrap p is at least 2 / (n_boot + 1): with m tests in the family Holm needs p < LEVEL / m
     # for the smallest one, so a test that may be significant is resampled again, enough times for
     # that floor to be a tenth of the threshold (otherwise no pooled test could pass in a large table).
     needed = bootstrap_resamples(len(found))
-    for r in found:
+    for r, (a, b) in zip(found, tested):
         t = r.get("test")
         if t is not None and t.get("unit") == "cluster bootstrap" and t["n_boot"] < needed and t["p"] < LEVEL:
-            r["test"] = tester.test(tester.by_label[r["a"]], tester.by_label[r["b"]], r["metric"],
-                                    r["aggregation"], n_boot=needed)["test"]
+            r["test"] = tester.test(a, b, r["metric"], r["aggregation"], n_boot=needed)["test"]
     adjusted = holm([r["test"]["p"] if "test" in r else math.nan for r in found])
     for r, p in zip(found, adjusted):
         r["p_holm"] = p
