@@ -29,7 +29,10 @@ quadratic moments in half precision, which recomputes ``p`` in float32). A dense
 that requires grad (soft labels from a teacher) gets its exact gradient the same way:
 the moments are sums, so ``∂L/∂g_ic = a_c p_ic + b'_c + …`` from the same upstream
 gradients (:func:`_target_backward`, taken only when the target requires grad); a
-label map is an integer tensor and has none.
+label map is an integer tensor and has none. Small float32 inputs (at most
+:data:`RECORD_MAX` elements, where the fixed cost of a call is most of its time) skip
+the custom function: the same forward operations run recorded by autograd, the label
+map as a one-hot tensor (cheap at that size).
 
 Cost of the eager kernel, for the Dice/Tversky moments ``p, g, pg`` (no
 ``ignore_index``): the forward is the activation (kept for the backward), one reduction
@@ -142,6 +145,12 @@ def _bdot(a: Tensor, b: Tensor, dtype: torch.dtype) -> Tensor:
     return _fast.sum_last(torch.mul(a, b), dtype)
 
 
+def _pieces(n: int) -> int:
+    """How many pieces a row of ``n`` pixels is split into for a ``scatter_add`` (at most 64,
+    each at least 1024 pixels; 1 when ``n`` has no such divisor)."""
+    return next((k for k in (64, 32, 16, 8, 4, 2) if n % k == 0 and n // k >= 1024), 1)
+
+
 def _class_sums(labels: Tensor, values: Optional[Tensor], bsz: int, c: int, dtype: torch.dtype) -> Tensor:
     """``[B, C]`` sums of ``values`` ``[B, N]`` (1 when ``None``) over the pixels of each label.
 
@@ -150,7 +159,7 @@ def _class_sums(labels: Tensor, values: Optional[Tensor], bsz: int, c: int, dtyp
     per image, and threads that add into the same few accumulators slow each other down.
     """
     n = labels.shape[1]
-    k = next((k for k in (64, 32, 16, 8, 4, 2) if n % k == 0 and n // k >= 1024), 1)
+    k = _pieces(n)
     rows = (bsz * k, n // k)
     # (a count adds a broadcast 1: never materialised, which would cost a pass over the pixels)
     values = (torch.ones((), dtype=dtype, device=labels.device).expand(rows) if values is None

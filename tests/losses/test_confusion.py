@@ -106,6 +106,35 @@ def test_gwdl_equals_per_pixel_reference(weighting_mode):
     torch.testing.assert_close(ours, _gwdl_reference(x, t, M3, weighting_mode, 1e-5))
 
 
+@pytest.mark.parametrize("weighting_mode", ["default", "gdl"])
+@pytest.mark.parametrize("spatial", [(5, 70), (8, 256), (4, 8, 64)], ids=["2d", "2d-pieces", "3d-pieces"])
+@pytest.mark.parametrize("kind", ["plain", "ignore", "mask"])
+def test_gwdl_label_map_equals_one_hot_target(weighting_mode, spatial, kind):
+    # the label-map form (a scatter of p into label bins, pixel rows split in pieces when
+    # long enough) against the one-hot target's batched product: values and gradients
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn((2, 3) + spatial, dtype=torch.float64, generator=g)
+    t = torch.randint(0, 3, (2,) + spatial, generator=g)
+    kw = dict(dist_matrix=M3, weighting_mode=weighting_mode, reduction="none")
+    dense_t = _onehot(t, 3)
+    if kind == "ignore":
+        t = t.clone()
+        t[0, 0] = 255
+        kw["ignore_index"] = 255
+        dense_t = dense_t * (t != 255).unsqueeze(1)  # the ignored pixels count for no class
+    if kind == "mask":
+        kw["mask"] = torch.rand((2,) + spatial, dtype=torch.float64, generator=g)
+    grads = []
+    values = []
+    for target in (t, dense_t):
+        xi = x.clone().requires_grad_()
+        v = F.generalized_wasserstein_dice_loss(xi, target, **kw)
+        values.append(v.detach())
+        grads.append(torch.autograd.grad(v.sum(), xi)[0])
+    torch.testing.assert_close(values[0], values[1])
+    torch.testing.assert_close(grads[0], grads[1])
+
+
 def test_gwdl_default_matrix_and_perfect_prediction():
     t = torch.tensor([[[0, 1, 2, 2]]])
     perfect = (_onehot(t, 3) * 40 - 20)

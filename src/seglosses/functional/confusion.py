@@ -24,7 +24,7 @@ from .._arguments import REGION, RegionKeywords, shared_keywords
 from .._inputs import check_distance_matrix
 from .._options import check_nonnegative, lookup_option
 from .._reduce import reduce_per_item
-from .._stats import compute_dtype, confusion_from_moments, over_domain, safe_ratio
+from .._stats import _class_sums, _pieces, compute_dtype, confusion_from_moments, over_domain, safe_ratio
 from ..distributed import resolve_sync
 from .region import _canonical, finish, region_moments
 
@@ -77,10 +77,23 @@ WEIGHTINGS = ("default", "gdl")
 
 
 def _pair_sums(canon, dtype: torch.dtype) -> Dict[str, Tensor]:
-    """``S[b, l, c] = Σ_i g_il p_ic`` (the soft confusion matrix) and ``n[b, l] = Σ_i g_il``."""
+    """``S[b, l, c] = Σ_i g_il p_ic`` (the soft confusion matrix) and ``n[b, l] = Σ_i g_il``.
+
+    A label map is never expanded to one-hot: ``S[b, :, c]`` sums ``p_ic`` into the bin of
+    each pixel's label (one ``scatter_add`` over the probabilities, the label index
+    broadcast over the class axis; its backward gathers the gradient at the label), and
+    ``n`` counts the labels. A dense target takes one batched product."""
     if canon.pending_check is not None:
         canon.pending_check.run()
     p = canon.probs(dtype)
+    if canon.labels is not None:
+        b, c, n = p.shape
+        k = _pieces(n)  # (rows of at most n/k pixels: parallel work for the CPU kernel, see _class_sums)
+        pw = p if canon.valid is None else p * canon.valid.unsqueeze(1).to(dtype)
+        index = canon.labels.reshape(b, 1, k, n // k).expand(b, c, k, n // k)
+        s_cl = torch.zeros(b, c, k, c, dtype=dtype, device=p.device).scatter_add(3, index, pw.reshape(b, c, k, n // k))
+        counts = _class_sums(canon.labels, canon.valid, b, c, dtype)
+        return {"S": s_cl.sum(2).transpose(1, 2), "n": counts}  # S: [b, l, c]
     g = canon.dense_target(dtype)
     if canon.valid is not None:
         g = g * canon.valid.unsqueeze(1).to(dtype)
