@@ -69,7 +69,13 @@ def main(argv: List[str] | None = None) -> None:
     ap.add_argument("--baseline", default=None, help="importable name of another seglosses version")
     ap.add_argument("--cases", nargs="+", default=list(CASES))
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    ap.add_argument("--steady-malloc", action="store_true",
+                    help="glibc keeps freed memory in the heap (times without the page faults of fresh allocations)")
     args = ap.parse_args(argv)
+    if args.steady_malloc:
+        from benchmarks.run import steady_malloc
+
+        print(f"allocator: {steady_malloc()}")
     torch.set_num_threads(args.threads)
     packages = {"seglosses": importlib.import_module("seglosses")}
     if args.baseline:

@@ -1,9 +1,10 @@
 """The recorded form of the eager statistics kernel (small float32 inputs) against the
 custom autograd function.
 
-Float32 inputs of at most ``_stats.RECORD_MAX`` elements take the kernel's forward
-recorded by autograd op by op; larger ones, and every float64 or half-precision input,
-take :class:`seglosses._stats._Moments` (whose backward the float64 gradient checks
+Float32 inputs of at most ``_stats.RECORD_MAX`` elements (bfloat16: a quarter of it,
+for the moments whose gradient does not read ``p``) take the kernel's forward recorded
+by autograd op by op; larger ones, and every float64 or float16 input, take
+:class:`seglosses._stats._Moments` (whose backward the float64 gradient checks
 test). Both forms must give the same moments and the same gradients, for the input and
 for a soft target that requires grad, with ``ignore_index`` and with weight masks.
 """
@@ -78,6 +79,32 @@ def test_recorded_form_equals_custom_function(case, variant, names, spatial):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("names", [("p", "g", "pg"), ("p", "g", "pg", "n")])
+@pytest.mark.parametrize("variant", ["plain", "ignore", "mask"])
+def test_recorded_form_in_bfloat16(case, names, variant):
+    # bfloat16 takes the recorded form for the moments whose gradient does not read p:
+    # the sums are accumulated and returned in float32, as by the custom function
+    mode, c, kind = case
+    x, t, ii = _pair(mode, c, kind, (5, 7), variant == "ignore")
+    x = x.bfloat16()
+    t = t if kind == "labels" else t.bfloat16()
+    mask = torch.rand(2, 5, 7, generator=torch.Generator().manual_seed(9)) if variant == "mask" else None
+    assert _stats._recorded(x, "eager", names, kind != "labels")
+    with _stats.record_below(10 ** 6):
+        rec_out, rec_grads = _moments_and_grads(x, t, mode, ii, mask, names, False)
+    with _stats.record_below(0):
+        fn_out, fn_grads = _moments_and_grads(x, t, mode, ii, mask, names, False)
+    # (weights of a float mask enter the bfloat16 products, as the custom function takes
+    # them for a dense target; its label-map class counts keep them in float32)
+    tol = dict(rtol=4e-3, atol=1e-5) if variant == "mask" else dict(rtol=1e-6, atol=1e-5)
+    for k in rec_out:
+        assert rec_out[k].dtype == fn_out[k].dtype == torch.float32
+        torch.testing.assert_close(rec_out[k], fn_out[k], **tol, msg=k)
+    assert rec_grads[0].dtype == fn_grads[0].dtype == torch.bfloat16
+    torch.testing.assert_close(rec_grads[0], fn_grads[0], rtol=1e-2, atol=1e-2)
+
+
 def _graph_names(t):
     seen, todo, names = set(), [t.grad_fn], set()
     while todo:
@@ -94,7 +121,9 @@ def _graph_names(t):
     (torch.float32, _stats.RECORD_MAX, False),
     (torch.float32, _stats.RECORD_MAX * 2, True),
     (torch.float64, 64, True),
-    (torch.bfloat16, 64, True),
+    (torch.bfloat16, _stats.RECORD_MAX // 4, False),
+    (torch.bfloat16, _stats.RECORD_MAX // 2, True),
+    (torch.float16, 64, True),
 ])
 def test_which_form_runs(dtype, numel, custom):
     x = torch.randn(1, 1, numel).to(dtype).requires_grad_()

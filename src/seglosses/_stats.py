@@ -86,8 +86,10 @@ MOMENTS = ("p", "g", "pg", "pp", "gg", "ppg", "pgg", "ggg", "absdiff", "n")
 #: and backward cost more than the few nodes autograd records (Dice forward+backward on 2
 #: CPU cores, recorded over custom: 0.8 at 256 to 6.6*10^4 elements, 0.92 at 1.3*10^5
 #: (multiclass), 1.1-1.4 from 2.6*10^5 up, where the custom backward's fewer passes and
-#: smaller memory win). Float64 (the dtype of the gradient checks) and half precision (its
-#: scaled backward) always take the custom function.
+#: smaller memory win). Bfloat16 inputs of at most a quarter of it take it for the moments
+#: whose gradient does not read ``p`` (:func:`_recorded`; 0.65-0.76 at 256 to 1.6*10^4
+#: elements, parity at 6.6*10^4); float64 (the dtype of the gradient checks) and float16
+#: (whose backward scales the coefficients into its range) always take the custom function.
 RECORD_MAX = 1 << 16
 _record_max = {"value": RECORD_MAX}
 
@@ -104,9 +106,18 @@ def record_below(limit: int) -> Iterator[None]:
         _record_max["value"] = old
 
 
-def _recorded(x: Tensor, kernel: str) -> bool:
-    """Whether this call's moments are recorded op by op (see :data:`RECORD_MAX`)."""
-    return kernel == "eager" and x.dtype == torch.float32 and x.numel() <= _record_max["value"]
+def _recorded(x: Tensor, kernel: str, names: Sequence[str], dense: bool) -> bool:
+    """Whether this call's moments are recorded op by op (see :data:`RECORD_MAX`): float32,
+    and bfloat16 when ``∂L/∂p`` does not read ``p`` (the linear moments of Dice, Tversky,
+    ...: ``a g + b``, formed in bfloat16 by either form; the quadratic ones combine
+    cancelling terms, which the custom function does in float32)."""
+    if kernel != "eager":
+        return False
+    if x.dtype == torch.float32:
+        return x.numel() <= _record_max["value"]
+    # (a quarter: on the CPU each float32 sum of a bfloat16 term casts a copy of it, a cost
+    # that soon outweighs the fixed cost the recorded form saves)
+    return x.dtype == torch.bfloat16 and x.numel() <= _record_max["value"] // 4 and not _backward_reads_p(names, dense)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -497,12 +508,12 @@ def moments(canon: Canonical, names: Sequence[str]) -> Dict[str, Tensor]:
         pending.run()  # its own pass and sync, before the kernel
         pending = None
     bounds = 0 if pending is None else len(pending.tensors())
-    if _recorded(canon.x, kernel):
+    if _recorded(canon.x, kernel, names, canon.dense is not None):
         p = activate(canon.x, canon.activation)
         # (a small label map is cheaper one-hot: one scatter instead of two class sums)
         dense = (canon.dense if canon.labels is None
                  else torch.zeros_like(p).scatter_(1, canon.labels.unsqueeze(1), 1.0))
-        out = _moments_forward(p, None, dense, canon.valid, names, canon.x.dtype)
+        out = _moments_forward(p, None, dense, canon.valid, names, compute_dtype(canon.x.dtype))
         first = canon.first_class
         return {k: (t[:, first:] if first else t) for k, t in zip(names, out)}
     try:
