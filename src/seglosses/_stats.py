@@ -29,8 +29,9 @@ quadratic moments in half precision, which recomputes ``p`` in float32). A dense
 that requires grad (soft labels from a teacher) gets its exact gradient the same way:
 the moments are sums, so ``∂L/∂g_ic = a_c p_ic + b'_c + …`` from the same upstream
 gradients (:func:`_target_backward`, taken only when the target requires grad); a
-label map is an integer tensor and has none. Small float32 inputs (at most
-:data:`RECORD_MAX` elements, where the fixed cost of a call is most of its time) skip
+label map is an integer tensor and has none. Small inputs (float32 of at most
+:data:`RECORD_MAX` elements, bfloat16 of a quarter of it for the linear moments: where
+the fixed cost of a call is most of its time) skip
 the custom function: the same forward operations run recorded by autograd, the label
 map as a one-hot tensor (cheap at that size).
 
@@ -71,7 +72,7 @@ from ._fused import (
     get_kernel,
     give_up_compiling,
 )
-from ._inputs import Canonical, canonicalize
+from ._inputs import Canonical, ValueCheck, canonicalize
 from ._grad import G_MOMENTS as _G_MOMENTS
 from ._grad import P_MOMENTS as _P_MOMENTS
 from ._grad import activation_backward_, dloss_dp, target_backward
@@ -96,8 +97,9 @@ _record_max = {"value": RECORD_MAX}
 
 @contextlib.contextmanager
 def record_below(limit: int) -> Iterator[None]:
-    """Inside the block, float32 inputs of at most ``limit`` elements take the recorded
-    forward (0: none do; used by the tests to run both forms)."""
+    """Inside the block, float32 inputs of at most ``limit`` elements (bfloat16: a quarter,
+    see :func:`_recorded`) take the recorded forward (0: none do; used by the tests to run
+    both forms)."""
     old = _record_max["value"]
     _record_max["value"] = limit
     try:
@@ -507,15 +509,28 @@ def moments(canon: Canonical, names: Sequence[str]) -> Dict[str, Tensor]:
     if pending is not None and kernel == "eager":
         pending.run()  # its own pass and sync, before the kernel
         pending = None
-    bounds = 0 if pending is None else len(pending.tensors())
     if _recorded(canon.x, kernel, names, canon.dense is not None):
-        p = activate(canon.x, canon.activation)
-        # (a small label map is cheaper one-hot: one scatter instead of two class sums)
-        dense = (canon.dense if canon.labels is None
-                 else torch.zeros_like(p).scatter_(1, canon.labels.unsqueeze(1), 1.0))
-        out = _moments_forward(p, None, dense, canon.valid, names, compute_dtype(canon.x.dtype))
-        first = canon.first_class
-        return {k: (t[:, first:] if first else t) for k, t in zip(names, out)}
+        out = _recorded_moments(canon, names)
+    else:
+        out = _function_moments(canon, names, kernel, pending)
+    first = canon.first_class
+    return {k: (t[:, first:] if first else t) for k, t in zip(names, out)}
+
+
+def _recorded_moments(canon: Canonical, names: Tuple[str, ...]) -> Tuple[Tensor, ...]:
+    """The moments of a small input, the kernel's forward recorded by autograd (:data:`RECORD_MAX`)."""
+    p = activate(canon.x, canon.activation)
+    # (a small label map is cheaper one-hot: one scatter instead of two class sums)
+    dense = (canon.dense if canon.labels is None
+             else torch.zeros_like(p).scatter_(1, canon.labels.unsqueeze(1), 1.0))
+    return _moments_forward(p, None, dense, canon.valid, names, compute_dtype(canon.x.dtype))
+
+
+def _function_moments(canon: Canonical, names: Tuple[str, ...], kernel: str,
+                      pending: Optional[ValueCheck]) -> Tuple[Tensor, ...]:
+    """The moments through the custom function :class:`_Moments` (eager or compiled kernel;
+    ``pending``: value checks judged from bounds the compiled kernel computes)."""
+    bounds = 0 if pending is None else len(pending.tensors())
     try:
         out = _Moments.apply(canon.x, canon.labels, canon.dense, canon.valid, canon.activation, names, kernel, bounds)
     except CompileError as err:
@@ -529,8 +544,7 @@ def moments(canon: Canonical, names: Sequence[str]) -> Dict[str, Tensor]:
     if pending is not None:
         out, lohi = out[:-1], out[-1]
         pending.judge(lohi.tolist())  # the one sync of the value checks
-    first = canon.first_class
-    return {k: (t[:, first:] if first else t) for k, t in zip(names, out)}
+    return out
 
 
 def over_domain(stats: Dict[str, Tensor], domain: str) -> Dict[str, Tensor]:
